@@ -1,0 +1,51 @@
+"""bk_notebook: the bahasakita streaming speech-to-text service in Jupyter."""
+
+from __future__ import annotations
+
+from .audio import chunk_pcm, load_audio, open_audio, to_pcm16
+from .auth import get_token
+from .batch import transcribe_many
+from .client import Client, Stream, transcribe
+from .errors import (
+    AudioError,
+    AuthError,
+    BatchError,
+    BkError,
+    ConnectError,
+    ConnectionLost,
+    MissingDependency,
+    ProtocolError,
+    ServiceError,
+    StreamTimeout,
+    UsageError,
+    WorkerUnavailable,
+)
+from .transcript import Transcript
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioError",
+    "AuthError",
+    "BatchError",
+    "BkError",
+    "Client",
+    "ConnectError",
+    "ConnectionLost",
+    "MissingDependency",
+    "ProtocolError",
+    "ServiceError",
+    "Stream",
+    "StreamTimeout",
+    "Transcript",
+    "UsageError",
+    "WorkerUnavailable",
+    "__version__",
+    "chunk_pcm",
+    "get_token",
+    "load_audio",
+    "open_audio",
+    "to_pcm16",
+    "transcribe",
+    "transcribe_many",
+]

@@ -1,0 +1,339 @@
+"""Audio in, 16 kHz mono signed 16-bit PCM out: pure functions, checked at the door.
+
+``to_pcm16`` converts a whole numpy array (librosa's soxr resampler);
+``open_audio`` converts any source lazily, block by block, so that a long file
+is never held in memory whole; ``chunk_pcm`` cuts PCM into the protocol's
+3200-byte (100 ms) chunks.  Every assumption is checked up front and a broken
+input raises :class:`~bk_notebook.errors.AudioError` saying what to do, before
+any connection is opened.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import AudioError
+
+__all__ = [
+    "CHUNK_BYTES",
+    "SAMPLE_RATE",
+    "AudioSource",
+    "PcmSource",
+    "chunk_pcm",
+    "load_audio",
+    "open_audio",
+    "to_pcm16",
+]
+
+SAMPLE_RATE = 16_000
+CHUNK_BYTES = 3_200  # 100 ms of 16 kHz 16-bit mono
+MAX_CHANNELS = 32
+_BLOCK_FRAMES = 1 << 16  # decode granularity for files (~1.5 s at 44.1 kHz)
+
+AudioSource = Union[np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+
+# ----------------------------------------------------------------------- arrays
+def _check_rate(sr: Any) -> float:
+    if sr is None:
+        raise AudioError("a numpy array needs its sample rate: pass sr=, e.g. sr=44100")
+    if isinstance(sr, bool) or not isinstance(sr, (int, float, np.integer, np.floating)):
+        raise AudioError(f"sample rate must be a positive number, got {sr!r}")
+    if not np.isfinite(sr) or sr <= 0:
+        raise AudioError(f"sample rate must be a positive number of Hz, got {sr!r}")
+    return float(sr)
+
+
+def _as_float_mono(audio: Any) -> np.ndarray:
+    """Validate an array and return it as 1-D float32 in [-1, 1], channels averaged."""
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"audio could not be read as a numpy array: {exc}") from exc
+    kind = array.dtype.kind
+    if kind == "c":
+        raise AudioError("audio is complex; pass the real signal (e.g. np.real(x)) or its magnitude")
+    if kind == "b":
+        raise AudioError("audio is boolean; pass samples as floats in [-1, 1] or integers")
+    if kind not in "fiu":
+        raise AudioError(f"audio has non-numeric dtype {array.dtype}; pass floats in [-1, 1] or integers")
+    if array.ndim == 0:
+        raise AudioError("audio is a single number; pass a 1-D array of samples")
+    if array.ndim > 2:
+        raise AudioError(
+            f"audio has {array.ndim} dimensions {array.shape}; pass 1-D mono or 2-D "
+            "(channels, samples) / (samples, channels)"
+        )
+    if array.size == 0:
+        raise AudioError("audio is empty: there is nothing to transcribe")
+    if array.ndim == 2:
+        channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
+        if array.shape[channel_axis] > MAX_CHANNELS:
+            raise AudioError(
+                f"a 2-D array of shape {array.shape} does not look like (channels, samples) or "
+                f"(samples, channels) with at most {MAX_CHANNELS} channels; pass 1-D mono audio"
+            )
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise AudioError("audio contains NaN or infinite values; clean it (e.g. np.nan_to_num) first")
+    floats = _to_float32(array)
+    if floats.ndim == 2:
+        floats = floats.mean(axis=channel_axis, dtype=np.float32)
+    return floats
+
+
+def _to_float32(array: np.ndarray) -> np.ndarray:
+    """Scale integers by their range (unsigned ones centred first); floats pass."""
+    if array.dtype.kind == "f":
+        return array.astype(np.float32, copy=False)
+    half = float(2 ** (array.dtype.itemsize * 8 - 1))
+    floats = array.astype(np.float32)
+    if array.dtype.kind == "u":
+        floats -= half
+    floats /= half
+    return floats
+
+
+def _float_to_int16(y: np.ndarray) -> np.ndarray:
+    scaled = np.clip(y, -1.0, 1.0) * 32767.0
+    return np.rint(scaled, out=scaled).astype(np.int16)
+
+
+def to_pcm16(audio: Any, sr: float | None = None) -> np.ndarray:
+    """Convert audio to the service's format: 1-D ``int16`` at 16 kHz, mono.
+
+    Parameters
+    ----------
+    audio : array_like, path or bytes
+        Samples of any real dtype: floats in [-1, 1] (clipped beyond), signed or
+        unsigned integers (scaled by their range); 1-D, or 2-D with channels on
+        either axis (averaged).  A path or the bytes of an encoded file are
+        loaded with :func:`load_audio` first.
+    sr : float, optional
+        Sample rate of ``audio`` in Hz; required for arrays.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D ``int16`` samples at 16 kHz.
+
+    Raises
+    ------
+    AudioError
+        Empty audio, NaN or inf, more than 2 dimensions, a missing or
+        non-positive ``sr``, complex or non-numeric data, an unreadable file.
+    """
+    if _is_encoded(audio):
+        audio, sr = load_audio(audio)
+    rate = _check_rate(sr)
+    array = np.asarray(audio) if not isinstance(audio, np.ndarray) else audio
+    if array.dtype == np.int16 and array.ndim == 1 and rate == SAMPLE_RATE and array.size:
+        return array  # already in the service's format: no copy, no rounding
+    mono = _as_float_mono(array)
+    if rate != SAMPLE_RATE:
+        import librosa  # heavy: only when resampling is needed
+
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    if mono.size == 0:
+        raise AudioError(f"audio is too short: {array.shape[-1]} samples at {rate:g} Hz")
+    return _float_to_int16(mono)
+
+
+def chunk_pcm(pcm: np.ndarray | bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Yield ``size``-byte chunks of PCM (3200 bytes = 100 ms); the last may be shorter.
+
+    ``pcm`` is a 1-D ``int16`` array (see :func:`to_pcm16`) or raw little-endian bytes.
+    """
+    if size <= 0 or size % 2:
+        raise AudioError(f"chunk size must be a positive even number of bytes, got {size}")
+    if isinstance(pcm, np.ndarray):
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise AudioError(f"chunk_pcm takes 1-D int16 PCM, got {pcm.dtype} {pcm.shape}; use to_pcm16 first")
+        data = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
+    else:
+        data = memoryview(pcm).cast("B")
+    for offset in range(0, len(data), size):
+        yield bytes(data[offset : offset + size])
+
+
+# ------------------------------------------------------------------------ files
+def _is_encoded(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview))
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"the given bytes ({len(source)} bytes)"
+    return repr(os.fspath(source))
+
+
+def _check_path(source: Any) -> Any:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioError("the audio bytes are empty; pass the bytes of an encoded file")
+        return io.BytesIO(bytes(source))
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise AudioError(f"no such audio file: {path!r}; check the path")
+    if os.path.isdir(path):
+        raise AudioError(f"{path!r} is a folder; pass an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"audio file {path!r} is empty")
+    return path
+
+
+def _unreadable(source: Any, exc: BaseException | None) -> AudioError:
+    detail = f" ({exc})" if exc else ""
+    return AudioError(
+        f"cannot decode {_describe(source)} as audio{detail}; use WAV, FLAC, OGG, MP3 or "
+        "WebM/Opus, or convert it first (e.g. ffmpeg -i IN -ar 16000 -ac 1 out.wav)"
+    )
+
+
+@dataclass
+class _Blocks:
+    """Float32 blocks of shape (frames, channels) from a decoder, with its rate."""
+
+    rate: float
+    frames: int | None  # total when the container knows it
+    blocks: Iterator[np.ndarray]
+
+
+def _open_soundfile(target: Any) -> _Blocks | None:
+    import soundfile as sf
+
+    try:
+        handle = sf.SoundFile(target)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        if isinstance(target, io.BytesIO):
+            target.seek(0)
+        return None
+
+    def blocks() -> Iterator[np.ndarray]:
+        with handle:
+            while True:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+
+    return _Blocks(float(handle.samplerate), handle.frames or None, blocks())
+
+
+def _open_av(target: Any, source: Any) -> _Blocks:
+    try:
+        import av
+    except ImportError:
+        raise _unreadable(source, None) from None
+    try:
+        container = av.open(target)
+        stream = container.streams.audio[0]
+    except (av.error.FFmpegError, IndexError, ValueError, OSError) as exc:
+        raise _unreadable(source, exc) from exc
+    frames = None
+    if container.duration:
+        frames = int(container.duration / 1_000_000 * stream.rate)
+
+    def blocks() -> Iterator[np.ndarray]:
+        with container:
+            try:
+                for frame in container.decode(stream):
+                    data = frame.to_ndarray()
+                    if frame.format.is_planar:
+                        data = data.T  # (channels, frames) -> (frames, channels)
+                    else:
+                        data = data.reshape(-1, len(frame.layout.channels))
+                    yield _to_float32(data)
+            except av.error.FFmpegError as exc:
+                raise _unreadable(source, exc) from exc
+
+    return _Blocks(float(stream.rate), frames, blocks())
+
+
+def _open_blocks(source: Any) -> _Blocks:
+    target = _check_path(source)
+    opened = _open_soundfile(target)
+    return opened if opened is not None else _open_av(target, source)
+
+
+def load_audio(source: Any) -> tuple[np.ndarray, int]:
+    """Read a whole audio file (path or encoded bytes) at its own rate.
+
+    Returns
+    -------
+    (samples, sr)
+        float32 samples in [-1, 1], 1-D for mono or (channels, samples), and
+        the sample rate in Hz.  WAV, FLAC, OGG and MP3 are read by soundfile;
+        anything else (WebM/Opus from a browser recorder, M4A) by PyAV.
+    """
+    opened = _open_blocks(source)
+    parts = list(opened.blocks)
+    if not parts:
+        raise AudioError(f"{_describe(source)} holds no audio samples")
+    samples = np.concatenate(parts).T
+    return (samples[0] if samples.shape[0] == 1 else samples), int(round(opened.rate))
+
+
+# ------------------------------------------------------------------ any source
+class PcmSource:
+    """Any audio source, validated now and converted to 16 kHz int16 as it is read.
+
+    Files are decoded and resampled block by block (soxr's streaming
+    resampler), so memory does not grow with the file's length.  Iterating
+    yields 1-D ``int16`` blocks.
+    """
+
+    def __init__(self, audio: Any, sr: float | None = None) -> None:
+        self._pcm: np.ndarray | None = None
+        self._blocks: _Blocks | None = None
+        if _is_encoded(audio):
+            self._blocks = _open_blocks(audio)
+            first = next(self._blocks.blocks, None)  # decode errors surface here, before any traffic
+            if first is None or not len(first):
+                raise AudioError(f"{_describe(audio)} holds no audio samples")
+            self._first = first
+            frames = self._blocks.frames
+            self.duration: float | None = frames / self._blocks.rate if frames else None
+        else:
+            self._pcm = to_pcm16(audio, sr)
+            self.duration = len(self._pcm) / SAMPLE_RATE
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._pcm is not None:
+            yield self._pcm
+            return
+        assert self._blocks is not None
+        yield from _convert_stream(self._blocks.rate, _prepend(self._first, self._blocks.blocks))
+
+
+def _prepend(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _convert_stream(rate: float, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    import soxr
+
+    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if not np.isfinite(mono).all():
+            raise AudioError("the file contains NaN or infinite samples; repair it first")
+        out = resampler.resample_chunk(mono) if resampler else mono
+        if out.size:
+            yield _float_to_int16(out)
+    if resampler:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if tail.size:
+            yield _float_to_int16(tail)
+
+
+def open_audio(audio: Any, sr: float | None = None) -> PcmSource:
+    """Validate ``audio`` now and return a :class:`PcmSource` that converts it lazily."""
+    return PcmSource(audio, sr)

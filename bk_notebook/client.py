@@ -1,0 +1,492 @@
+"""The asyncio client: owns the websocket, pacing, timeouts and retries; nothing else.
+
+Theory of operation
+-------------------
+``Client.stream()`` opens the websocket and performs ``audioConn`` (retrying
+with exponential backoff and jitter while the server has no free worker).  A
+reader task then feeds every reply to the sans-I/O
+:class:`~bk_notebook.protocol.ClientProtocol` and dispatches its events: finals
+go into the :class:`~bk_notebook.transcript.Transcript` at once, so a failure
+later never loses them.  ``send`` re-chunks PCM to 3200 bytes and paces it at
+``speed`` times real time; websockets' flow control makes it wait (bounded by
+``reply_timeout``) when the server reads slowly, so memory stays flat.
+``stop`` sends ``audioStop`` and keeps reading until its reply, or until
+``drain_timeout``.  Everything runs on the caller's event loop: top-level
+``await`` in a notebook cell, or ``asyncio.run`` in a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from ssl import SSLContext, SSLError
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from .audio import CHUNK_BYTES, SAMPLE_RATE, open_audio
+from .errors import (
+    AuthError,
+    BkError,
+    ConnectError,
+    ConnectionLost,
+    ProtocolError,
+    ServiceError,
+    StreamTimeout,
+    UsageError,
+    WorkerUnavailable,
+)
+from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State, Stopped
+from .redact import RedactingLogger, redact
+from .transcript import Transcript
+
+__all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe"]
+
+DEFAULT_URL = "wss://api.bahasakita.co.id/v1/prod/stream"
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+logger = logging.getLogger("bk_notebook.client")
+
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def _deadline(delay: float | None) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        handle = asyncio.get_running_loop().call_later(delay, task.cancel) if delay else None
+        try:
+            yield
+        except asyncio.CancelledError as exc:
+            raise TimeoutError from exc
+        finally:
+            if handle:
+                handle.cancel()
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class Client:
+    """A connection factory for the bahasakita streaming service.
+
+    Parameters
+    ----------
+    url : str, optional
+        ``ws://`` or ``wss://`` URL of the stream endpoint; else ``$BK_STT_URL``,
+        else the hosted service.  A ``token=`` in the URL's query is taken as the token.
+    token : str, optional
+        Access token; else ``$BK_TOKEN``.  Sent as ``?token=...``; never shown.
+    connect_timeout : float
+        Seconds for the websocket handshake.
+    reply_timeout : float
+        Seconds to wait for the ``audioConn`` reply, and for a send to be accepted.
+    drain_timeout : float
+        Seconds to wait for the ``audioStop`` reply before returning what arrived.
+    connect_retries : int
+        Attempts of ``audioConn`` (and of the handshake on network errors) before
+        giving up; waits grow exponentially with jitter from ``retry_backoff`` seconds.
+    ssl : ssl.SSLContext, optional
+        For ``wss://``: certificates are verified by default; pass a context to
+        trust a private CA.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        reply_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        connect_retries: int = 5,
+        retry_backoff: float = 0.5,
+        ssl: SSLContext | None = None,
+    ) -> None:
+        raw = url or os.environ.get("BK_STT_URL") or DEFAULT_URL
+        parts = urllib.parse.urlsplit(raw)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise UsageError(f"url must start with ws:// or wss:// and name a host, got {parts.scheme or 'no'} scheme")
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        url_token = next((v for k, v in query if k == "token"), None)
+        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
+        self.url = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
+        self._token = token or url_token or os.environ.get("BK_TOKEN") or None
+        self.connect_timeout = _positive("connect_timeout", connect_timeout)
+        self.reply_timeout = _positive("reply_timeout", reply_timeout)
+        self.drain_timeout = _positive("drain_timeout", drain_timeout)
+        if isinstance(connect_retries, bool) or not isinstance(connect_retries, int) or connect_retries < 1:
+            raise UsageError(f"connect_retries must be a whole number >= 1, got {connect_retries!r}")
+        self.connect_retries = connect_retries
+        self.retry_backoff = float(retry_backoff)
+        if ssl is not None and parts.scheme != "wss":
+            raise UsageError("ssl= applies to wss:// URLs only")
+        self.ssl = ssl
+
+    @property
+    def has_token(self) -> bool:
+        """Whether a token will be sent (the token itself is never exposed)."""
+        return self._token is not None
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, token={'<set>' if self._token else None})"
+
+    def _secrets(self) -> list[str]:
+        return [self._token, urllib.parse.quote(self._token, safe="")] if self._token else []
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets())
+
+    def _connect_url(self) -> str:
+        if not self._token:
+            return self.url
+        sep = "&" if urllib.parse.urlsplit(self.url).query else "?"
+        return f"{self.url}{sep}token={urllib.parse.quote(self._token, safe='')}"
+
+    def stream(
+        self,
+        *,
+        speed: float | None = None,
+        on_partial: Callable[[str], Any] | None = None,
+        on_final: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Stream:
+        """A session as an async context manager: ``audioConn`` on entry.
+
+        ``speed`` paces ``send`` at that multiple of real time (``None``: unpaced,
+        the default, as live audio arrives at its own pace).
+        """
+        return Stream(self, speed=speed, on_partial=on_partial, on_final=on_final)
+
+    async def transcribe(
+        self,
+        audio: Any,
+        sr: float | None = None,
+        *,
+        speed: float | None = 10.0,
+        on_partial: Callable[[str], Any] | None = None,
+        on_final: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Transcript:
+        """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.
+
+        The audio is validated before any connection is made.  ``speed`` is the
+        multiple of real time to send at (10x by default, as the service's own
+        sample does); ``None`` sends as fast as the connection allows.
+        """
+        source = open_audio(audio, sr)
+        async with self.stream(speed=speed, on_partial=on_partial, on_final=on_final) as session:
+            for block in source:
+                await session.send(block)
+            return await session.stop()
+
+
+class Stream:
+    """One session; use through :meth:`Client.stream`."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        speed: float | None,
+        on_partial: Callable[[str], Any] | None,
+        on_final: Callable[[dict[str, Any]], Any] | None,
+    ) -> None:
+        if speed is not None:
+            _positive("speed", speed)
+        self._client = client
+        self._speed = speed
+        self._on_partial = on_partial
+        self._on_final = on_final
+        self._protocol = ClientProtocol()
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._failure: BkError | None = None
+        self._carry = b""
+        self._sent = 0  # bytes of PCM sent
+        self._t0 = 0.0
+        self.transcript = Transcript()
+
+    @property
+    def session_id(self) -> str | None:
+        return self._protocol.session_id
+
+    @property
+    def seconds_sent(self) -> float:
+        return self._sent / BYTES_PER_SECOND
+
+    # ------------------------------------------------------------------ opening
+    async def __aenter__(self) -> Stream:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None and self._protocol.state is State.STREAMING:
+            await self.stop()
+            return
+        if isinstance(exc, BkError) and exc.transcript is None and self.session_id:
+            exc.transcript = self.transcript
+        await self._close()
+
+    async def _open(self) -> None:
+        client = self._client
+        for attempt in range(1, client.connect_retries + 1):
+            if self._ws is None:
+                self._ws = await self._handshake(attempt)
+                if self._ws is None:
+                    continue
+            event = await self._request_session()
+            if isinstance(event, Connected):
+                self.transcript.session_id = event.session_id
+                self._t0 = asyncio.get_running_loop().time()
+                self._reader = asyncio.create_task(self._read())
+                logger.debug("session %s open", event.session_id)
+                return
+            logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, client.connect_retries)
+            if attempt < client.connect_retries:
+                await asyncio.sleep(self._backoff(attempt))
+        await self._close()
+        raise WorkerUnavailable(
+            f"the server refused audioConn {client.connect_retries} times (worker not available); "
+            "try again later or raise connect_retries",
+            status=event.status,
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._client.retry_backoff * 2 ** (attempt - 1), 30.0) * random.uniform(0.5, 1.5)
+
+    async def _handshake(self, attempt: int) -> Any:
+        """Open the websocket; None means a network error worth retrying."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus, WebSocketException
+
+        client = self._client
+        try:
+            return await connect(
+                client._connect_url(),
+                open_timeout=client.connect_timeout,
+                compression=None,  # base64 audio barely compresses; deflate would cost CPU
+                max_size=16 * 2**20,
+                ssl=client.ssl,
+                proxy=None,
+                logger=RedactingLogger(logging.getLogger("websockets.client"), client._secrets()),
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise AuthError(
+                    f"{client.url} refused the token (HTTP {status}); check the token or $BK_TOKEN"
+                ) from None
+            error: ConnectError = ConnectError(f"{client.url} refused the websocket handshake (HTTP {status})")
+        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
+            reason = client._redact(str(exc)) or type(exc).__name__
+            if isinstance(exc, SSLError):
+                raise ConnectError(
+                    f"TLS verification failed for {client.url}: {reason}; pass ssl=<SSLContext> to trust it"
+                ) from None
+            error = ConnectError(f"cannot connect to {client.url}: {reason}")
+        if attempt >= client.connect_retries:
+            raise error
+        logger.info("%s; retrying (attempt %d of %d)", error, attempt, client.connect_retries)
+        await asyncio.sleep(self._backoff(attempt))
+        return None
+
+    async def _request_session(self) -> Connected | ServerError:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self._ws.send(self._protocol.connect())
+            async with _deadline(self._client.reply_timeout):
+                while True:
+                    for event in self._protocol.receive(await self._ws.recv()):
+                        if isinstance(event, (Connected, ServerError)):
+                            return event
+        except (TimeoutError, asyncio.TimeoutError):
+            await self._close()
+            raise StreamTimeout(f"no reply to audioConn within {self._client.reply_timeout:g} s") from None
+        except ConnectionClosed as exc:
+            await self._close()
+            raise ConnectError(f"the server closed the connection during audioConn ({_close_reason(exc)})") from None
+        except ProtocolError:
+            await self._close()
+            raise
+
+    # ------------------------------------------------------------------ reading
+    async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in self._ws:
+                for event in self._protocol.receive(message):
+                    await self._dispatch(event)
+                if self._protocol.state in (State.CLOSED, State.FAILED):
+                    return
+            self._fail(ConnectionLost("the server closed the connection before the audioStop reply"))
+        except ConnectionClosed as exc:
+            self._fail(ConnectionLost(f"the connection was lost mid-stream ({_close_reason(exc)})"))
+        except ProtocolError as exc:
+            self._fail(exc)
+        finally:
+            self._events.put_nowait(None)
+
+    async def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Final):
+            record = self.transcript.add_final(event.text, event.start, event.end, sent=self.seconds_sent)
+            await _call(self._on_final, record)
+        elif isinstance(event, Partial):
+            await _call(self._on_partial, event.text)
+        elif isinstance(event, ServerError):
+            self._fail(ServiceError(f"the server failed the session: {event.message}", status=event.status))
+        if not isinstance(event, (ServerError, Stopped)):
+            self._events.put_nowait(event)
+
+    def _fail(self, error: BkError) -> None:
+        if self._failure is None:
+            error.transcript = self.transcript
+            self._failure = error
+            self._protocol.fail()
+
+    async def events(self) -> AsyncIterator[Partial | Final]:
+        """Partial and final events as they arrive, until the session ends.
+
+        Raises the session's error (carrying ``.transcript``) if it failed.
+        """
+        while True:
+            event = await self._events.get()
+            if event is None:
+                self._events.put_nowait(None)  # later iterators end too
+                if self._failure:
+                    raise self._failure
+                return
+            yield event  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ sending
+    async def send(self, pcm: np.ndarray | bytes) -> None:
+        """Send 16 kHz mono int16 PCM (array or raw bytes) of any length.
+
+        It is re-chunked to 3200-byte ``audioStream`` messages; a remainder waits
+        for the next call or for :meth:`stop`.
+        """
+        if isinstance(pcm, np.ndarray):
+            if pcm.dtype != np.int16 or pcm.ndim != 1:
+                raise UsageError(f"send takes 1-D int16 PCM at 16 kHz, got {pcm.dtype} {pcm.shape}; use to_pcm16")
+            data = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
+        else:
+            data = memoryview(pcm).cast("B")
+        if self._carry:
+            head = CHUNK_BYTES - len(self._carry)
+            self._carry += bytes(data[:head])
+            data = data[head:]
+            if len(self._carry) < CHUNK_BYTES:
+                return
+            await self._send_chunk(self._carry)
+            self._carry = b""
+        whole = len(data) - len(data) % CHUNK_BYTES
+        for offset in range(0, whole, CHUNK_BYTES):
+            await self._send_chunk(data[offset : offset + CHUNK_BYTES])
+        self._carry = bytes(data[whole:])
+
+    async def _send_chunk(self, chunk: bytes | memoryview) -> None:
+        if self._failure:
+            raise self._failure
+        if self._protocol.state is not State.STREAMING:
+            raise UsageError(f"cannot send audio: the session is {self._protocol.state.value}")
+        if self._speed is not None:
+            due = self._t0 + self._sent / BYTES_PER_SECOND / self._speed
+            delay = due - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await self._send(self._protocol.audio(chunk), "audioStream")
+        self._sent += len(chunk)
+        self.transcript.duration = self.seconds_sent
+
+    async def _send(self, text: str, what: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async with _deadline(self._client.reply_timeout):
+                await self._ws.send(text)
+        except (TimeoutError, asyncio.TimeoutError):
+            self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
+        except ConnectionClosed as exc:
+            if self._reader is not None:
+                await asyncio.wait([self._reader], timeout=1.0)  # its reason is the better one
+            self._fail(ConnectionLost(f"the connection was lost while sending {what} ({_close_reason(exc)})"))
+        if self._failure:
+            raise self._failure
+
+    # ----------------------------------------------------------------- stopping
+    async def stop(self) -> Transcript:
+        """Send ``audioStop``, read until its reply (or ``drain_timeout``), return the Transcript.
+
+        Finals that arrive after ``audioStop`` belong to the result.  If the reply
+        never comes, the transcript received so far is returned and a warning logged.
+        """
+        if self._protocol.state is State.STREAMING:
+            try:
+                if self._carry:
+                    await self._send_chunk(self._carry)
+                    self._carry = b""
+                await self._send(self._protocol.stop(), "audioStop")
+                assert self._reader is not None
+                done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
+                if not done:
+                    logger.warning(
+                        "no audioStop reply within %.1f s; returning the %d finals received",
+                        self._client.drain_timeout,
+                        len(self.transcript),
+                    )
+            finally:
+                await self._close()
+        if self._failure:
+            raise self._failure
+        return self.transcript
+
+    async def _close(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            await ws.close()
+
+
+def _close_reason(exc: Any) -> str:
+    frame = getattr(exc, "rcvd", None)
+    if frame is None:
+        return "no close frame"
+    return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
+
+
+async def _call(callback: Callable[..., Any] | None, arg: Any) -> None:
+    if callback is None:
+        return
+    try:
+        result = callback(arg)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # a user's callback must not lose the session's finals
+        logger.exception("callback %r raised; the session goes on", callback)
+
+
+async def transcribe(audio: Any, sr: float | None = None, **kwargs: Any) -> Transcript:
+    """Transcribe with a default :class:`Client` (``$BK_STT_URL``, ``$BK_TOKEN``).
+
+    Keyword arguments for :meth:`Client.transcribe` pass through; ``client=``
+    uses a given client instead.
+    """
+    client = kwargs.pop("client", None) or Client()
+    return await client.transcribe(audio, sr, **kwargs)
+

@@ -1,0 +1,133 @@
+"""The one error tree of bk_notebook.
+
+::
+
+    BkError
+    ├── AudioError (also ValueError)        bad audio: nothing was sent
+    ├── UsageError (also ValueError)        bad arguments or configuration: nothing was sent
+    ├── MissingDependency (also ImportError) an optional extra is not installed
+    ├── ConnectError (also ConnectionError) the websocket could not be opened or was lost
+    │   ├── AuthError                       handshake refused (HTTP 401/403) or token refused
+    │   └── ConnectionLost                  the connection dropped after the session started
+    ├── ServiceError                        the server answered ``status`` 400
+    │   └── WorkerUnavailable               ``audioConn`` refused after every retry
+    ├── ProtocolError                       a reply that does not follow the protocol
+    ├── StreamTimeout (also TimeoutError)   the server did not answer in time
+    └── BatchError                          some items of ``transcribe_many`` failed
+
+Local mistakes (``AudioError``, ``UsageError``) are raised before any network
+traffic.  Every error raised after ``audioConn`` succeeded carries
+``.transcript``: the :class:`~bk_notebook.transcript.Transcript` of every final
+received before the failure, so nothing already transcribed is lost.
+
+No message built here ever contains a token: the client builds messages from
+the redacted URL only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .transcript import Transcript
+
+__all__ = [
+    "AudioError",
+    "AuthError",
+    "BatchError",
+    "BkError",
+    "ConnectError",
+    "ConnectionLost",
+    "MissingDependency",
+    "ProtocolError",
+    "ServiceError",
+    "StreamTimeout",
+    "UsageError",
+    "WorkerUnavailable",
+]
+
+
+class BkError(Exception):
+    """Root of every error bk_notebook raises.
+
+    Attributes
+    ----------
+    transcript : Transcript or None
+        The finals received before the failure, when a session had started.
+    """
+
+    def __init__(self, message: str, *, transcript: Transcript | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transcript = transcript
+
+
+class AudioError(BkError, ValueError):
+    """The audio cannot be used; the message says what is wrong and what to do."""
+
+
+class UsageError(BkError, ValueError):
+    """An argument or setting is wrong; the message says which and how to fix it."""
+
+
+class MissingDependency(BkError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class ConnectError(BkError, ConnectionError):
+    """The websocket could not be opened, or was lost."""
+
+
+class AuthError(ConnectError):
+    """The server refused the token (HTTP 401 or 403 at the handshake)."""
+
+
+class ConnectionLost(ConnectError):
+    """The connection closed before the ``audioStop`` reply arrived."""
+
+
+class ServiceError(BkError):
+    """The server answered with a failure status.
+
+    Attributes
+    ----------
+    status : int
+        The ``status`` field of the reply (400 in the service's documents).
+    """
+
+    def __init__(
+        self, message: str, *, status: int = 400, transcript: Transcript | None = None
+    ) -> None:
+        super().__init__(message, transcript=transcript)
+        self.status = status
+
+
+class WorkerUnavailable(ServiceError):
+    """``audioConn`` kept failing (no free worker) after every retry."""
+
+
+class ProtocolError(BkError):
+    """A reply was not valid JSON, was binary, lacked ``bk``, or had an unknown type."""
+
+
+class StreamTimeout(BkError, TimeoutError):
+    """The server did not answer within the configured timeout."""
+
+
+class BatchError(BkError):
+    """Some items of a batch failed; none of the others' results are lost.
+
+    Attributes
+    ----------
+    results : list
+        One entry per item, in order: a ``Transcript`` or the exception it raised.
+    """
+
+    def __init__(self, message: str, *, results: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results
+
+    @property
+    def errors(self) -> dict[int, BaseException]:
+        """Index of each failed item mapped to its exception."""
+        return {i: r for i, r in enumerate(self.results) if isinstance(r, BaseException)}

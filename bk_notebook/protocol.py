@@ -1,0 +1,393 @@
+"""Sans-I/O core of the bahasakita streaming protocol, in both roles.
+
+Theory of operation
+-------------------
+A session is three request kinds, each answered by the server::
+
+    client                                  server
+    audioConn              ─────────────▶   status 200 + data.sess_id   (or 400: no worker)
+    audioStream(sess_id, base64 PCM) ───▶   status 200 + data.partial | data.final | nothing
+    audioStop(sess_id)     ─────────────▶   remaining finals, then the audioStop reply
+
+:class:`ClientProtocol` builds the client's messages and turns reply text into
+typed events (:class:`Connected`, :class:`Partial`, :class:`Final`,
+:class:`Stopped`, :class:`ServerError`).  :class:`ServerProtocol` does the
+reverse for the local server.  Neither awaits or touches a socket: the asyncio
+client and server only move the strings this module produces and consumes.
+
+The tolerances are the ones ``PROTOCOL-NOTES.md`` decides: any casing of
+``type`` is accepted, the error text is read from ``message`` and then
+``error`` (and ignored on status 200), a reply carrying both ``partial`` and
+``final`` is a final, and a 200 reply to ``audioStream`` without data is an
+acknowledgement that yields no event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from .errors import ProtocolError
+
+__all__ = [
+    "AudioRequest",
+    "BadRequest",
+    "ClientProtocol",
+    "ConnRequest",
+    "Connected",
+    "Event",
+    "Final",
+    "MAX_CHUNK_BYTES",
+    "Partial",
+    "Request",
+    "ServerError",
+    "ServerProtocol",
+    "State",
+    "StopRequest",
+    "Stopped",
+]
+
+#: The largest ``audioStream`` chunk the local server takes (decoded bytes).
+MAX_CHUNK_BYTES = 64 * 1024
+
+AUDIO_CONN, AUDIO_STREAM, AUDIO_STOP = "audioConn", "audioStream", "audioStop"
+_CANONICAL = {t.lower(): t for t in (AUDIO_CONN, AUDIO_STREAM, AUDIO_STOP)}
+
+
+class State(enum.Enum):
+    """Where a session stands; see ``_LEGAL`` for the allowed steps."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+_LEGAL: dict[State, set[State]] = {
+    State.IDLE: {State.CONNECTING, State.FAILED},
+    # A refused audioConn (no free worker) goes back to IDLE so it can be retried.
+    State.CONNECTING: {State.STREAMING, State.IDLE, State.FAILED},
+    # The server may end a session itself (idle timeout): STREAMING -> CLOSED.
+    State.STREAMING: {State.STOPPING, State.CLOSED, State.FAILED},
+    State.STOPPING: {State.CLOSED, State.FAILED},
+    State.CLOSED: {State.IDLE},
+    State.FAILED: set(),
+}
+
+
+# ----------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Connected:
+    """``audioConn`` succeeded; ``session_id`` goes into every later request."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The running hypothesis of the current utterance."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """A finished utterance; ``start``/``end`` are seconds when the server sends them."""
+
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The ``audioStop`` reply: the session is over and every final has arrived."""
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """A reply with a failure status, for the request named by ``stage``."""
+
+    status: int
+    message: str
+    stage: str
+
+
+Event = Union[Connected, Partial, Final, Stopped, ServerError]
+
+
+def _encode(bk: dict[str, Any]) -> str:
+    return json.dumps({"bk": bk}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode(data: str | bytes) -> dict[str, Any]:
+    """Return the ``bk`` object of a message, or raise ProtocolError."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"received a binary frame of {len(data)} bytes; the protocol is JSON text")
+    try:
+        message = json.loads(data)
+    except ValueError as exc:
+        raise ProtocolError(f"received text that is not JSON: {data[:80]!r}") from exc
+    bk = message.get("bk") if isinstance(message, dict) else None
+    if not isinstance(bk, dict):
+        raise ProtocolError(f"received JSON without a 'bk' object: {data[:80]!r}")
+    return bk
+
+
+def _type_of(bk: dict[str, Any]) -> str | None:
+    kind = bk.get("type")
+    if kind is None:
+        return None
+    if not isinstance(kind, str) or kind.lower() not in _CANONICAL:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    return _CANONICAL[kind.lower()]
+
+
+def _status_of(bk: dict[str, Any]) -> int:
+    status = bk.get("status", 200)
+    try:
+        return int(status)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"status is not a number: {status!r}") from exc
+
+
+def _error_text(bk: dict[str, Any]) -> str:
+    text = bk.get("message") or bk.get("error") or "no message given"
+    return str(text)
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Machine:
+    """An explicit state with checked transitions."""
+
+    def __init__(self) -> None:
+        self.state = State.IDLE
+
+    def _to(self, new: State) -> None:
+        if new not in _LEGAL[self.state]:
+            raise ProtocolError(f"illegal step from {self.state.value} to {new.value}")
+        self.state = new
+
+    def _require(self, action: str, *states: State) -> None:
+        if self.state not in states:
+            allowed = " or ".join(s.value for s in states)
+            raise ProtocolError(f"cannot {action} while {self.state.value}; only when {allowed}")
+
+
+# ----------------------------------------------------------------------- client role
+class ClientProtocol(_Machine):
+    """The client's side of one session: messages out, events in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session_id: str | None = None
+        self._stream_prefix = ""
+
+    def connect(self) -> str:
+        """Return the ``audioConn`` request (again after a refusal, to retry)."""
+        self._require("send audioConn", State.IDLE)
+        self._to(State.CONNECTING)
+        return _encode({"service": "stt", "type": AUDIO_CONN})
+
+    def audio(self, chunk: bytes) -> str:
+        """Return the ``audioStream`` request carrying ``chunk`` (raw PCM bytes)."""
+        self._require("send audio", State.STREAMING)
+        if len(chunk) % 2:
+            raise ProtocolError(f"PCM chunks hold whole 16-bit samples; got {len(chunk)} bytes")
+        # Built by hand: base64 needs no escaping, and this runs for every 100 ms of audio.
+        return self._stream_prefix + base64.b64encode(chunk).decode("ascii") + '"}}}'
+
+    def stop(self) -> str:
+        """Return the ``audioStop`` request; replies are still read until :class:`Stopped`."""
+        self._require("send audioStop", State.STREAMING)
+        self._to(State.STOPPING)
+        return _encode({"service": "stt", "type": AUDIO_STOP, "sess_id": self.session_id})
+
+    def fail(self) -> None:
+        """Mark the session failed (the connection was lost); no more sends."""
+        if self.state is not State.FAILED:
+            self.state = State.FAILED
+
+    def receive(self, data: str | bytes) -> list[Event]:
+        """Parse one reply and return the events it carries (zero or one)."""
+        try:
+            return self._receive(_decode(data))
+        except ProtocolError:
+            self.fail()
+            raise
+
+    def _receive(self, bk: dict[str, Any]) -> list[Event]:
+        kind = _type_of(bk) or self._implied_type()
+        status = _status_of(bk)
+        data = bk.get("data") if isinstance(bk.get("data"), dict) else {}
+        if kind == AUDIO_CONN:
+            return self._on_conn(bk, status, data)
+        if self.state not in (State.STREAMING, State.STOPPING):
+            raise ProtocolError(f"unexpected {kind} reply while {self.state.value}")
+        if status != 200:
+            self._to(State.FAILED)
+            return [ServerError(status, _error_text(bk), kind)]
+        if kind == AUDIO_STOP:
+            self._to(State.CLOSED)
+            return [Stopped()]
+        if "final" in data:  # a reply with both: the final wins
+            return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")))]
+        if "partial" in data:
+            return [Partial(str(data["partial"]))]
+        return []  # an acknowledgement
+
+    def _implied_type(self) -> str:
+        return AUDIO_CONN if self.state is State.CONNECTING else AUDIO_STREAM
+
+    def _on_conn(self, bk: dict[str, Any], status: int, data: dict[str, Any]) -> list[Event]:
+        if self.state is not State.CONNECTING:
+            raise ProtocolError(f"unexpected audioConn reply while {self.state.value}")
+        if status != 200:
+            self._to(State.IDLE)
+            return [ServerError(status, _error_text(bk), AUDIO_CONN)]
+        session_id = data.get("sess_id") or bk.get("sess_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise ProtocolError("the audioConn reply has status 200 but no sess_id")
+        self.session_id = session_id
+        self._stream_prefix = (
+            '{"bk":{"service":"stt","type":"audioStream","sess_id":'
+            + json.dumps(session_id)
+            + ',"data":{"audio":"'
+        )
+        self._to(State.STREAMING)
+        return [Connected(session_id)]
+
+
+# ----------------------------------------------------------------------- server role
+@dataclass(frozen=True)
+class ConnRequest:
+    """The client asks for a session."""
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """A chunk of raw PCM for the open session."""
+
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """The client ends the session."""
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """A request that gets a ``status: 400`` reply; the connection stays usable."""
+
+    message: str
+    stage: str  # the request's type, or "" when it could not be read
+
+
+Request = Union[ConnRequest, AudioRequest, StopRequest, BadRequest]
+
+
+class ServerProtocol(_Machine):
+    """The server's side of one connection; a connection holds one session at a time."""
+
+    def __init__(self, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        super().__init__()
+        self.session_id: str | None = None
+        self._new_session_id = new_session_id
+
+    def receive(self, data: str | bytes) -> Request:
+        """Parse one client message into a request; bad ones become :class:`BadRequest`."""
+        try:
+            bk = _decode(data)
+            kind = _type_of(bk)
+        except ProtocolError as exc:
+            return BadRequest(exc.message, "")
+        if kind is None:
+            return BadRequest("the message has no 'type'", "")
+        if kind == AUDIO_CONN:
+            if self.state is State.STREAMING:
+                return BadRequest("a session is already open on this connection; send audioStop first", kind)
+            return ConnRequest()
+        problem = self._session_problem(bk.get("sess_id"))
+        if problem:
+            return BadRequest(problem, kind)
+        if kind == AUDIO_STOP:
+            return StopRequest()
+        return self._audio(bk, kind)
+
+    def _session_problem(self, session_id: Any) -> str | None:
+        if self.state is not State.STREAMING:
+            return "no open session: send audioConn first"
+        if not session_id:
+            return "sess_id is missing"
+        if session_id != self.session_id:
+            return "unknown sess_id: it does not belong to this connection"
+        return None
+
+    @staticmethod
+    def _audio(bk: dict[str, Any], kind: str) -> Request:
+        data = bk.get("data")
+        encoded = data.get("audio") if isinstance(data, dict) else None
+        if not isinstance(encoded, str):
+            return BadRequest("data.audio is missing: send base64 of raw 16-bit PCM", kind)
+        if len(encoded) > MAX_CHUNK_BYTES * 4 // 3 + 4:
+            return BadRequest(f"audio chunk is over {MAX_CHUNK_BYTES} bytes; send 3200-byte chunks", kind)
+        try:
+            audio = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return BadRequest("data.audio is not valid base64", kind)
+        if len(audio) % 2:
+            return BadRequest(f"audio has an odd number of bytes ({len(audio)}); send whole 16-bit samples", kind)
+        return AudioRequest(audio)
+
+    # Replies --------------------------------------------------------------------
+    def accept(self) -> str:
+        """Open a session and return the ``audioConn`` reply with its new id."""
+        if self.state is State.CLOSED:
+            self._to(State.IDLE)
+        self._to(State.CONNECTING)
+        self._to(State.STREAMING)
+        self.session_id = self._new_session_id()
+        return _encode({"service": "stt", "type": AUDIO_CONN, "status": 200, "message": "",
+                        "data": {"sess_id": self.session_id}})
+
+    def refuse(self, message: str) -> str:
+        """Return a failed ``audioConn`` reply (no worker); the client may retry."""
+        return self.error(AUDIO_CONN, message)
+
+    @staticmethod
+    def partial(text: str) -> str:
+        return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "",
+                        "data": {"partial": text}})
+
+    @staticmethod
+    def final(text: str, start: float, end: float) -> str:
+        return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "",
+                        "data": {"final": text, "start": round(start, 3), "end": round(end, 3)}})
+
+    def stopped(self) -> str:
+        """Close the session and return the ``audioStop`` reply."""
+        self._to(State.CLOSED)
+        self.session_id = None
+        return _encode({"service": "stt", "type": AUDIO_STOP, "status": 200, "message": ""})
+
+    @staticmethod
+    def error(stage: str, message: str, status: int = 400) -> str:
+        """A failure reply; ``stage`` is empty when the request's type was unknown."""
+        bk: dict[str, Any] = {"service": "stt", "type": stage, "status": status, "message": message}
+        if not stage:
+            del bk["type"]
+        return _encode(bk)

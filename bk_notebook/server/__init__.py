@@ -1,0 +1,18 @@
+"""The local bahasakita-compatible server and its engines."""
+
+from __future__ import annotations
+
+from .app import BkServer, ServerConfig
+from .engines import Engine, EnergyEngine, PocketSphinxEngine, engine_factory
+from .local import LocalServer, local_server
+
+__all__ = [
+    "BkServer",
+    "Engine",
+    "EnergyEngine",
+    "LocalServer",
+    "PocketSphinxEngine",
+    "ServerConfig",
+    "engine_factory",
+    "local_server",
+]

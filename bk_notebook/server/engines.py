@@ -1,0 +1,217 @@
+"""Recognisers for the local server, behind one small interface.
+
+An engine serves one session at a time and is reused for the next one (a
+PocketSphinx decoder costs ~0.3 s and ~135 MB to build).  ``feed`` takes raw
+16 kHz int16 PCM of any length and returns the protocol's own ``Partial`` and
+``Final`` events, with ``Final.start``/``end`` in seconds of the session's
+audio; ``flush`` ends the stream and returns what is left.  Engines are
+blocking code: the server calls them from worker threads, never on its loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from typing import Protocol, Union
+
+import numpy as np
+
+from ..errors import MissingDependency, UsageError
+from ..protocol import Final, Partial
+
+__all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory"]
+
+EngineEvent = Union[Partial, Final]
+SAMPLE_RATE = 16_000
+
+
+class Engine(Protocol):
+    """What the server needs of a recogniser."""
+
+    def reset(self) -> None:
+        """Forget the previous session; times restart at 0."""
+
+    def feed(self, pcm: bytes) -> list[EngineEvent]:
+        """Take more PCM; return partials (only when they change) and finals."""
+
+    def flush(self) -> list[EngineEvent]:
+        """End of stream: return the last finals."""
+
+
+class EnergyEngine:
+    """Deterministic, dependency-free: one final per stretch of sound between silences.
+
+    A 10 ms frame is sound when its level is above ``threshold_db`` dBFS; a
+    stretch ends after ``silence`` seconds without sound.  Texts describe the
+    stretch: partial ``"sound 0.40 s"`` while it grows, final ``"sound 1.20 s"``.
+    """
+
+    FRAME = 160  # samples: 10 ms
+
+    def __init__(self, threshold_db: float = -40.0, silence: float = 0.3, min_sound: float = 0.05) -> None:
+        self.threshold = 32768.0 * 10 ** (threshold_db / 20)
+        self.silence_frames = max(1, round(silence * 100))
+        self.min_frames = max(1, round(min_sound * 100))
+        self.reset()
+
+    def reset(self) -> None:
+        self._carry = np.zeros(0, dtype=np.int16)
+        self._frame = 0  # index of the next frame
+        self._start: int | None = None  # first frame of the current stretch
+        self._last_sound = 0
+        self._reported = 0
+
+    def feed(self, pcm: bytes) -> list[EngineEvent]:
+        samples = np.concatenate([self._carry, np.frombuffer(pcm, dtype="<i2")])
+        whole = len(samples) - len(samples) % self.FRAME
+        self._carry = samples[whole:].copy()
+        frames = samples[:whole].reshape(-1, self.FRAME).astype(np.float32)
+        loud = np.sqrt((frames**2).mean(axis=1)) > self.threshold if len(frames) else []
+        events: list[EngineEvent] = []
+        for is_loud in loud:
+            if is_loud:
+                if self._start is None:
+                    self._start = self._frame
+                self._last_sound = self._frame
+            elif self._start is not None and self._frame - self._last_sound >= self.silence_frames:
+                events.extend(self._close())
+            self._frame += 1
+        if self._start is not None:
+            length = self._last_sound + 1 - self._start
+            if length >= self.min_frames and length != self._reported:
+                self._reported = length
+                events.append(Partial(f"sound {length / 100:.2f} s"))
+        return events
+
+    def _close(self) -> list[EngineEvent]:
+        assert self._start is not None
+        start, end = self._start, self._last_sound + 1
+        self._start, self._reported = None, 0
+        if end - start < self.min_frames:
+            return []
+        return [Final(f"sound {(end - start) / 100:.2f} s", start / 100, end / 100)]
+
+    def flush(self) -> list[EngineEvent]:
+        events = self._close() if self._start is not None else []
+        self.reset()
+        return events
+
+
+class PocketSphinxEngine:
+    """PocketSphinx (US English, model shipped in the wheel): Endpointer-cut utterances.
+
+    Parameters
+    ----------
+    grammar : str, optional
+        A JSGF grammar restricting what can be recognised (near-exact text for
+        known sentences, as in teaching material); default: the open language model.
+    **config
+        Passed to ``pocketsphinx.Decoder`` (e.g. ``hmm=``, ``lm=``, ``dict=``).
+    """
+
+    def __init__(self, grammar: str | None = None, **config: object) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:
+            raise MissingDependency(
+                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
+            ) from exc
+        self._decoder = Decoder(samprate=SAMPLE_RATE, dither=True, **config)
+        if grammar:
+            self._decoder.add_jsgf_string("bk_grammar", grammar)
+            self._decoder.activate_search("bk_grammar")
+        self.reset()
+
+    def reset(self) -> None:
+        from pocketsphinx import Endpointer
+
+        if getattr(self, "_in_utt", False):
+            self._decoder.end_utt()
+        self._endpointer = Endpointer(window=0.3, ratio=0.9, sample_rate=SAMPLE_RATE)
+        self._carry = b""
+        self._in_utt = False
+        self._last_partial: str | None = None
+
+    def feed(self, pcm: bytes) -> list[EngineEvent]:
+        ep = self._endpointer
+        data = self._carry + pcm
+        size = ep.frame_bytes  # 960 bytes: does not divide 3200, hence the carry
+        whole = len(data) - len(data) % size
+        events: list[EngineEvent] = []
+        for offset in range(0, whole, size):
+            was_in_speech = ep.in_speech
+            speech = ep.process(data[offset : offset + size])
+            if speech is not None:
+                events.extend(self._decode(speech, starting=not was_in_speech))
+            if self._in_utt and not ep.in_speech:
+                events.extend(self._end_utterance())
+        self._carry = data[whole:]
+        return events
+
+    def _decode(self, speech: bytes, *, starting: bool) -> list[EngineEvent]:
+        if starting or not self._in_utt:
+            self._decoder.start_utt()
+            self._in_utt = True
+            self._last_partial = None
+        self._decoder.process_raw(speech, full_utt=False)
+        hyp = self._decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        if text and text != self._last_partial:
+            self._last_partial = text
+            return [Partial(text)]
+        return []
+
+    def _end_utterance(self) -> list[EngineEvent]:
+        self._decoder.end_utt()  # second pass: the final may differ from the last partial
+        self._in_utt = False
+        hyp = self._decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        start, end = self._endpointer.speech_start, self._endpointer.speech_end
+        if not text:
+            return []
+        return [Final(text, float(start), float(max(end, start)))]
+
+    def flush(self) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        rest = self._endpointer.end_stream(self._carry)
+        self._carry = b""
+        if rest is not None:
+            events.extend(self._decode(rest, starting=not self._in_utt))
+        if self._in_utt:
+            events.extend(self._end_utterance())
+        self.reset()
+        return events
+
+
+def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
+    """Return a zero-argument constructor for ``name``.
+
+    ``name`` is ``"pocketsphinx"``, ``"energy"``, or ``"module:Class"`` naming a
+    user's class with ``reset``/``feed``/``flush`` (for instance a Vosk wrapper).
+    """
+    if name == "pocketsphinx":
+        try:
+            import pocketsphinx  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependency(
+                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
+            ) from exc
+        return lambda: PocketSphinxEngine(**options)  # type: ignore[arg-type]
+    if name == "energy":
+        return lambda: EnergyEngine(**options)  # type: ignore[arg-type]
+    module_name, _, class_name = name.partition(":")
+    if not module_name or not class_name:
+        raise UsageError(f"unknown engine {name!r}: use 'pocketsphinx', 'energy' or 'module:Class'")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load engine {name!r}: {exc}") from exc
+    for method in ("reset", "feed", "flush"):
+        if not callable(getattr(cls, method, None)):
+            raise UsageError(f"engine {name!r} has no {method}() method; see the README's engine section")
+    return lambda: cls(**options)  # type: ignore[no-any-return]
+
+
+def _db(value: float) -> float:  # pragma: no cover - helper for debugging levels
+    return 20 * math.log10(max(value, 1e-9) / 32768.0)

@@ -1,0 +1,125 @@
+"""The result of a session: finals as DataFrame-ready records, text and exports."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import MissingDependency
+
+__all__ = ["Transcript"]
+
+_COLUMNS = ("segment", "text", "start", "end", "session_id")
+
+
+def _clock(seconds: float, decimal: str) -> str:
+    millis = int(round(max(seconds, 0.0) * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+@dataclass
+class Transcript:
+    """Every final of a session, in order.
+
+    Attributes
+    ----------
+    finals : list of dict
+        One record per final: ``segment``, ``text``, ``start``, ``end`` (seconds
+        of audio) and ``session_id``; records whose times were not sent by the
+        server are estimated from the audio sent and say ``"timing": "estimated"``.
+    session_id : str or None
+        The server's session id (of the last session, if several were joined).
+    duration : float
+        Seconds of audio sent.
+    """
+
+    finals: list[dict[str, Any]] = field(default_factory=list)
+    session_id: str | None = None
+    duration: float = 0.0
+
+    def add_final(self, text: str, start: float | None, end: float | None, *, sent: float) -> dict[str, Any]:
+        """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates)."""
+        record: dict[str, Any] = {"segment": len(self.finals), "text": text}
+        if start is None or end is None:
+            previous_end = self.finals[-1]["end"] if self.finals else 0.0
+            record.update(start=round(previous_end, 3), end=round(max(sent, previous_end), 3))
+            record["session_id"] = self.session_id
+            record["timing"] = "estimated"
+        else:
+            record.update(start=start, end=end, session_id=self.session_id)
+        self.finals.append(record)
+        return record
+
+    @property
+    def text(self) -> str:
+        """The finals' text joined by single spaces."""
+        return " ".join(r["text"] for r in self.finals if r["text"])
+
+    def records(self) -> list[dict[str, Any]]:
+        """A copy of the finals, ready for ``pandas.DataFrame(...)``."""
+        return [dict(r) for r in self.finals]
+
+    def __len__(self) -> int:
+        return len(self.finals)
+
+    def to_dataframe(self) -> Any:
+        """The finals as a ``pandas.DataFrame`` (needs the ``pandas`` extra)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise MissingDependency(
+                "to_dataframe needs pandas: pip install 'bk-notebook[pandas]'"
+            ) from exc
+        columns = list(_COLUMNS) + (["timing"] if any("timing" in r for r in self.finals) else [])
+        return pd.DataFrame(self.records(), columns=columns)
+
+    def to_srt(self) -> str:
+        """SubRip subtitles, one cue per final."""
+        cues = [
+            f"{i}\n{_clock(r['start'], ',')} --> {_clock(r['end'], ',')}\n{r['text']}\n"
+            for i, r in enumerate(self.finals, start=1)
+        ]
+        return "\n".join(cues)
+
+    def to_vtt(self) -> str:
+        """WebVTT subtitles, one cue per final."""
+        cues = [f"{_clock(r['start'], '.')} --> {_clock(r['end'], '.')}\n{r['text']}\n" for r in self.finals]
+        return "WEBVTT\n\n" + "\n".join(cues)
+
+    def to_csv(self) -> str:
+        """The finals as CSV with a header row."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[*_COLUMNS, "timing"], extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.finals)
+        return out.getvalue()
+
+    def to_jsonl(self) -> str:
+        """One JSON object per final, one per line."""
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.finals)
+
+    def __repr__(self) -> str:
+        preview = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return (
+            f"Transcript({len(self.finals)} finals, {self.duration:.1f} s of audio, "
+            f"session_id={self.session_id!r}, text={preview!r})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{r['segment']}</td><td>{r['start']:.2f}</td><td>{r['end']:.2f}</td>"
+            f"<td style='text-align:left'>{html.escape(r['text'])}</td></tr>"
+            for r in self.finals
+        )
+        return (
+            f"<div><b>Transcript</b>: {len(self.finals)} finals, {self.duration:.1f} s of audio"
+            "<table><thead><tr><th>segment</th><th>start</th><th>end</th><th>text</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
