@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(module: str, why: str) -> Any:
+    """Import an optional test dependency; skip locally, fail under CI=true."""
+    try:
+        return __import__(module)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"{module} is required in CI ({why}); .ci/run must install it")
+        pytest.skip(f"{module} not installed ({why}): pip install -e '.[dev]'")
+
+
+@pytest.fixture
+def fixture_wav() -> Callable[[str], Path]:
+    return lambda name: FIXTURES / f"{name}.wav"
+
+
+def reply(kind: str, status: int = 200, **data: Any) -> str:
+    bk: dict[str, Any] = {"service": "stt", "type": kind, "status": status, "message": "error message"}
+    if data:
+        bk["data"] = data
+    return json.dumps({"bk": bk})
+
+
+@contextlib.asynccontextmanager
+async def scripted_server(handler: Callable[[Any], Awaitable[None]], **kwargs: Any) -> AsyncIterator[str]:
+    """A real websockets server on 127.0.0.1, port 0, running ``handler`` per connection."""
+    from websockets.asyncio.server import serve
+
+    async with serve(handler, "127.0.0.1", 0, **kwargs) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/v1/prod/stream"
+
+
+@pytest.fixture(scope="session")
+def energy_server() -> Any:
+    from bk_notebook.server import local_server
+
+    with local_server(engine="energy", workers=8) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sphinx_server() -> Any:
+    require("pocketsphinx", "the default engine")
+    from bk_notebook.server import local_server
+
+    with local_server(engine="pocketsphinx", workers=2) as server:
+        yield server
