@@ -69,14 +69,13 @@ async def transcribe_many(
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
-    pending = list(items)
+    pending = [_split_item(item) for item in items]  # malformed items fail before any traffic
     client = client or Client()
     gate = asyncio.Semaphore(concurrency)
     bar = _progress_bar(len(pending), progress)
 
-    async def one(item: Any) -> Transcript:
+    async def one(audio: Any, sr: float | None) -> Transcript:
         try:
-            audio, sr = _split_item(item)
             async with gate:
                 return await client.transcribe(audio, sr, **kwargs)
         finally:
@@ -84,7 +83,7 @@ async def transcribe_many(
                 bar.update(1)
 
     try:
-        results = await asyncio.gather(*(one(item) for item in pending), return_exceptions=True)
+        results = await asyncio.gather(*(one(audio, sr) for audio, sr in pending), return_exceptions=True)
     finally:
         if bar is not None:
             bar.close()

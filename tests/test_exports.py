@@ -1,0 +1,34 @@
+"""The public surface: __all__ complete and sorted; importing stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import bk_notebook as bk
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {name for name in vars(bk) if not name.startswith("_")}
+    modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
+               "widgets", "cli", "display", "annotations"}
+    assert public - modules <= set(bk.__all__)
+    assert bk.__all__ == sorted(bk.__all__)
+    assert all(hasattr(bk, name) for name in bk.__all__)
+
+
+def test_import_does_not_load_heavy_backends() -> None:
+    code = "import sys, bk_notebook; print(sorted(m for m in ('librosa', 'pocketsphinx', 'pandas', 'ipywidgets', 'websockets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_error_tree() -> None:
+    assert issubclass(bk.AudioError, bk.BkError) and issubclass(bk.AudioError, ValueError)
+    assert issubclass(bk.AuthError, bk.ConnectError)
+    assert issubclass(bk.WorkerUnavailable, bk.ServiceError)
+    assert issubclass(bk.StreamTimeout, TimeoutError)
+    for name in bk.__all__:
+        obj = getattr(bk, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, bk.BkError), name
