@@ -117,10 +117,14 @@ class PocketSphinxEngine:
             raise MissingDependency(
                 "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
             ) from exc
-        self._decoder = Decoder(samprate=SAMPLE_RATE, dither=True, **config)
+        config.setdefault("dither", False)  # dither draws random numbers: results would vary run to run
+        self._decoder = Decoder(samprate=SAMPLE_RATE, **config)
         if grammar:
             self._decoder.add_jsgf_string("bk_grammar", grammar)
             self._decoder.activate_search("bk_grammar")
+        # Live CMN adapts across utterances; restoring it per session makes a session's
+        # result independent of whoever used this decoder before.
+        self._initial_cmn = self._decoder.get_cmn()
         self.reset()
 
     def reset(self) -> None:
@@ -128,6 +132,7 @@ class PocketSphinxEngine:
 
         if getattr(self, "_in_utt", False):
             self._decoder.end_utt()
+        self._decoder.set_cmn(self._initial_cmn)
         self._endpointer = Endpointer(window=0.3, ratio=0.9, sample_rate=SAMPLE_RATE)
         self._carry = b""
         self._in_utt = False

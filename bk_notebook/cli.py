@@ -1,0 +1,243 @@
+"""``bk-notebook``: serve, transcribe, demo and token from the command line.
+
+Exit codes: 0 success, 2 usage error, 1 any other failure; each failure is one
+line on stderr.  Results go to stdout, progress and partials to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import BkError
+
+FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _speed(text: str) -> float | None:
+    return None if text.lower() in ("none", "max", "0") else _positive_float(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bk-notebook", description="bahasakita streaming speech-to-text, in notebooks and here.")
+    parser.add_argument("--version", action="version", version=f"bk-notebook {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never tokens)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--engine", default="pocketsphinx", help="pocketsphinx, energy or module:Class")
+    serve.add_argument("--workers", type=int, default=4, help="concurrent sessions (default 4)")
+    serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable); "
+                       "else $BK_SERVER_TOKENS; none: any token is accepted")
+    serve.add_argument("--idle-timeout", type=_positive_float, default=60.0, help="close idle sessions after N s")
+
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files")
+    transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    transcribe.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
+    transcribe.add_argument("--speed", type=_speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
+    transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
+    transcribe.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
+    transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
+
+    demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
+    demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
+    demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
+
+    token = commands.add_parser("token", help="get a token from the hosted Auth API")
+    token.add_argument("--email", help="account e-mail (asked if missing)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+        if args.command != "serve":  # the embedded server's session lines are noise there
+            logging.getLogger("bk_notebook.server").setLevel(logging.WARNING)
+    try:
+        return int(_COMMANDS[args.command](args))
+    except BkError as exc:
+        print(f"bk-notebook: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    except KeyboardInterrupt:
+        print("bk-notebook: interrupted", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------- commands
+def _serve(args: argparse.Namespace) -> int:
+    from .server import BkServer, ServerConfig
+
+    config = ServerConfig(
+        host=args.host, port=args.port, engine=args.engine, workers=args.workers,
+        tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
+    )
+    if config.workers < 1:
+        raise _usage("--workers must be at least 1")
+
+    async def run() -> None:
+        server = BkServer(config)
+        await server.start()
+        print(f"listening on {server.url}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("bk_notebook.server").info("shutting down: finishing running sessions")
+        await server.close(grace=5.0)
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise _failure(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .batch import transcribe_many
+    from .client import Client
+
+    if args.concurrency < 1:
+        raise _usage("--concurrency must be at least 1")
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        raise _usage(f"no such file: {', '.join(missing)}")
+
+    async def run() -> list[Any]:
+        if args.local:
+            from .server import local_server
+
+            with local_server(engine=args.engine, workers=max(args.concurrency, 1)) as server:
+                client = Client(server.url)
+                return await transcribe_many(args.files, args.concurrency, True, True, client=client, speed=args.speed)
+        return await transcribe_many(args.files, args.concurrency, True, True, client=Client(args.url), speed=args.speed)
+
+    results = asyncio.run(run())
+    failures = 0
+    for path, result in zip(args.files, results):
+        if isinstance(result, Exception):
+            failures += 1
+            print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
+    sys.stdout.write(_render(args.format, [(str(p), r) for p, r in zip(args.files, results) if not isinstance(r, Exception)]))
+    return 1 if failures else 0
+
+
+def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
+    import csv
+    import io
+    import json
+
+    records = [{"file": name, **rec} for name, t in results for rec in t.finals]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if fmt == "csv":
+        out = io.StringIO()
+        fields = ["file", "segment", "start", "end", "text", "session_id", "timing"]
+        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return out.getvalue()
+    if fmt in ("srt", "vtt"):
+        parts = [(t.to_srt() if fmt == "srt" else t.to_vtt()) for _, t in results]
+        if len(results) == 1:
+            return parts[0]
+        return "\n".join(f"==> {name} <==\n{part}" for (name, _), part in zip(results, parts))
+    return _table(records)
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    header = ("file", "segment", "start", "end", "text")
+    rows = [(r["file"], str(r["segment"]), f"{r['start']:.2f}", f"{r['end']:.2f}", r["text"]) for r in records]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header[:-1])]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in [header, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .client import Client
+    from .server import local_server
+
+    sample = resources.files("bk_notebook") / "data" / "sample.wav"
+    live = sys.stderr.isatty()
+
+    def show_partial(text: str) -> None:
+        if live:
+            print(f"\r\033[K… {text}", end="", file=sys.stderr, flush=True)
+        else:
+            print(f"partial: {text}", file=sys.stderr, flush=True)
+
+    def show_final(record: dict[str, Any]) -> None:
+        prefix = "\r\033[K" if live else ""
+        print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr, flush=True)
+
+    async def run() -> Any:
+        with resources.as_file(sample) as path, local_server(engine=args.engine, workers=1) as server:
+            print(f"local server on {server.url} (engine {args.engine}); streaming {path.name}", file=sys.stderr)
+            client = Client(server.url)
+            return await client.transcribe(path, speed=args.speed, on_partial=show_partial, on_final=show_final)
+
+    transcript = asyncio.run(run())
+    sys.stdout.write(_table([{"file": "sample.wav", **r} for r in transcript.finals]))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth import get_token
+
+    email = args.email or input("e-mail: ").strip()
+    password = getpass.getpass("password: ")
+    token = get_token(email, password)
+    if sys.stdout.isatty():  # keep the secret off the screen and out of terminal logs
+        print("got a token; to use it: export BK_TOKEN=$(bk-notebook token --email EMAIL)", file=sys.stderr)
+    else:
+        print(token)
+    return 0
+
+
+def _usage(message: str) -> BkError:
+    from .errors import UsageError
+
+    return UsageError(message)
+
+
+def _failure(message: str) -> BkError:
+    return BkError(message)
+
+
+_COMMANDS = {"serve": _serve, "transcribe": _transcribe, "demo": _demo, "token": _token}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
