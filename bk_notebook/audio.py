@@ -320,7 +320,9 @@ def _prepend(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterator[np.ndarr
 def _convert_stream(rate: float, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     import soxr
 
-    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    resampler = None
+    if rate != SAMPLE_RATE:
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     for block in blocks:
         mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if not np.isfinite(mono).all():

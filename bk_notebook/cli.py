@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
+    token.add_argument("--auth-url", default=None, help=argparse.SUPPRESS)  # tests point it at a stand-in
     return parser
 
 
@@ -137,22 +138,27 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise _usage(f"no such file: {', '.join(missing)}")
 
     async def run() -> list[Any]:
-        if args.local:
-            from .server import local_server
+        async def with_client(client: Client) -> list[Any]:
+            return await transcribe_many(
+                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed
+            )
 
-            with local_server(engine=args.engine, workers=max(args.concurrency, 1)) as server:
-                client = Client(server.url)
-                return await transcribe_many(args.files, args.concurrency, True, True, client=client, speed=args.speed)
-        return await transcribe_many(args.files, args.concurrency, True, True, client=Client(args.url), speed=args.speed)
+        if not args.local:
+            return await with_client(Client(args.url))
+        from .server import local_server
+
+        with local_server(engine=args.engine, workers=args.concurrency) as server:
+            return await with_client(Client(server.url))
 
     results = asyncio.run(run())
-    failures = 0
-    for path, result in zip(args.files, results):
+    done: list[tuple[str, Any]] = []
+    for path, result in zip(args.files, results, strict=True):
         if isinstance(result, Exception):
-            failures += 1
             print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
-    sys.stdout.write(_render(args.format, [(str(p), r) for p, r in zip(args.files, results) if not isinstance(r, Exception)]))
-    return 1 if failures else 0
+        else:
+            done.append((str(path), result))
+    sys.stdout.write(_render(args.format, done))
+    return 0 if len(done) == len(results) else 1
 
 
 def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
@@ -174,7 +180,7 @@ def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
         parts = [(t.to_srt() if fmt == "srt" else t.to_vtt()) for _, t in results]
         if len(results) == 1:
             return parts[0]
-        return "\n".join(f"==> {name} <==\n{part}" for (name, _), part in zip(results, parts))
+        return "\n".join(f"==> {name} <==\n{part}" for (name, _), part in zip(results, parts, strict=True))
     return _table(records)
 
 
@@ -182,7 +188,9 @@ def _table(records: list[dict[str, Any]]) -> str:
     header = ("file", "segment", "start", "end", "text")
     rows = [(r["file"], str(r["segment"]), f"{r['start']:.2f}", f"{r['end']:.2f}", r["text"]) for r in records]
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header[:-1])]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in [header, *rows]]
+    lines = []
+    for row in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +209,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     def show_final(record: dict[str, Any]) -> None:
         prefix = "\r\033[K" if live else ""
-        print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr, flush=True)
+        span = f"{record['start']:.2f}-{record['end']:.2f} s"
+        print(f"{prefix}final [{span}]: {record['text']}", file=sys.stderr, flush=True)
 
     async def run() -> Any:
         with resources.as_file(sample) as path, local_server(engine=args.engine, workers=1) as server:
@@ -215,11 +224,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .auth import get_token
+    from .auth import TOKEN_URL, get_token
 
     email = args.email or input("e-mail: ").strip()
     password = getpass.getpass("password: ")
-    token = get_token(email, password)
+    token = get_token(email, password, url=args.auth_url or TOKEN_URL)
     if sys.stdout.isatty():  # keep the secret off the screen and out of terminal logs
         print("got a token; to use it: export BK_TOKEN=$(bk-notebook token --email EMAIL)", file=sys.stderr)
     else:

@@ -29,8 +29,9 @@ import binascii
 import enum
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from .errors import ProtocolError
 

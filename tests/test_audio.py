@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 import bk_notebook as bk
 from bk_notebook.audio import CHUNK_BYTES, open_audio
-from conftest import FIXTURES
 
 
 def sine(sr: float, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:
@@ -98,7 +98,9 @@ def test_bad_arrays_raise_audio_error(audio: object, sr: object, needle: str) ->
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    "fmt, subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")]
+)
 def test_load_audio_reads_common_formats(tmp_path, fmt: str, subtype: str) -> None:
     import soundfile as sf
 

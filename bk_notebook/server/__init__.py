@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import BkServer, ServerConfig
-from .engines import Engine, EnergyEngine, PocketSphinxEngine, engine_factory
+from .engines import EnergyEngine, Engine, PocketSphinxEngine, engine_factory
 from .local import LocalServer, local_server
 
 __all__ = [

@@ -95,6 +95,7 @@ class _Session:
         self.engine: Engine | None = None
         self.samples = 0
         self.finals = 0
+        self.last_end = 0.0
 
 
 class BkServer:
@@ -223,8 +224,12 @@ class BkServer:
     async def _reply(self, ws: Any, session: _Session, events: list[Any]) -> None:
         for event in events:
             if isinstance(event, Final):
+                # An engine that does not know its times gets them estimated from the audio.
+                end = event.end if event.end is not None else session.samples / 16_000
+                start = event.start if event.start is not None else min(session.last_end, end)
                 session.finals += 1
-                await ws.send(ServerProtocol.final(event.text, event.start or 0.0, event.end or 0.0))
+                session.last_end = end
+                await ws.send(ServerProtocol.final(event.text, start, end))
             else:
                 await ws.send(ServerProtocol.partial(event.text))
 

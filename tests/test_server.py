@@ -1,0 +1,250 @@
+"""The local server: the spec's JSON shapes, its sample client, bad input, capacity, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import FIXTURES
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+
+import bk_notebook as bk
+from bk_notebook.server import local_server
+
+SPEC_KEYS = {"service", "type", "status", "message"}
+
+
+def pcm_of(name: str) -> bytes:
+    data, sr = sf.read(FIXTURES / f"{name}.wav", dtype="int16")
+    assert sr == 16000
+    return data.tobytes()
+
+
+def tone_pcm(seconds: float, silence: float = 0.5) -> bytes:
+    t = np.arange(int(16000 * seconds)) / 16000
+    gap = np.zeros(int(16000 * silence))
+    return (np.concatenate([gap, 0.3 * np.sin(2 * np.pi * 300 * t), gap]) * 32767).astype("<i2").tobytes()
+
+
+async def sample_style_session(url: str, pcm: bytes) -> list[dict[str, Any]]:
+    """Stream the way the service's own Python sample does: plain websockets and its dicts."""
+    replies: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+        conn = json.loads(await ws.recv())
+        replies.append(conn)
+        sess_id = conn["bk"]["data"]["sess_id"]
+
+        async def receive() -> None:
+            while True:
+                reply = json.loads(await ws.recv())
+                replies.append(reply)
+                if reply["bk"]["type"] == "audioStop":
+                    return
+
+        receiver = asyncio.create_task(receive())
+        for i in range(0, len(pcm), 3200):
+            msg = {"bk": {"service": "stt", "sess_id": sess_id, "type": "audioStream",
+                          "data": {"audio": base64.b64encode(pcm[i:i + 3200]).decode("utf-8")}}}
+            await ws.send(json.dumps(msg))
+        await ws.send(json.dumps({"bk": {"service": "stt", "sess_id": sess_id, "type": "audioStop"}}))
+        await asyncio.wait_for(receiver, 30)
+    return replies
+
+
+@pytest.mark.slow
+async def test_the_spec_sample_client_gets_session_partials_finals_and_stop(sphinx_server) -> None:
+    replies = await sample_style_session(sphinx_server.url, pcm_of("hello"))
+    conn, *stream, stop = [r["bk"] for r in replies]
+    assert set(conn) == SPEC_KEYS | {"data"} and conn["type"] == "audioConn" and conn["status"] == 200
+    assert len(conn["data"]["sess_id"]) == 32 and int(conn["data"]["sess_id"], 16) >= 0
+    partials = [r["data"]["partial"] for r in stream if "partial" in r["data"]]
+    finals = [r["data"] for r in stream if "final" in r["data"]]
+    assert all(set(r) == SPEC_KEYS | {"data"} and r["type"] == "audioStream" for r in stream)
+    assert partials and finals
+    assert "hello" in finals[0]["final"] and "world" in finals[0]["final"]
+    assert 0 <= finals[0]["start"] < finals[0]["end"] <= len(pcm_of("hello")) / 32000
+    assert set(stop) == SPEC_KEYS and stop["type"] == "audioStop" and stop["status"] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, words", [
+    ("hello", {"hello", "world", "recognition"}),
+    ("tomorrow", {"tomorrow", "morning"}),
+    ("numbers", {"two", "three", "four", "five", "six"}),
+])
+async def test_fixture_sentences_come_back_with_their_content_words(sphinx_server, name: str, words: set[str]) -> None:
+    t = await bk.Client(sphinx_server.url).transcribe(FIXTURES / f"{name}.wav", speed=None)
+    assert words <= set(t.text.split()), t.text
+    assert all(r["session_id"] == t.session_id and "timing" not in r for r in t.finals)
+
+
+async def test_finals_carry_times_of_the_session_audio(energy_server) -> None:
+    pcm = tone_pcm(1.0) + tone_pcm(0.4)
+    t = await bk.Client(energy_server.url).transcribe(np.frombuffer(pcm, "<i2"), 16000, speed=None)
+    assert [(r["text"], r["start"], r["end"]) for r in t.finals] == [
+        ("sound 1.00 s", 0.5, 1.5), ("sound 0.40 s", 2.5, 2.9)]
+
+
+BAD = [
+    ("{not json", "not JSON"),
+    (json.dumps({"bk": {"service": "stt", "type": "audioWhat"}}), "unknown message type"),
+    (json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": "f" * 32, "data": {"audio": "AAAA"}}}),
+     "does not belong"),
+    (json.dumps({"bk": {"service": "stt", "type": "audioStream", "data": {"audio": "AAAA"}}}), "sess_id is missing"),
+    ("STREAM:!!notbase64", "not valid base64"),
+    ("STREAM:" + base64.b64encode(b"abc").decode(), "odd number"),
+    ("STREAM:" + base64.b64encode(bytes(70000)).decode(), "over 65536"),
+]
+
+
+async def test_every_bad_input_gets_its_400_and_the_connection_stays_usable(energy_server) -> None:
+    async with connect(energy_server.url) as ws:
+        await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": "x",
+                                         "data": {"audio": "AAAA"}}}))
+        early = json.loads(await ws.recv())["bk"]
+        assert early["status"] == 400 and "send audioConn first" in early["message"]
+        await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+        sess_id = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
+        for message, needle in BAD:
+            if message.startswith("STREAM:"):
+                message = json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": sess_id,
+                                             "data": {"audio": message[7:]}}})
+            await ws.send(message)
+            answer = json.loads(await ws.recv())["bk"]
+            assert answer["status"] == 400 and needle in answer["message"], (needle, answer)
+        # Still the same session, still usable.
+        await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioStop", "sess_id": sess_id}}))
+        assert json.loads(await ws.recv())["bk"] == {"service": "stt", "type": "audioStop", "status": 200,
+                                                    "message": ""}
+    t = await bk.Client(energy_server.url).transcribe(np.frombuffer(tone_pcm(0.6), "<i2"), 16000, speed=None)
+    assert t.text == "sound 0.60 s"
+
+
+async def test_an_oversized_frame_closes_only_that_connection(energy_server) -> None:
+    async with connect(energy_server.url, max_size=None) as ws:
+        await ws.send("x" * (1 << 20))
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1009  # message too big
+    t = await bk.Client(energy_server.url).transcribe(np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+    assert t.text == "sound 0.30 s"
+
+
+async def test_a_third_session_gets_worker_not_available_and_retry_succeeds() -> None:
+    async with local_server(engine="energy", workers=2) as server:
+        first, second = bk.Client(server.url).stream(), bk.Client(server.url).stream()
+        await first.__aenter__()
+        await second.__aenter__()
+        async with connect(server.url) as ws:
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+            refused = json.loads(await ws.recv())["bk"]
+        assert refused == {"service": "stt", "type": "audioConn", "status": 400, "message": "worker not available"}
+        with pytest.raises(bk.WorkerUnavailable):
+            await bk.Client(server.url, connect_retries=2, retry_backoff=0.01).transcribe(np.zeros(1600), 16000)
+
+        async def free_a_worker_soon() -> None:
+            await asyncio.sleep(0.2)
+            await first.send(np.frombuffer(tone_pcm(0.2), "<i2"))
+            await first.stop()
+
+        freeing = asyncio.create_task(free_a_worker_soon())
+        patient = bk.Client(server.url, connect_retries=8, retry_backoff=0.1)
+        t = await patient.transcribe(np.frombuffer(tone_pcm(0.5), "<i2"), 16000, speed=None)
+        await freeing
+        assert t.text == "sound 0.50 s"
+        await second.stop()
+
+
+async def test_two_concurrent_sessions_do_not_see_each_others_text(energy_server) -> None:
+    a, b = np.frombuffer(tone_pcm(0.7), "<i2"), np.frombuffer(tone_pcm(1.3), "<i2")
+    ta, tb = await asyncio.gather(
+        bk.Client(energy_server.url).transcribe(a, 16000, speed=20.0),
+        bk.Client(energy_server.url).transcribe(b, 16000, speed=20.0),
+    )
+    assert ta.text == "sound 0.70 s" and tb.text == "sound 1.30 s"
+    assert ta.session_id != tb.session_id
+
+
+async def test_auth_on_refuses_missing_or_wrong_tokens_with_401() -> None:
+    async with local_server(engine="energy", workers=1, tokens=("good-token",)) as server:
+        for url in (server.url, server.url + "?token=bad-token"):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url):
+                    pass
+            assert info.value.response.status_code == 401
+        with pytest.raises(bk.AuthError):
+            await bk.Client(server.url, token="bad-token").transcribe(np.zeros(1600), 16000)
+        t = await bk.Client(server.url, token="good-token").transcribe(
+            np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+        assert t.text == "sound 0.30 s"
+
+
+async def test_auth_off_accepts_any_token(energy_server) -> None:
+    t = await bk.Client(energy_server.url, token="anything").transcribe(
+        np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+    assert t.text == "sound 0.30 s"
+
+
+async def test_wrong_path_is_404(energy_server) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(energy_server.url.replace("/v1/prod/stream", "/other")):
+            pass
+    assert info.value.response.status_code == 404
+
+
+async def test_idle_sessions_are_closed_with_a_message() -> None:
+    async with local_server(engine="energy", workers=1, idle_timeout=0.3) as server:
+        async with connect(server.url) as ws:
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+            await ws.recv()
+            notice = json.loads(await asyncio.wait_for(ws.recv(), 5))["bk"]
+            assert notice["status"] == 400 and "idle" in notice["message"]
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1000
+        # Its worker is free again.
+        t = await bk.Client(server.url).transcribe(np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+        assert t.text == "sound 0.30 s"
+
+
+def test_server_log_never_shows_tokens(caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+
+    async def run(url: str) -> None:
+        await bk.Client(url, token="tok-SECRET-123").transcribe(np.frombuffer(tone_pcm(0.3), "<i2"), 16000,
+                                                                 speed=None)
+
+    with local_server(engine="energy", workers=1, tokens=("tok-SECRET-123",)) as server:
+        asyncio.run(run(server.url))
+    assert "session " in caplog.text and "1.3 s of audio" in caplog.text
+    assert "tok-SECRET-123" not in caplog.text
+
+
+def test_unknown_engine_is_a_usage_error() -> None:
+    with pytest.raises(bk.UsageError, match="unknown engine"):
+        local_server(engine="nope")
+    with pytest.raises(bk.UsageError, match="cannot load engine"):
+        local_server(engine="no_such_module:Engine")
+
+
+def test_a_user_engine_by_module_and_class(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_engine.py").write_text(
+        "from bk_notebook.protocol import Final\n"
+        "class Counter:\n"
+        "    def __init__(self): self.reset()\n"
+        "    def reset(self): self.n = 0\n"
+        "    def feed(self, pcm): self.n += len(pcm); return []\n"
+        "    def flush(self): return [Final(f'{self.n} bytes', None, None)]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with local_server(engine="my_engine:Counter", workers=1) as server:
+        t = asyncio.run(bk.Client(server.url).transcribe(np.zeros(8000, dtype=np.int16), 16000, speed=None))
+    assert t.finals[0]["text"] == "16000 bytes" and t.finals[0]["end"] == 0.5

@@ -1,0 +1,18 @@
+"""The code style is enforced, not hoped for: ruff (numpy docstrings) over the package and tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean() -> None:
+    require("ruff", "the style check")
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "bk_notebook", "tests", "benchmarks"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
