@@ -155,7 +155,7 @@ def chunk_pcm(pcm: np.ndarray | bytes, size: int = CHUNK_BYTES) -> Iterator[byte
     if isinstance(pcm, np.ndarray):
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise AudioError(f"chunk_pcm takes 1-D int16 PCM, got {pcm.dtype} {pcm.shape}; use to_pcm16 first")
-        data = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
+        data = memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
     else:
         data = memoryview(pcm).cast("B")
     for offset in range(0, len(data), size):

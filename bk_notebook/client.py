@@ -242,6 +242,7 @@ class Stream:
 
     async def _open(self) -> None:
         client = self._client
+        refusal: ServerError | None = None
         for attempt in range(1, client.connect_retries + 1):
             if self._ws is None:
                 self._ws = await self._handshake(attempt)
@@ -254,6 +255,7 @@ class Stream:
                 self._reader = asyncio.create_task(self._read())
                 logger.debug("session %s open", event.session_id)
                 return
+            refusal = event
             logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, client.connect_retries)
             if attempt < client.connect_retries:
                 await asyncio.sleep(self._backoff(attempt))
@@ -261,7 +263,7 @@ class Stream:
         raise WorkerUnavailable(
             f"the server refused audioConn {client.connect_retries} times (worker not available); "
             "try again later or raise connect_retries",
-            status=event.status,
+            status=refusal.status if refusal else 400,
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -382,7 +384,7 @@ class Stream:
         if isinstance(pcm, np.ndarray):
             if pcm.dtype != np.int16 or pcm.ndim != 1:
                 raise UsageError(f"send takes 1-D int16 PCM at 16 kHz, got {pcm.dtype} {pcm.shape}; use to_pcm16")
-            data = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
+            data = memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
         else:
             data = memoryview(pcm).cast("B")
         if self._carry:

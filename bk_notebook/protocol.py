@@ -203,7 +203,7 @@ class ClientProtocol(_Machine):
         self._to(State.CONNECTING)
         return _encode({"service": "stt", "type": AUDIO_CONN})
 
-    def audio(self, chunk: bytes) -> str:
+    def audio(self, chunk: bytes | memoryview) -> str:
         """Return the ``audioStream`` request carrying ``chunk`` (raw PCM bytes)."""
         self._require("send audio", State.STREAMING)
         if len(chunk) % 2:
@@ -233,7 +233,8 @@ class ClientProtocol(_Machine):
     def _receive(self, bk: dict[str, Any]) -> list[Event]:
         kind = _type_of(bk) or self._implied_type()
         status = _status_of(bk)
-        data = bk.get("data") if isinstance(bk.get("data"), dict) else {}
+        raw_data = bk.get("data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         if kind == AUDIO_CONN:
             return self._on_conn(bk, status, data)
         if self.state not in (State.STREAMING, State.STOPPING):
