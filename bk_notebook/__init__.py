@@ -20,6 +20,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .server.local import LocalServer, local_server
 from .transcript import Transcript
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "LocalServer",
     "MissingDependency",
     "ProtocolError",
     "ServiceError",
@@ -44,6 +46,7 @@ __all__ = [
     "chunk_pcm",
     "get_token",
     "load_audio",
+    "local_server",
     "open_audio",
     "to_pcm16",
     "transcribe",

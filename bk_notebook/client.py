@@ -160,13 +160,15 @@ class Client:
         speed: float | None = None,
         on_partial: Callable[[str], Any] | None = None,
         on_final: Callable[[dict[str, Any]], Any] | None = None,
+        on_progress: Callable[[float], Any] | None = None,
     ) -> Stream:
         """A session as an async context manager: ``audioConn`` on entry.
 
         ``speed`` paces ``send`` at that multiple of real time (``None``: unpaced,
-        the default, as live audio arrives at its own pace).
+        the default, as live audio arrives at its own pace).  ``on_progress(seconds)``
+        is called with the audio seconds sent, once per second of audio.
         """
-        return Stream(self, speed=speed, on_partial=on_partial, on_final=on_final)
+        return Stream(self, speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress)
 
     async def transcribe(
         self,
@@ -176,18 +178,40 @@ class Client:
         speed: float | None = 10.0,
         on_partial: Callable[[str], Any] | None = None,
         on_final: Callable[[dict[str, Any]], Any] | None = None,
+        on_progress: Callable[[float], Any] | None = None,
+        display: bool = False,
     ) -> Transcript:
         """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.
 
         The audio is validated before any connection is made.  ``speed`` is the
         multiple of real time to send at (10x by default, as the service's own
         sample does); ``None`` sends as fast as the connection allows.
+        ``display=True`` shows, in the calling cell's output, a progress bar of
+        audio seconds sent, the live partial and the finals as they arrive.
         """
         source = open_audio(audio, sr)
-        async with self.stream(speed=speed, on_partial=on_partial, on_final=on_final) as session:
-            for block in source:
-                await session.send(block)
-            return await session.stop()
+        live = None
+        if display:
+            from .display import LiveDisplay
+
+            live = LiveDisplay(source.duration)
+            on_partial, on_final, on_progress = (
+                _both(live.partial, on_partial), _both(live.final, on_final), _both(live.progress, on_progress)
+            )
+        try:
+            async with self.stream(
+                speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress
+            ) as session:
+                for block in source:
+                    await session.send(block)
+                transcript = await session.stop()
+        except BaseException as exc:
+            if live is not None:
+                live.close(error=exc)
+            raise
+        if live is not None:
+            live.close(transcript)
+        return transcript
 
 
 class Stream:
@@ -200,6 +224,7 @@ class Stream:
         speed: float | None,
         on_partial: Callable[[str], Any] | None,
         on_final: Callable[[dict[str, Any]], Any] | None,
+        on_progress: Callable[[float], Any] | None = None,
     ) -> None:
         if speed is not None:
             _positive("speed", speed)
@@ -207,6 +232,7 @@ class Stream:
         self._speed = speed
         self._on_partial = on_partial
         self._on_final = on_final
+        self._on_progress = on_progress
         self._protocol = ClientProtocol()
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
@@ -412,7 +438,9 @@ class Stream:
                 await asyncio.sleep(delay)
         await self._send(self._protocol.audio(chunk), "audioStream")
         self._sent += len(chunk)
-        self.transcript.duration = self.seconds_sent
+        self.transcript.duration = self._sent / BYTES_PER_SECOND
+        if self._on_progress is not None and self._sent % BYTES_PER_SECOND < len(chunk):
+            _call_sync(self._on_progress, self.transcript.duration)
 
     async def _send(self, text: str, what: str) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -481,6 +509,25 @@ async def _call(callback: Callable[..., Any] | None, arg: Any) -> None:
             await result
     except Exception:  # a user's callback must not lose the session's finals
         logger.exception("callback %r raised; the session goes on", callback)
+
+
+def _call_sync(callback: Callable[[Any], Any], arg: Any) -> None:
+    try:
+        callback(arg)
+    except Exception:  # a display or progress callback must not end the session
+        logger.exception("callback %r raised; the session goes on", callback)
+
+
+def _both(first: Callable[[Any], Any], second: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """Call ``first`` then ``second`` (if any), awaiting ``second`` when it is a coroutine."""
+    if second is None:
+        return first
+
+    def both(arg: Any) -> Any:
+        first(arg)
+        return second(arg)
+
+    return both
 
 
 async def transcribe(audio: Any, sr: float | None = None, **kwargs: Any) -> Transcript:

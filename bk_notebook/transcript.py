@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import MissingDependency
 
-__all__ = ["Transcript"]
+__all__ = ["Transcript", "finals_table_html"]
 
 _COLUMNS = ("segment", "text", "start", "end", "session_id")
 
@@ -113,13 +113,32 @@ class Transcript:
         )
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{r['segment']}</td><td>{r['start']:.2f}</td><td>{r['end']:.2f}</td>"
-            f"<td style='text-align:left'>{html.escape(r['text'])}</td></tr>"
-            for r in self.finals
-        )
         return (
             f"<div><b>Transcript</b>: {len(self.finals)} finals, {self.duration:.1f} s of audio"
-            "<table><thead><tr><th>segment</th><th>start</th><th>end</th><th>text</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>"
+            f"{finals_table_html(self.finals)}</div>"
         )
+
+    @classmethod
+    def join(cls, parts: list[Transcript]) -> Transcript:
+        """One transcript of several sessions in order; segments renumbered, each keeps its session_id."""
+        joined = cls(session_id=parts[-1].session_id if parts else None)
+        for part in parts:
+            for record in part.finals:
+                joined.finals.append({**record, "segment": len(joined.finals)})
+            joined.duration += part.duration
+        return joined
+
+
+def finals_table_html(records: list[dict[str, Any]], columns: tuple[str, ...] = ("segment", "start", "end")) -> str:
+    """An HTML table of final records (escaped), for notebook displays."""
+    head = "".join(f"<th>{c}</th>" for c in (*columns, "text"))
+
+    def cell(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, float) else html.escape(str(value))
+
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns)
+        + f"<td style='text-align:left'>{html.escape(r['text'])}</td></tr>"
+        for r in records
+    )
+    return f"<table class='bk-finals'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -1,0 +1,9 @@
+"""Notebook widgets: the live microphone, the transcriber, and other sources."""
+
+from __future__ import annotations
+
+from .microphone import Microphone
+from .sources import from_recorder
+from .transcriber import Transcriber
+
+__all__ = ["Microphone", "Transcriber", "from_recorder"]

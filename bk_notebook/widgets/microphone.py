@@ -1,0 +1,99 @@
+"""``Microphone``: capture in the browser, 16 kHz int16 chunks into the kernel as binary buffers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._deps import anywidget, traitlets
+
+__all__ = ["Microphone"]
+
+_HERE = Path(__file__).parent
+
+
+class Microphone(anywidget.AnyWidget):
+    """A start/stop microphone with a level meter and elapsed time.
+
+    The browser's AudioWorklet downmixes and resamples to 16 kHz int16 at the
+    audio context's real rate and sends 3200-byte (100 ms) chunks as binary
+    buffers.  Register ``mic.on_chunk(fn)`` to receive each chunk as bytes;
+    after a stop, ``mic.recording`` holds everything captured as an int16 array.
+
+    Attributes
+    ----------
+    status : str
+        ``"idle"``, ``"recording"`` or ``"error"`` (synced from the browser).
+    error : str
+        The message shown in the widget when the microphone could not start.
+    """
+
+    _esm = _HERE / "microphone.js"
+    _css = _HERE / "microphone.css"
+    _capture_id = traitlets.Unicode().tag(sync=True)
+    status = traitlets.Unicode("idle")
+    error = traitlets.Unicode("")
+    browser_sample_rate = traitlets.Float(0.0)
+
+    sample_rate = 16_000
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(_capture_id=uuid.uuid4().hex, **kwargs)
+        self._chunks: list[bytes] = []
+        self._chunk_callbacks: list[Callable[[bytes], Any]] = []
+        self._stop_callbacks: list[Callable[[], Any]] = []
+        self._error_callbacks: list[Callable[[str], Any]] = []
+        self.on_msg(self._on_browser_message)
+
+    # ----------------------------------------------------------------- python API
+    def on_chunk(self, callback: Callable[[bytes], Any]) -> None:
+        """Call ``callback(pcm_bytes)`` for every 3200-byte chunk as it arrives."""
+        self._chunk_callbacks.append(callback)
+
+    def on_stop(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when the capture stops (button or :meth:`stop`)."""
+        self._stop_callbacks.append(callback)
+
+    def on_error(self, callback: Callable[[str], Any]) -> None:
+        """Call ``callback(message)`` when the browser cannot capture."""
+        self._error_callbacks.append(callback)
+
+    def start(self) -> None:
+        """Ask the browser to start capturing (as pressing Start does)."""
+        self.send({"type": "start"})
+
+    def stop(self) -> None:
+        """Ask the browser to stop capturing and release the microphone."""
+        self.send({"type": "stop"})
+
+    @property
+    def recording(self) -> np.ndarray:
+        """Everything captured since the last start, as 1-D int16 at 16 kHz."""
+        return np.frombuffer(b"".join(self._chunks), dtype="<i2").astype(np.int16)
+
+    # ------------------------------------------------------------- from the page
+    def _on_browser_message(self, _widget: Any, content: dict[str, Any], buffers: list[Any]) -> None:
+        kind = content.get("type")
+        if kind == "chunk" and buffers:
+            chunk = bytes(buffers[0])
+            self._chunks.append(chunk)
+            for callback in list(self._chunk_callbacks):
+                callback(chunk)
+        elif kind == "started":
+            self._chunks = []
+            self.browser_sample_rate = float(content.get("sample_rate") or 0.0)
+            self.error = ""
+            self.status = "recording"
+        elif kind == "stopped":
+            self.status = "idle"
+            for stopped in list(self._stop_callbacks):
+                stopped()
+        elif kind == "error":
+            self.error = str(content.get("message", "the microphone could not start"))
+            self.status = "error"
+            for failed in list(self._error_callbacks):
+                failed(self.error)

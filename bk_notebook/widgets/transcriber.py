@@ -1,0 +1,233 @@
+"""``Transcriber``: a source widget wired to a client session on the kernel's own event loop.
+
+The widget holds no protocol logic: Start opens a :class:`~bk_notebook.client.Stream`
+as an asyncio task on the kernel's loop, the microphone's chunk callback (run
+by the kernel on its main thread) feeds an ``asyncio.Queue`` that the task
+drains, and the client's callbacks paint the partial, the finals and the status.
+The client (and so the token) lives in a plain attribute, never in a synced trait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from typing import Any
+
+from ..client import Client
+from ..errors import BkError
+from ..transcript import Transcript, finals_table_html
+from ._deps import ipywidgets as w
+from .microphone import Microphone
+from .sources import is_file_upload, is_recorder, uploaded_files
+
+__all__ = ["Transcriber"]
+
+_STOP_CONFIRM_SECONDS = 2.0  # wait this long for the browser's "stopped" before ending the run anyway
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Transcriber(w.VBox):
+    """Live transcription in a notebook, from the microphone (default), an
+    ``ipywebrtc.AudioRecorder`` or an ``ipywidgets.FileUpload``.
+
+    Parameters
+    ----------
+    client : Client, optional
+        Defaults to ``Client()`` (``$BK_STT_URL``, ``$BK_TOKEN``).
+    source : widget, optional
+        ``None`` for a new :class:`Microphone`; an ``AudioRecorder`` (each finished
+        recording is transcribed) or a ``FileUpload`` (each uploaded file is).
+
+    Attributes
+    ----------
+    finals : list of dict
+        DataFrame-ready records of every run, each with its ``run`` number.
+    transcript : Transcript
+        All runs joined.
+    """
+
+    def __init__(self, client: Client | None = None, source: Any = None, **kwargs: Any) -> None:
+        self.client = client if client is not None else Client()
+        self.source = source if source is not None else Microphone()
+        self._constructed_on = _running_loop()  # the kernel's loop, when built in a cell
+        self._runs: list[Transcript] = []
+        self._current: list[dict[str, Any]] = []
+        self._queue: asyncio.Queue[bytes | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
+
+        self.start_button = w.Button(description="Start", icon="microphone", button_style="success")
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self.status = w.HTML(self._status_html("ready"))
+        self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
+        self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
+        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals")):
+            widget.add_class(name)
+
+        controls: list[Any] = []
+        if isinstance(self.source, Microphone):
+            self.source.on_chunk(self._on_chunk)
+            self.source.on_stop(self._finish_run)
+            self.source.on_error(self._on_source_error)
+            self.start_button.on_click(lambda _: self.start())
+            self.stop_button.on_click(lambda _: self.stop())
+            controls = [w.HBox([self.start_button, self.stop_button])]
+        elif is_recorder(self.source):
+            self.source.audio.observe(self._on_recording, names="value")
+        elif is_file_upload(self.source):
+            self.source.observe(self._on_upload, names="value")
+        else:
+            raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
+        super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
+        self.add_class("bk-transcriber")
+
+    # ------------------------------------------------------------------- results
+    @property
+    def finals(self) -> list[dict[str, Any]]:
+        return [{"run": run, **r} for run, t in enumerate(self._runs) for r in t.finals] + [
+            {"run": len(self._runs), **r} for r in self._current
+        ]
+
+    @property
+    def transcript(self) -> Transcript:
+        return Transcript.join(self._runs)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # Widget handlers run on the kernel's main thread, inside its loop.
+        loop = _running_loop() or self._constructed_on
+        if loop is None:
+            raise BkError("Transcriber needs a running event loop: use it in a Jupyter kernel or an async function")
+        return loop
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ------------------------------------------------------------ microphone runs
+    def start(self) -> None:
+        """Open a session and start the microphone (what the Start button does)."""
+        if self.running:
+            return
+        self._queue = asyncio.Queue()
+        self._set_status("connecting")
+        self._task = self._loop.create_task(self._run_live(self._queue))
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self.source.start()
+
+    def stop(self) -> None:
+        """Stop the microphone; the session drains and shows its last finals."""
+        if not self.running:
+            return
+        self.stop_button.disabled = True
+        self.source.stop()
+        # The browser confirms with "stopped" after its last chunk; do not wait forever for it.
+        self._stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait(chunk)
+
+    def _finish_run(self) -> None:
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+            self._queue = None
+
+    def _on_source_error(self, message: str) -> None:
+        self._set_status("error", message)
+        self._finish_run()
+
+    async def _run_live(self, queue: asyncio.Queue[bytes | None]) -> None:
+        await self._session(self._send_from_queue(queue))
+
+    @staticmethod
+    async def _send_from_queue(queue: asyncio.Queue[bytes | None]) -> Any:
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    async def _session(self, chunks: Any, *, speed: float | None = None) -> None:
+        self._current = []
+        self._set_status("connecting")
+        transcript: Transcript | None = None
+        try:
+            stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
+            async with stream as session:
+                self._set_status("streaming")
+                async for chunk in chunks:
+                    await session.send(chunk)
+                self._set_status("draining")
+                transcript = await session.stop()
+            self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio")
+        except BkError as exc:
+            transcript = exc.transcript
+            self._set_status("error", str(exc))
+            if isinstance(self.source, Microphone) and self.source.status == "recording":
+                self.source.stop()
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
+            self._set_status("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._queue = None
+            if transcript is not None and (transcript.finals or transcript.duration):
+                self._runs.append(transcript)
+            self._current = []
+            self.partial.value = ""
+            self._paint_finals()
+            self.start_button.disabled, self.stop_button.disabled = False, True
+
+    # --------------------------------------------------- recordings and uploads
+    def _on_recording(self, change: dict[str, Any]) -> None:
+        data = bytes(change["new"] or b"")
+        if data and not getattr(self.source, "recording", False):
+            self._loop.create_task(self._transcribe_bytes(data))
+
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        for _name, data in uploaded_files(change["new"]):
+            self._loop.create_task(self._transcribe_bytes(data))
+
+    async def _transcribe_bytes(self, data: bytes) -> None:
+        from ..audio import chunk_pcm, to_pcm16
+
+        try:
+            pcm = to_pcm16(data)  # bad audio is reported before any connection
+        except BkError as exc:
+            self._set_status("error", str(exc))
+            return
+        while self.running:  # one session at a time keeps runs in order
+            await asyncio.sleep(0.05)
+        self._task = asyncio.current_task()
+
+        async def chunks() -> Any:
+            for chunk in chunk_pcm(pcm):
+                yield chunk
+
+        await self._session(chunks())
+
+    # ------------------------------------------------------------------ painting
+    def _show_partial(self, text: str) -> None:
+        self.partial.value = f"<i>{html.escape(text)}</i>"
+
+    def _add_final(self, record: dict[str, Any]) -> None:
+        self._current.append(record)
+        self.partial.value = ""
+        self._paint_finals()
+
+    def _paint_finals(self) -> None:
+        self.table.value = finals_table_html(self.finals, columns=("run", "segment", "start", "end"))
+
+    def _set_status(self, state: str, detail: str = "") -> None:
+        self.status.value = self._status_html(state, detail)
+
+    @staticmethod
+    def _status_html(state: str, detail: str = "") -> str:
+        color = "#b00020" if state == "error" else "inherit"
+        text = f"{state}: {detail}" if detail else state
+        return f"<span class='bk-status-{state}' style='color:{color}'>status: {html.escape(text)}</span>"

@@ -1,0 +1,172 @@
+"""Widgets without a browser: the comm is faked by handing messages to ipywidgets' own handler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bk_notebook as bk
+from conftest import FIXTURES, require
+
+require("anywidget", "the microphone widget")
+from bk_notebook.widgets import Microphone, Transcriber, from_recorder  # noqa: E402
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.widget-state.NEVER-SAVED"
+
+
+def browser_says(widget: Any, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    """Deliver a message as the kernel's comm does: through ipywidgets' message handler."""
+    msg = {"content": {"data": {"method": "custom", "content": content}},
+           "buffers": [memoryview(b) for b in buffers or []]}
+    widget._handle_msg(msg)
+
+
+def tone_chunks(seconds: float, silence: float = 0.5) -> list[bytes]:
+    t = np.arange(int(16000 * seconds)) / 16000
+    gap = np.zeros(int(16000 * silence))
+    pcm = (np.concatenate([gap, 0.3 * np.sin(2 * np.pi * 300 * t), gap]) * 32767).astype("<i2").tobytes()
+    return [pcm[i:i + 3200] for i in range(0, len(pcm), 3200)]
+
+
+async def speak(transcriber: Transcriber, seconds: float) -> None:
+    mic = transcriber.source
+    browser_says(mic, {"type": "started", "sample_rate": 44100})
+    for i, chunk in enumerate(tone_chunks(seconds)):
+        browser_says(mic, {"type": "chunk", "seq": i}, [chunk])
+        await asyncio.sleep(0)  # the kernel's loop runs between comm messages
+
+
+async def press_stop(transcriber: Transcriber) -> None:
+    transcriber.stop_button.click()
+    browser_says(transcriber.source, {"type": "stopped"})
+    await asyncio.wait_for(transcriber._task, 10)
+
+
+def test_microphone_keeps_chunks_and_calls_back() -> None:
+    mic = Microphone()
+    got: list[bytes] = []
+    mic.on_chunk(got.append)
+    browser_says(mic, {"type": "started", "sample_rate": 44100})
+    assert mic.status == "recording" and mic.browser_sample_rate == 44100
+    chunks = tone_chunks(0.3)
+    for i, chunk in enumerate(chunks):
+        browser_says(mic, {"type": "chunk", "seq": i}, [chunk])
+    browser_says(mic, {"type": "stopped"})
+    assert got == chunks and mic.status == "idle"
+    assert mic.recording.dtype == np.int16 and mic.recording.tobytes() == b"".join(chunks)
+
+
+def test_microphone_error_is_kept_and_reported() -> None:
+    mic = Microphone()
+    seen: list[str] = []
+    mic.on_error(seen.append)
+    browser_says(mic, {"type": "error", "message": "Microphone permission denied: allow it"})
+    assert mic.status == "error" and "permission denied" in mic.error and seen == [mic.error]
+
+
+async def test_transcriber_streams_chunks_and_shows_partials_and_finals(energy_server) -> None:
+    t = Transcriber(client=bk.Client(energy_server.url))
+    partials: list[str] = []
+    t.partial.observe(lambda change: partials.append(change["new"]), names="value")
+    t.start_button.click()
+    assert "connecting" in t.status.value and t.start_button.disabled
+    await speak(t, 1.0)
+    await asyncio.sleep(0.3)
+    assert "streaming" in t.status.value
+    await press_stop(t)
+    assert any("sound 0." in p for p in partials)  # the live partial grew while audio flowed
+    assert "sound 1.00 s" in t.table.value
+    assert "done" in t.status.value and not t.start_button.disabled
+    assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 1.00 s")]
+
+
+async def test_start_stop_twice_keeps_each_runs_finals(energy_server) -> None:
+    t = Transcriber(client=bk.Client(energy_server.url))
+    for seconds in (0.5, 0.8):
+        t.start()
+        await speak(t, seconds)
+        await press_stop(t)
+    assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 0.50 s"), (1, "sound 0.80 s")]
+    joined = t.transcript
+    assert joined.text == "sound 0.50 s sound 0.80 s" and [r["segment"] for r in joined.finals] == [0, 1]
+    assert len(joined.to_dataframe()) == 2
+
+
+async def test_connection_errors_are_shown_in_the_widget() -> None:
+    t = Transcriber(client=bk.Client("ws://127.0.0.1:9/v1/prod/stream", connect_retries=1))
+    t.start()
+    await asyncio.wait_for(t._task, 10)
+    assert "error" in t.status.value and "cannot connect" in t.status.value
+    assert not t.start_button.disabled
+
+
+async def test_microphone_errors_are_shown_in_the_widget(energy_server) -> None:
+    t = Transcriber(client=bk.Client(energy_server.url))
+    t.start()
+    browser_says(t.source, {"type": "error", "message": "Microphone permission denied: allow the microphone"})
+    await asyncio.wait_for(t._task, 10)
+    assert "permission denied" in t.status.value or "done" in t.status.value
+    assert not t.running
+
+
+def test_no_token_in_widget_state_or_saved_widget_metadata() -> None:
+    import ipywidgets
+
+    client = bk.Client("ws://127.0.0.1:9/v1/prod/stream", token=TOKEN)
+    t = Transcriber(client=client)
+    states = json.dumps(ipywidgets.Widget.get_manager_state(drop_defaults=False), default=str)
+    assert t.model_id in states
+    assert TOKEN not in states and "token" not in states.lower()
+    assert TOKEN not in repr(t)
+
+
+async def test_uploaded_files_are_transcribed(energy_server) -> None:
+    import ipywidgets
+
+    upload = ipywidgets.FileUpload(accept="audio/*")
+    t = Transcriber(client=bk.Client(energy_server.url), source=upload)
+    data = (FIXTURES / "hello.wav").read_bytes()
+    upload.value = ({"name": "hello.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
+                     "last_modified": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)},)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if "done" in t.status.value:
+            break
+    assert "done" in t.status.value and t.finals and t.finals[0]["text"].startswith("sound ")
+
+
+def test_from_recorder_decodes_a_real_webm_opus_recording() -> None:
+    ipywebrtc = require("ipywebrtc", "browser recordings")
+    stream = ipywebrtc.CameraStream(constraints={"audio": True, "video": False})
+    recorder = ipywebrtc.AudioRecorder(stream=stream)
+    with pytest.raises(bk.AudioError, match="no recording yet"):
+        from_recorder(recorder)
+    recorder.audio.value = (FIXTURES / "hello.webm").read_bytes()
+    samples, sr = from_recorder(recorder)
+    assert sr == 48000 and samples.ndim == 1 and len(samples) / sr == pytest.approx(4.48, abs=0.1)
+
+
+async def test_transcribe_with_display_shows_progress_partial_and_finals(energy_server) -> None:
+    from bk_notebook.display import LiveDisplay
+
+    shown: list[LiveDisplay] = []
+    original = LiveDisplay.__init__
+
+    def spy(self: LiveDisplay, duration: Any, force_widgets: Any = None) -> None:
+        original(self, duration, force_widgets=True)
+        shown.append(self)
+
+    LiveDisplay.__init__ = spy  # type: ignore[method-assign]
+    try:
+        tone = np.concatenate([np.zeros(8000), 0.3 * np.sin(np.arange(40000) / 3), np.zeros(8000)])
+        t = await bk.Client(energy_server.url).transcribe(tone, 16000, speed=None, display=True)
+    finally:
+        LiveDisplay.__init__ = original  # type: ignore[method-assign]
+    [live] = shown
+    assert live.progress_bar.value == live.progress_bar.max == pytest.approx(3.5)
+    assert "3.5 / 3.5 s" in live.progress_label.value
+    assert "sound 2.50 s" in live.finals_html.value and t.text == "sound 2.50 s"
