@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, require
 
 import bk_notebook as bk
-from conftest import FIXTURES, require
 
 require("anywidget", "the microphone widget")
 from bk_notebook.widgets import Microphone, Transcriber, from_recorder  # noqa: E402

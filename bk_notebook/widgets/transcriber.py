@@ -33,8 +33,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class Transcriber(w.VBox):
-    """Live transcription in a notebook, from the microphone (default), an
-    ``ipywebrtc.AudioRecorder`` or an ``ipywidgets.FileUpload``.
+    """Live transcription in a notebook.
+
+    The source is the microphone (default), an ``ipywebrtc.AudioRecorder`` or
+    an ``ipywidgets.FileUpload``.
 
     Parameters
     ----------
