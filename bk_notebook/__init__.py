@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .audio import chunk_pcm, load_audio, open_audio, to_pcm16
+from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
 from .auth import get_token
 from .batch import transcribe_many
 from .client import Client, Stream, transcribe
@@ -48,6 +48,7 @@ __all__ = [
     "load_audio",
     "local_server",
     "open_audio",
+    "sample_path",
     "to_pcm16",
     "transcribe",
     "transcribe_many",

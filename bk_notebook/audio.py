@@ -14,6 +14,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "chunk_pcm",
     "load_audio",
     "open_audio",
+    "sample_path",
     "to_pcm16",
 ]
 
@@ -278,6 +280,13 @@ def load_audio(source: Any) -> tuple[np.ndarray, int]:
         raise AudioError(f"{_describe(source)} holds no audio samples")
     samples = np.concatenate(parts).T
     return (samples[0] if samples.shape[0] == 1 else samples), int(round(opened.rate))
+
+
+def sample_path(kind: str = "wav") -> Path:
+    """Path of the bundled English speech sample (``"wav"``, 8.4 s; ``"webm"``, a browser-style recording)."""
+    if kind not in ("wav", "webm"):
+        raise AudioError(f"the bundled samples are 'wav' and 'webm', not {kind!r}")
+    return Path(__file__).parent / "data" / f"sample.{kind}"
 
 
 # ------------------------------------------------------------------ any source

@@ -13,7 +13,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -198,7 +197,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .client import Client
     from .server import local_server
 
-    sample = resources.files("bk_notebook") / "data" / "sample.wav"
+    from .audio import sample_path
+
+    sample = sample_path()
     live = sys.stderr.isatty()
 
     def show_partial(text: str) -> None:
@@ -213,10 +214,10 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"{prefix}final [{span}]: {record['text']}", file=sys.stderr, flush=True)
 
     async def run() -> Any:
-        with resources.as_file(sample) as path, local_server(engine=args.engine, workers=1) as server:
-            print(f"local server on {server.url} (engine {args.engine}); streaming {path.name}", file=sys.stderr)
+        with local_server(engine=args.engine, workers=1) as server:
+            print(f"local server on {server.url} (engine {args.engine}); streaming {sample.name}", file=sys.stderr)
             client = Client(server.url)
-            return await client.transcribe(path, speed=args.speed, on_partial=show_partial, on_final=show_final)
+            return await client.transcribe(sample, speed=args.speed, on_partial=show_partial, on_final=show_final)
 
     transcript = asyncio.run(run())
     sys.stdout.write(_table([{"file": "sample.wav", **r} for r in transcript.finals]))
