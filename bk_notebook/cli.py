@@ -194,10 +194,9 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .audio import sample_path
     from .client import Client
     from .server import local_server
-
-    from .audio import sample_path
 
     sample = sample_path()
     live = sys.stderr.isatty()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
 import bk_notebook as bk
 from bk_notebook.audio import CHUNK_BYTES, open_audio
+
+from conftest import FIXTURES
 
 
 def sine(sr: float, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
 import bk_notebook as bk
+
+from conftest import FIXTURES
 
 
 def tone(seconds: float) -> np.ndarray:

@@ -14,10 +14,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
-from test_auth import auth_api
 
 import bk_notebook as bk
+
+from conftest import FIXTURES
+from test_auth import auth_api
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import reply, scripted_server
 
 import bk_notebook as bk
+
+from conftest import reply, scripted_server
 
 SID = "a" * 32
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.sig-NEVER-SHOW"

@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-from conftest import reply
 
 from bk_notebook.errors import ProtocolError
 from bk_notebook.protocol import (
@@ -23,6 +22,8 @@ from bk_notebook.protocol import (
     Stopped,
     StopRequest,
 )
+
+from conftest import reply
 
 SID = "0123456789abcdef0123456789abcdef"
 

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FIXTURES
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 import bk_notebook as bk
 from bk_notebook.server import local_server
+
+from conftest import FIXTURES
 
 SPEC_KEYS = {"service", "type", "status", "message"}
 

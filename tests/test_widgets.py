@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, require
 
 import bk_notebook as bk
+
+from conftest import FIXTURES, require
 
 require("anywidget", "the microphone widget")
 from bk_notebook.widgets import Microphone, Transcriber, from_recorder  # noqa: E402
@@ -43,7 +44,7 @@ async def speak(transcriber: Transcriber, seconds: float) -> None:
 async def press_stop(transcriber: Transcriber) -> None:
     transcriber.stop_button.click()
     browser_says(transcriber.source, {"type": "stopped"})
-    await asyncio.wait_for(transcriber._task, 10)
+    await asyncio.wait_for(transcriber.wait(), 10)
 
 
 def test_microphone_keeps_chunks_and_calls_back() -> None:
@@ -99,7 +100,7 @@ async def test_start_stop_twice_keeps_each_runs_finals(energy_server) -> None:
 async def test_connection_errors_are_shown_in_the_widget() -> None:
     t = Transcriber(client=bk.Client("ws://127.0.0.1:9/v1/prod/stream", connect_retries=1))
     t.start()
-    await asyncio.wait_for(t._task, 10)
+    await asyncio.wait_for(t.wait(), 10)
     assert "error" in t.status.value and "cannot connect" in t.status.value
     assert not t.start_button.disabled
 
@@ -108,7 +109,7 @@ async def test_microphone_errors_are_shown_in_the_widget(energy_server) -> None:
     t = Transcriber(client=bk.Client(energy_server.url))
     t.start()
     browser_says(t.source, {"type": "error", "message": "Microphone permission denied: allow the microphone"})
-    await asyncio.wait_for(t._task, 10)
+    await asyncio.wait_for(t.wait(), 10)
     assert "permission denied" in t.status.value or "done" in t.status.value
     assert not t.running
 
@@ -132,10 +133,10 @@ async def test_uploaded_files_are_transcribed(energy_server) -> None:
     data = (FIXTURES / "hello.wav").read_bytes()
     upload.value = ({"name": "hello.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
                      "last_modified": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)},)
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if "done" in t.status.value:
-            break
+    await asyncio.sleep(0)  # the upload handler hands the session to the loop
+    while t._task is None:
+        await asyncio.sleep(0)
+    await asyncio.wait_for(t._task, 10)
     assert "done" in t.status.value and t.finals and t.finals[0]["text"].startswith("sound ")
 
 

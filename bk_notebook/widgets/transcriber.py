@@ -1,9 +1,15 @@
 """``Transcriber``: a source widget wired to a client session on the kernel's own event loop.
 
 The widget holds no protocol logic: Start opens a :class:`~bk_notebook.client.Stream`
-as an asyncio task on the kernel's loop, the microphone's chunk callback (run
-by the kernel on its main thread) feeds an ``asyncio.Queue`` that the task
-drains, and the client's callbacks paint the partial, the finals and the status.
+as an asyncio task on the kernel's loop, the microphone's chunk callback feeds an
+``asyncio.Queue`` that the task drains, and the client's callbacks paint the
+partial, the finals and the status.
+
+Comm handlers may run outside the loop's own turn (ipykernel 7 can dispatch
+them from its shell-channel machinery), where a plain ``put_nowait`` or
+``create_task`` would sit unnoticed until some other event woke the loop: the
+browser's chunks then reached the server only when the next cell ran.  So
+everything a handler hands to the loop goes through ``call_soon_threadsafe``.
 The client (and so the token) lives in a plain attribute, never in a synced trait.
 """
 
@@ -63,6 +69,9 @@ class Transcriber(w.VBox):
         self._queue: asyncio.Queue[bytes | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
+        self._active = False
+        self._finished = asyncio.Event()
+        self._finished.set()
 
         self.start_button = w.Button(description="Start", icon="microphone", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
@@ -102,26 +111,39 @@ class Transcriber(w.VBox):
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
-        # Widget handlers run on the kernel's main thread, inside its loop.
-        loop = _running_loop() or self._constructed_on
+        loop = self._constructed_on or _running_loop()
         if loop is None:
             raise BkError("Transcriber needs a running event loop: use it in a Jupyter kernel or an async function")
         return loop
 
+    async def wait(self) -> None:
+        """Wait until the current run has drained and shown its last finals."""
+        await self._finished.wait()
+
+    def _in_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the kernel's loop, waking it whatever thread or turn we are in."""
+        self._loop.call_soon_threadsafe(fn, *args)
+
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._active
 
     # ------------------------------------------------------------ microphone runs
     def start(self) -> None:
         """Open a session and start the microphone (what the Start button does)."""
         if self.running:
             return
-        self._queue = asyncio.Queue()
+        self._active = True
+        self._finished = asyncio.Event()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queue = queue
         self._set_status("connecting")
-        self._task = self._loop.create_task(self._run_live(self._queue))
         self.start_button.disabled, self.stop_button.disabled = True, False
+        self._in_loop(self._spawn, self._run_live(queue))
         self.source.start()
+
+    def _spawn(self, coroutine: Any) -> None:
+        self._task = self._loop.create_task(coroutine)
 
     def stop(self) -> None:
         """Stop the microphone; the session drains and shows its last finals."""
@@ -130,13 +152,20 @@ class Transcriber(w.VBox):
         self.stop_button.disabled = True
         self.source.stop()
         # The browser confirms with "stopped" after its last chunk; do not wait forever for it.
+        self._in_loop(self._arm_stop_timer)
+
+    def _arm_stop_timer(self) -> None:
         self._stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
 
     def _on_chunk(self, chunk: bytes) -> None:
-        if self._queue is not None:
-            self._queue.put_nowait(chunk)
+        queue = self._queue
+        if queue is not None:
+            self._in_loop(queue.put_nowait, chunk)
 
     def _finish_run(self) -> None:
+        self._in_loop(self._end_of_audio)
+
+    def _end_of_audio(self) -> None:
         if self._stop_timer is not None:
             self._stop_timer.cancel()
             self._stop_timer = None
@@ -184,16 +213,21 @@ class Transcriber(w.VBox):
             self.partial.value = ""
             self._paint_finals()
             self.start_button.disabled, self.stop_button.disabled = False, True
+            self._active = False
+            self._finished.set()
 
     # --------------------------------------------------- recordings and uploads
     def _on_recording(self, change: dict[str, Any]) -> None:
         data = bytes(change["new"] or b"")
         if data and not getattr(self.source, "recording", False):
-            self._loop.create_task(self._transcribe_bytes(data))
+            self._in_loop(self._spawn_file, data)
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         for _name, data in uploaded_files(change["new"]):
-            self._loop.create_task(self._transcribe_bytes(data))
+            self._in_loop(self._spawn_file, data)
+
+    def _spawn_file(self, data: bytes) -> None:
+        self._loop.create_task(self._transcribe_bytes(data))
 
     async def _transcribe_bytes(self, data: bytes) -> None:
         from ..audio import chunk_pcm, to_pcm16
@@ -205,6 +239,8 @@ class Transcriber(w.VBox):
             return
         while self.running:  # one session at a time keeps runs in order
             await asyncio.sleep(0.05)
+        self._active = True
+        self._finished = asyncio.Event()
         self._task = asyncio.current_task()
 
         async def chunks() -> Any:
