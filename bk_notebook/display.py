@@ -42,6 +42,7 @@ class LiveDisplay:
             return None
         self.progress_bar = w.FloatProgress(value=0.0, min=0.0, max=self.duration or 1.0, description="sent")
         self.progress_label = w.Label("0.0 s")
+        self.progress_label.add_class("bk-progress-label")
         self.partial_html = w.HTML("", layout=w.Layout(min_height="1.5em"))
         self.finals_html = w.HTML(finals_table_html([]))
         self.box = w.VBox([w.HBox([self.progress_bar, self.progress_label]), self.partial_html, self.finals_html])

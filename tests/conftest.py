@@ -13,6 +13,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Browser tests last: they are the slowest, and the quick feedback comes first."""
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: "/e2e/" in str(item.fspath))
+
+
 def require(module: str, why: str) -> Any:
     """Import an optional test dependency; skip locally, fail under CI=true."""
     try:

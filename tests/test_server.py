@@ -249,3 +249,14 @@ def test_a_user_engine_by_module_and_class(tmp_path, monkeypatch) -> None:
     with local_server(engine="my_engine:Counter", workers=1) as server:
         t = asyncio.run(bk.Client(server.url).transcribe(np.zeros(8000, dtype=np.int16), 16000, speed=None))
     assert t.finals[0]["text"] == "16000 bytes" and t.finals[0]["end"] == 0.5
+
+
+@pytest.mark.slow
+async def test_audiostop_without_any_audio_is_answered(sphinx_server) -> None:
+    async with bk.Client(sphinx_server.url).stream() as s:
+        t = await s.stop()
+    assert t.finals == [] and t.duration == 0
+    async with bk.Client(sphinx_server.url).stream() as s:
+        await s.send(b"\x00\x00" * 10)  # shorter than one endpointer frame
+        t = await s.stop()
+    assert t.finals == []

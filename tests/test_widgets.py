@@ -110,8 +110,8 @@ async def test_microphone_errors_are_shown_in_the_widget(energy_server) -> None:
     t.start()
     browser_says(t.source, {"type": "error", "message": "Microphone permission denied: allow the microphone"})
     await asyncio.wait_for(t.wait(), 10)
-    assert "permission denied" in t.status.value or "done" in t.status.value
-    assert not t.running
+    assert "error" in t.status.value and "permission denied" in t.status.value
+    assert not t.running and not t.start_button.disabled
 
 
 def test_no_token_in_widget_state_or_saved_widget_metadata() -> None:

@@ -179,7 +179,8 @@ class PocketSphinxEngine:
 
     def flush(self) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        rest = self._endpointer.end_stream(self._carry)
+        # end_stream() indexes into its argument: an empty stream (audioStop with no audio) must skip it.
+        rest = self._endpointer.end_stream(self._carry) if self._carry else None
         self._carry = b""
         if rest is not None:
             events.extend(self._decode(rest, starting=not self._in_utt))

@@ -167,6 +167,7 @@ function render({ model, el }) {
 
   const paint = () => {
     const recording = cap.state === "recording";
+    button.style.display = model.get("show_button") ? "" : "none";
     button.textContent = recording ? "■ Stop" : cap.state === "starting" ? "… starting" : "● Start";
     button.disabled = cap.state === "starting";
     button.dataset.state = cap.state;
@@ -186,11 +187,13 @@ function render({ model, el }) {
     if (msg && msg.type === "stop") stop(model, cap);
   };
   model.on("msg:custom", onCustom);
+  model.on("change:show_button", paint);
 
   return () => {
     clearInterval(timer);
     cap.listeners.delete(paint);
     model.off("msg:custom", onCustom);
+    model.off("change:show_button", paint);
   };
 }
 

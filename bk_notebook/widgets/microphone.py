@@ -35,6 +35,7 @@ class Microphone(anywidget.AnyWidget):
     _esm = _HERE / "microphone.js"
     _css = _HERE / "microphone.css"
     _capture_id = traitlets.Unicode().tag(sync=True)
+    show_button = traitlets.Bool(True).tag(sync=True)  # a Transcriber drives capture with its own buttons
     status = traitlets.Unicode("idle")
     error = traitlets.Unicode("")
     browser_sample_rate = traitlets.Float(0.0)

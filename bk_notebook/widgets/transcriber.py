@@ -70,6 +70,7 @@ class Transcriber(w.VBox):
         self._task: asyncio.Task[None] | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
         self._active = False
+        self._source_error = ""
         self._finished = asyncio.Event()
         self._finished.set()
 
@@ -83,6 +84,7 @@ class Transcriber(w.VBox):
 
         controls: list[Any] = []
         if isinstance(self.source, Microphone):
+            self.source.show_button = False  # one Start/Stop pair: the transcriber's
             self.source.on_chunk(self._on_chunk)
             self.source.on_stop(self._finish_run)
             self.source.on_error(self._on_source_error)
@@ -134,6 +136,7 @@ class Transcriber(w.VBox):
         if self.running:
             return
         self._active = True
+        self._source_error = ""
         self._finished = asyncio.Event()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queue = queue
@@ -174,6 +177,7 @@ class Transcriber(w.VBox):
             self._queue = None
 
     def _on_source_error(self, message: str) -> None:
+        self._source_error = message
         self._set_status("error", message)
         self._finish_run()
 
@@ -197,10 +201,13 @@ class Transcriber(w.VBox):
                     await session.send(chunk)
                 self._set_status("draining")
                 transcript = await session.stop()
-            self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio")
+            if self._source_error:  # the microphone failed: that is what the user must see
+                self._set_status("error", self._source_error)
+            else:
+                self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio")
         except BkError as exc:
             transcript = exc.transcript
-            self._set_status("error", str(exc))
+            self._set_status("error", self._source_error or str(exc))
             if isinstance(self.source, Microphone) and self.source.status == "recording":
                 self.source.stop()
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
@@ -219,7 +226,7 @@ class Transcriber(w.VBox):
     # --------------------------------------------------- recordings and uploads
     def _on_recording(self, change: dict[str, Any]) -> None:
         data = bytes(change["new"] or b"")
-        if data and not getattr(self.source, "recording", False):
+        if data:  # ipywebrtc sets the value once, when a recording has stopped
             self._in_loop(self._spawn_file, data)
 
     def _on_upload(self, change: dict[str, Any]) -> None:

@@ -39,6 +39,12 @@ class JupyterServer:
             env[var] = str(home / sub)
         env.pop("BK_TOKEN", None)  # the notebooks use the embedded local server
         env["JUPYTER_PLATFORM_DIRS"] = "1"
+        # No "get notified about Jupyter news?" toast over the screenshots.
+        settings = home / "lab-settings"
+        news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        news.parent.mkdir(parents=True, exist_ok=True)
+        news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+        env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
         # The server's data dir is private, so point it at the environment's labextensions too.
         env["JUPYTER_PATH"] = os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter")])
         self.log = open(home / "jupyter.log", "w")  # noqa: SIM115 - closed in stop()
