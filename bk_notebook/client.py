@@ -446,8 +446,11 @@ class Stream:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            async with _deadline(self._client.reply_timeout):
-                await self._ws.send(text)
+            if self._fits_write_buffer(text):
+                await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
+            else:
+                async with _deadline(self._client.reply_timeout):
+                    await self._ws.send(text)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
         except ConnectionClosed as exc:
@@ -456,6 +459,19 @@ class Stream:
             self._fail(ConnectionLost(f"the connection was lost while sending {what} ({_close_reason(exc)})"))
         if self._failure:
             raise self._failure
+
+    def _fits_write_buffer(self, text: str) -> bool:
+        """Whether sending ``text`` keeps the write buffer under websockets' flow-control limit.
+
+        A timer per chunk cost a quarter of the client's CPU; only a send that may
+        wait for the server to read needs one.
+        """
+        ws = self._ws
+        transport = getattr(ws, "transport", None)
+        high = getattr(ws, "write_limit_high", None)
+        if transport is None or high is None or getattr(ws, "paused", True):
+            return False
+        return transport.get_write_buffer_size() + len(text) + 16 <= high
 
     # ----------------------------------------------------------------- stopping
     async def stop(self) -> Transcript:

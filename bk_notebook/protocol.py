@@ -196,6 +196,7 @@ class ClientProtocol(_Machine):
         super().__init__()
         self.session_id: str | None = None
         self._stream_prefix = ""
+        self._ack = ""  # the last acknowledgement's exact text: most replies repeat it
 
     def connect(self) -> str:
         """Return the ``audioConn`` request (again after a refusal, to retry)."""
@@ -224,8 +225,10 @@ class ClientProtocol(_Machine):
 
     def receive(self, data: str | bytes) -> list[Event]:
         """Parse one reply and return the events it carries (zero or one)."""
+        if data == self._ack and self.state in (State.STREAMING, State.STOPPING):
+            return []  # the same text as the last acknowledgement means the same: skip parsing it again
         try:
-            return self._receive(_decode(data))
+            return self._remember_ack(data, self._receive(_decode(data)))
         except ProtocolError:
             self.fail()
             raise
@@ -250,6 +253,11 @@ class ClientProtocol(_Machine):
         if "partial" in data:
             return [Partial(str(data["partial"]))]
         return []  # an acknowledgement
+
+    def _remember_ack(self, data: str | bytes, events: list[Event]) -> list[Event]:
+        if not events and isinstance(data, str) and self.state in (State.STREAMING, State.STOPPING):
+            self._ack = data
+        return events
 
     def _implied_type(self) -> str:
         return AUDIO_CONN if self.state is State.CONNECTING else AUDIO_STREAM
