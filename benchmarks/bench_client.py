@@ -69,19 +69,25 @@ async def sample_loop(url: str, pcm: np.ndarray) -> None:
 
 
 async def floor(url: str, pcm: np.ndarray) -> None:
-    """base64 + one websocket frame per chunk and nothing else (replies drained by the library)."""
+    """base64 + one websocket frame per chunk out, each reply frame in, and nothing else."""
     from websockets.asyncio.client import connect
 
     data = pcm.tobytes()
     async with connect(url, compression=None) as ws:
         await ws.send('{"bk":{"service":"stt","type":"audioConn"}}')
         await ws.recv()
+
+        async def drain() -> None:
+            async for reply in ws:
+                if "audioStop" in reply:
+                    return
+
+        reader = asyncio.create_task(drain())
         for i in range(0, len(data), 3200):
-            await ws.send(base64.b64encode(data[i:i + 3200]).decode())
+            await ws.send('{"bk":{"type":"audioStream","data":{"audio":"' + base64.b64encode(data[i:i + 3200]).decode()
+                          + '"}}}')
         await ws.send('{"bk":{"type":"audioStop"}}')
-        async for reply in ws:
-            if "audioStop" in reply:
-                break
+        await reader
 
 
 def measure(fn: Callable[[str, np.ndarray], Awaitable[None]], url: str, pcm: np.ndarray,

@@ -443,8 +443,6 @@ class Stream:
             _call_sync(self._on_progress, self.transcript.duration)
 
     async def _send(self, text: str, what: str) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             if self._fits_write_buffer(text):
                 await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
@@ -453,7 +451,11 @@ class Stream:
                     await self._ws.send(text)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
-        except ConnectionClosed as exc:
+        except Exception as exc:
+            from websockets.exceptions import ConnectionClosed  # here, not per chunk: imports cost on a hot path
+
+            if not isinstance(exc, ConnectionClosed):
+                raise
             if self._reader is not None:
                 await asyncio.wait([self._reader], timeout=1.0)  # its reason is the better one
             self._fail(ConnectionLost(f"the connection was lost while sending {what} ({_close_reason(exc)})"))
@@ -467,11 +469,7 @@ class Stream:
         wait for the server to read needs one.
         """
         ws = self._ws
-        transport = getattr(ws, "transport", None)
-        high = getattr(ws, "write_limit_high", None)
-        if transport is None or high is None or getattr(ws, "paused", True):
-            return False
-        return transport.get_write_buffer_size() + len(text) + 16 <= high
+        return not ws.paused and ws.transport.get_write_buffer_size() + len(text) + 16 <= ws.write_limit_high
 
     # ----------------------------------------------------------------- stopping
     async def stop(self) -> Transcript:
