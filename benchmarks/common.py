@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
+OUT = Path(os.environ.get("BK_BENCH_OUT", ROOT / "benchmarks" / "out"))
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """Audio in, 16 kHz mono signed 16-bit PCM out: pure functions, checked at the door.
 
-``to_pcm16`` converts a whole numpy array (librosa's soxr resampler);
-``open_audio`` converts any source lazily, block by block, so that a long file
-is never held in memory whole; ``chunk_pcm`` cuts PCM into the protocol's
+``to_pcm16`` converts a whole numpy array; ``open_audio`` converts any source
+lazily, so that a long file is never held in memory whole.  Both run the same
+block pipeline (scale to float, average channels, soxr resampling, round to
+int16); ``chunk_pcm`` cuts PCM into the protocol's
 3200-byte (100 ms) chunks.  Every assumption is checked up front and a broken
 input raises :class:`~bk_notebook.errors.AudioError` saying what to do, before
 any connection is opened.
@@ -52,8 +53,8 @@ def _check_rate(sr: Any) -> float:
     return float(sr)
 
 
-def _as_float_mono(audio: Any) -> np.ndarray:
-    """Validate an array and return it as 1-D float32 in [-1, 1], channels averaged."""
+def _checked_frames(audio: Any) -> np.ndarray:
+    """Validate an array and return it as a (frames, channels) view: no copy, no conversion yet."""
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as exc:
@@ -74,20 +75,26 @@ def _as_float_mono(audio: Any) -> np.ndarray:
         )
     if array.size == 0:
         raise AudioError("audio is empty: there is nothing to transcribe")
-    if array.ndim == 2:
-        channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
-        if array.shape[channel_axis] > MAX_CHANNELS:
+    if array.ndim == 1:
+        frames = array[:, None]
+    else:
+        channels_first = array.shape[0] <= array.shape[1]
+        if min(array.shape) > MAX_CHANNELS:
             raise AudioError(
                 f"a 2-D array of shape {array.shape} does not look like (channels, samples) or "
                 f"(samples, channels) with at most {MAX_CHANNELS} channels; pass 1-D mono audio"
             )
+        frames = array.T if channels_first else array
     if kind == "f":
-        if not np.isfinite(array).all():
-            raise AudioError("audio contains NaN or infinite values; clean it (e.g. np.nan_to_num) first")
-    floats = _to_float32(array)
-    if floats.ndim == 2:
-        floats = floats.mean(axis=channel_axis, dtype=np.float32)
-    return floats
+        for start in range(0, len(frames), _BLOCK_FRAMES):  # in blocks: no input-sized temporary
+            if not np.isfinite(frames[start : start + _BLOCK_FRAMES]).all():
+                raise AudioError("audio contains NaN or infinite values; clean it (e.g. np.nan_to_num) first")
+    return frames
+
+
+def _frame_blocks(frames: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(frames), _BLOCK_FRAMES):
+        yield _to_float32(frames[start : start + _BLOCK_FRAMES])
 
 
 def _to_float32(array: np.ndarray) -> np.ndarray:
@@ -109,6 +116,10 @@ def _float_to_int16(y: np.ndarray) -> np.ndarray:
 
 def to_pcm16(audio: Any, sr: float | None = None) -> np.ndarray:
     """Convert audio to the service's format: 1-D ``int16`` at 16 kHz, mono.
+
+    Resampling is soxr's high-quality filter, the one behind ``librosa.resample``
+    (called directly, block by block: librosa's wrapper measured 13x slower, and
+    whole-array temporaries cost memory; see BENCHMARKS.md).
 
     Parameters
     ----------
@@ -137,14 +148,10 @@ def to_pcm16(audio: Any, sr: float | None = None) -> np.ndarray:
     array = np.asarray(audio) if not isinstance(audio, np.ndarray) else audio
     if array.dtype == np.int16 and array.ndim == 1 and rate == SAMPLE_RATE and array.size:
         return array  # already in the service's format: no copy, no rounding
-    mono = _as_float_mono(array)
-    if rate != SAMPLE_RATE:
-        import librosa  # heavy: only when resampling is needed
-
-        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
-    if mono.size == 0:
+    pcm = np.concatenate([np.zeros(0, np.int16), *_convert_stream(rate, _frame_blocks(_checked_frames(array)))])
+    if pcm.size == 0:
         raise AudioError(f"audio is too short: {array.shape[-1]} samples at {rate:g} Hz")
-    return _float_to_int16(mono)
+    return pcm
 
 
 def chunk_pcm(pcm: np.ndarray | bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -307,11 +314,19 @@ class PcmSource:
             if first is None or not len(first):
                 raise AudioError(f"{_describe(audio)} holds no audio samples")
             self._first = first
-            frames = self._blocks.frames
-            self.duration: float | None = frames / self._blocks.rate if frames else None
+            total = self._blocks.frames
+            self.duration: float | None = total / self._blocks.rate if total else None
         else:
-            self._pcm = to_pcm16(audio, sr)
-            self.duration = len(self._pcm) / SAMPLE_RATE
+            rate = _check_rate(sr)
+            array = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+            if array.dtype == np.int16 and array.ndim == 1 and rate == SAMPLE_RATE and array.size:
+                self._pcm = array
+                self.duration = len(array) / rate
+            else:  # validated now, converted block by block as it is sent
+                checked = _checked_frames(array)
+                self._blocks = _Blocks(rate, len(checked), _frame_blocks(checked))
+                self._first = next(self._blocks.blocks)
+                self.duration = len(checked) / rate
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._pcm is not None:

@@ -1,0 +1,30 @@
+"""Smoke test: every benchmark still runs, at a tiny size. Timings are never asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("module, args, key", [
+    ("bench_client", ["--minutes", "0.2", "--repeat", "1"], "cpu_ratio_sample_over_bk"),
+    ("bench_concurrency", ["--streams", "3", "--seconds", "1"], "rows"),
+    ("bench_audio", ["--minutes", "1", "--curve", "1", "2"], "streaming_curve"),
+    ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
+    ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
+])
+def test_benchmark_runs_at_tiny_size(module: str, args: list[str], key: str, tmp_path: Path) -> None:
+    env = {**os.environ, "BK_BENCH_OUT": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    [out] = tmp_path.glob("*.json")
+    result = json.loads(out.read_text())
+    assert key in result and result["machine"]["cpus"] >= 1
