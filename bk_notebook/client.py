@@ -51,6 +51,8 @@ __all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe"]
 
 DEFAULT_URL = "wss://api.bahasakita.co.id/v1/prod/stream"
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+MAX_REPLY_BYTES = 2**20
+_WS_OPEN: Any = None  # websockets.protocol.State.OPEN, bound on first use (websockets is imported lazily)
 logger = logging.getLogger("bk_notebook.client")
 
 if sys.version_info >= (3, 11):
@@ -297,7 +299,11 @@ class Stream:
 
     async def _handshake(self, attempt: int) -> Any:
         """Open the websocket; None means a network error worth retrying."""
+        global _WS_OPEN
         from websockets.asyncio.client import connect
+        from websockets.protocol import State as WsState
+
+        _WS_OPEN = WsState.OPEN
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         client = self._client
@@ -306,9 +312,10 @@ class Stream:
                 client._connect_url(),
                 open_timeout=client.connect_timeout,
                 compression=None,  # base64 audio barely compresses; deflate would cost CPU
-                max_size=16 * 2**20,
+                max_size=MAX_REPLY_BYTES,  # replies are small JSON: a huge one is a fault, not data
                 ssl=client.ssl,
                 proxy=None,
+                close_timeout=2.0,  # a server stuck in its closing handshake must not hold us 10 s
                 logger=RedactingLogger(logging.getLogger("websockets.client"), client._secrets()),
             )
         except InvalidStatus as exc:
@@ -363,7 +370,11 @@ class Stream:
                     return
             self._fail(ConnectionLost("the server closed the connection before the audioStop reply"))
         except ConnectionClosed as exc:
-            self._fail(ConnectionLost(f"the connection was lost mid-stream ({_close_reason(exc)})"))
+            sent = getattr(exc, "sent", None)
+            if sent is not None and sent.code == 1009:
+                self._fail(ProtocolError(f"the server sent a reply larger than {MAX_REPLY_BYTES} bytes"))
+            else:
+                self._fail(ConnectionLost(f"the connection was lost mid-stream ({_close_reason(exc)})"))
         except ProtocolError as exc:
             self._fail(exc)
         finally:
@@ -443,6 +454,9 @@ class Stream:
             _call_sync(self._on_progress, self.transcript.duration)
 
     async def _send(self, text: str, what: str) -> None:
+        if self._ws.state is not _WS_OPEN:  # the server's close frame arrived: sending would wait for nothing
+            self._fail(ConnectionLost(f"the server closed the connection before {what} ({self._close_frame()})"))
+            raise self._failure  # type: ignore[misc]
         try:
             if self._fits_write_buffer(text):
                 await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
@@ -461,6 +475,12 @@ class Stream:
             self._fail(ConnectionLost(f"the connection was lost while sending {what} ({_close_reason(exc)})"))
         if self._failure:
             raise self._failure
+
+    def _close_frame(self) -> str:
+        frame = getattr(self._ws.protocol, "close_rcvd", None)
+        if frame is None:
+            return "no close frame"
+        return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
 
     def _fits_write_buffer(self, text: str) -> bool:
         """Whether sending ``text`` keeps the write buffer under websockets' flow-control limit.
@@ -486,7 +506,10 @@ class Stream:
                 await self._send(self._protocol.stop(), "audioStop")
                 assert self._reader is not None
                 done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
-                if not done:
+                if not done and self._ws.state is not _WS_OPEN:
+                    self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
+                                              f"({self._close_frame()})"))
+                elif not done:
                     logger.warning(
                         "no audioStop reply within %.1f s; returning the %d finals received",
                         self._client.drain_timeout,
