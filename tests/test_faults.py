@@ -81,9 +81,8 @@ async def test_a_10_mb_reply_is_a_protocol_error() -> None:
 
 
 async def test_status_400_after_audiostop() -> None:
-    server = Recorder(stop_replies=(reply("audioStream", final="last"),
-                                    json.dumps({"bk": {"type": "audioStop", "status": 400, "message": "flush failed"}})),
-                      answer_stop=False)
+    failed_stop = json.dumps({"bk": {"type": "audioStop", "status": 400, "message": "flush failed"}})
+    server = Recorder(stop_replies=(reply("audioStream", final="last"), failed_stop), answer_stop=False)
     async with scripted_server(server) as url:
         err = await expect(url, bk.ServiceError, seconds=1.0)
     assert "flush failed" in str(err) and err.transcript.text == "first last"
