@@ -47,6 +47,13 @@ class Client:
     ssl : ssl.SSLContext, optional
         For ``wss://``: certificates are verified by default; pass a context to
         trust a private CA.
+    reconnect : int
+        How many times a connection lost mid-stream is replaced by a new session
+        that resumes from the end of the last final (0, the default: never; live
+        audio then ends with ``ConnectionLost``, keeping every final).
+    resume_buffer_seconds : float
+        Audio kept for resending after the last final (bounded memory); audio
+        beyond it that a resumption would need is reported in ``Transcript.gaps``.
     """
 
     def __init__(
@@ -60,6 +67,8 @@ class Client:
         connect_retries: int = 5,
         retry_backoff: float = 0.5,
         ssl: SSLContext | None = None,
+        reconnect: int = 0,
+        resume_buffer_seconds: float = 300.0,
     ) -> None:
         raw = url or os.environ.get("BK_STT_URL") or DEFAULT_URL
         parts = urllib.parse.urlsplit(raw)
@@ -80,6 +89,10 @@ class Client:
         if ssl is not None and parts.scheme != "wss":
             raise UsageError("ssl= applies to wss:// URLs only")
         self.ssl = ssl
+        if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
+            raise UsageError(f"reconnect must be a whole number >= 0, got {reconnect!r}")
+        self.reconnect = reconnect
+        self.resume_buffer_seconds = _positive("resume_buffer_seconds", resume_buffer_seconds)
 
     @property
     def has_token(self) -> bool:

@@ -44,6 +44,7 @@ from .errors import (
 )
 from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State, Stopped
 from .redact import RedactingLogger
+from .resume import ResumeBuffer
 from .transcript import Transcript
 
 if TYPE_CHECKING:
@@ -107,8 +108,11 @@ class Stream:
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._failure: BkError | None = None
         self._carry = b""
-        self._sent = 0  # bytes of PCM sent
+        self._sent = 0  # bytes of PCM sent (each byte once, whatever resumptions resent)
         self._t0 = 0.0
+        self._offset = 0  # timeline position (bytes) where the current session's audio starts
+        self._reconnects_left = client.reconnect
+        self._resume = ResumeBuffer(int(client.resume_buffer_seconds * BYTES_PER_SECOND)) if client.reconnect else None
         self.transcript = Transcript()
 
     @property
@@ -134,7 +138,7 @@ class Stream:
             exc.transcript = self.transcript
         await self._close()
 
-    async def _open(self) -> None:
+    async def _open(self, resuming: bool = False) -> None:
         client = self._client
         refusal: ServerError | None = None
         for attempt in range(1, client.connect_retries + 1):
@@ -145,7 +149,8 @@ class Stream:
             event = await self._request_session()
             if isinstance(event, Connected):
                 self.transcript.session_id = event.session_id
-                self._t0 = asyncio.get_running_loop().time()
+                if not resuming:
+                    self._t0 = asyncio.get_running_loop().time()
                 self._reader = asyncio.create_task(self._read())
                 logger.debug("session %s open", event.session_id)
                 return
@@ -248,7 +253,12 @@ class Stream:
 
     async def _dispatch(self, event: Event) -> None:
         if isinstance(event, Final):
-            record = self.transcript.add_final(event.text, event.start, event.end, sent=self.seconds_sent)
+            offset = self._offset / BYTES_PER_SECOND
+            start = None if event.start is None else round(event.start + offset, 3)
+            end = None if event.end is None else round(event.end + offset, 3)
+            record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent)
+            if self._resume is not None:
+                self._resume.final_ended_at(int(record["end"] * BYTES_PER_SECOND))
             await _call(self._on_final, record)
         elif isinstance(event, Partial):
             await _call(self._on_partial, event.text)
@@ -304,16 +314,22 @@ class Stream:
         self._carry = bytes(data[whole:])
 
     async def _send_chunk(self, chunk: bytes | memoryview) -> None:
-        if self._failure:
-            raise self._failure
-        if self._protocol.state is not State.STREAMING:
-            raise UsageError(f"cannot send audio: the session is {self._protocol.state.value}")
         if self._speed is not None:
             due = self._t0 + self._sent / BYTES_PER_SECOND / self._speed
             delay = due - asyncio.get_running_loop().time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await self._send(self._protocol.audio(chunk), "audioStream")
+        if self._failure:  # the reader may have failed while we waited
+            await self._recover_or_raise()
+        if self._protocol.state is not State.STREAMING:
+            raise UsageError(f"cannot send audio: the session is {self._protocol.state.value}")
+        try:
+            await self._send(self._protocol.audio(chunk), "audioStream")
+        except ConnectionLost:
+            await self._recover_or_raise()  # resends what the new session needs, this chunk excluded
+            await self._send(self._protocol.audio(chunk), "audioStream")
+        if self._resume is not None:
+            self._resume.sent(chunk)
         self._sent += len(chunk)
         self.transcript.duration = self._sent / BYTES_PER_SECOND
         if self._on_progress is not None and self._sent % BYTES_PER_SECOND < len(chunk):
@@ -357,6 +373,33 @@ class Stream:
         ws = self._ws
         return not ws.paused and ws.transport.get_write_buffer_size() + len(text) + 16 <= ws.write_limit_high
 
+    # --------------------------------------------------------------- resuming
+    async def _recover_or_raise(self) -> None:
+        """Replace a lost connection by a new session, or raise the failure."""
+        failure = self._failure
+        assert failure is not None
+        if not isinstance(failure, ConnectionLost) or self._resume is None or self._reconnects_left <= 0:
+            raise failure
+        self._reconnects_left -= 1
+        logger.warning("%s; resuming in a new session (%d reconnects left)", failure, self._reconnects_left)
+        await self._close()
+        self._failure = None
+        self._protocol = ClientProtocol()
+        self._events = asyncio.Queue()
+        try:
+            await self._open(resuming=True)
+        except BkError as exc:
+            exc.transcript = self.transcript
+            raise
+        start, audio, gap = self._resume.resume()
+        if gap is not None:
+            self.transcript.gaps.append((gap[0] / BYTES_PER_SECOND, gap[1] / BYTES_PER_SECOND))
+            logger.warning("audio from %.1f s to %.1f s was dropped (over the resume buffer)",
+                           gap[0] / BYTES_PER_SECOND, gap[1] / BYTES_PER_SECOND)
+        self._offset = start
+        for at in range(0, len(audio), CHUNK_BYTES):
+            await self._send(self._protocol.audio(audio[at : at + CHUNK_BYTES]), "audioStream")
+
     # ----------------------------------------------------------------- stopping
     async def stop(self) -> Transcript:
         """Send ``audioStop``, read until its reply (or ``drain_timeout``), return the Transcript.
@@ -369,23 +412,29 @@ class Stream:
                 if self._carry:
                     await self._send_chunk(self._carry)
                     self._carry = b""
-                await self._send(self._protocol.stop(), "audioStop")
-                assert self._reader is not None
-                done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
-                if not done and self._ws.state is not _WS_OPEN:
-                    self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
-                                              f"({self._close_frame()})"))
-                elif not done:
-                    logger.warning(
-                        "no audioStop reply within %.1f s; returning the %d finals received",
-                        self._client.drain_timeout,
-                        len(self.transcript),
-                    )
+                while not await self._drain():
+                    await self._recover_or_raise()  # lost while draining: resume, then stop again
             finally:
                 await self._close()
         if self._failure:
             raise self._failure
         return self.transcript
+
+    async def _drain(self) -> bool:
+        """Send audioStop and read until its reply; False when the connection was lost meanwhile."""
+        try:
+            await self._send(self._protocol.stop(), "audioStop")
+        except ConnectionLost:
+            return False
+        assert self._reader is not None
+        done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
+        if not done and self._ws.state is not _WS_OPEN:
+            self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
+                                      f"({self._close_frame()})"))
+        elif not done:
+            logger.warning("no audioStop reply within %.1f s; returning the %d finals received",
+                           self._client.drain_timeout, len(self.transcript))
+        return not isinstance(self._failure, ConnectionLost)
 
     async def _close(self) -> None:
         if self._reader is not None and not self._reader.done():

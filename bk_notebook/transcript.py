@@ -38,11 +38,15 @@ class Transcript:
         The server's session id (of the last session, if several were joined).
     duration : float
         Seconds of audio sent.
+    gaps : list of (start, end)
+        Stretches of audio that could not be transcribed: a resumption after a
+        lost connection needed audio older than the client's resume buffer.
     """
 
     finals: list[dict[str, Any]] = field(default_factory=list)
     session_id: str | None = None
     duration: float = 0.0
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
     def add_final(self, text: str, start: float | None, end: float | None, *, sent: float) -> dict[str, Any]:
         """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates)."""

@@ -1,0 +1,119 @@
+"""Reconnect and resume: a connection lost mid-stream is replaced, the transcript has no gap and no repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bk_notebook as bk
+from bk_notebook.resume import ResumeBuffer
+
+from conftest import scripted_server
+
+
+def stretches(*lengths: float, gap: float = 0.8) -> np.ndarray:
+    parts = [np.zeros(int(16000 * gap))]
+    for seconds in lengths:
+        parts += [0.3 * np.sin(np.arange(int(16000 * seconds)) / 3), np.zeros(int(16000 * gap))]
+    return (np.concatenate(parts) * 32767).astype(np.int16)
+
+
+class CuttingProxy:
+    """Forwards to the real server; kills the first ``cuts`` connections after ``after`` audio chunks."""
+
+    def __init__(self, upstream: str, after: int, cuts: int = 1) -> None:
+        self.upstream, self.after, self.cuts = upstream, after, cuts
+        self.connections = 0
+
+    async def __call__(self, client_ws: Any) -> None:
+        from websockets.asyncio.client import connect
+
+        self.connections += 1
+        cut_this = self.connections <= self.cuts
+        async with connect(self.upstream) as server_ws:
+            async def down() -> None:
+                async for message in server_ws:
+                    await client_ws.send(message)
+
+            downstream = asyncio.create_task(down())
+            chunks = 0
+            try:
+                async for message in client_ws:
+                    if '"audioStream"' in message:
+                        chunks += 1
+                        if cut_this and chunks == self.after:
+                            client_ws.transport.abort()  # a reset, as a flaky network does
+                            return
+                    await server_ws.send(message)
+            finally:
+                downstream.cancel()
+
+
+async def run(url: str, audio: np.ndarray, **client_kw: Any) -> bk.Transcript:
+    # Paced at 5x so that finals reach the client before the cut, as they would in a live stream.
+    client = bk.Client(url, retry_backoff=0.01, **client_kw)
+    return await client.transcribe(audio, 16000, speed=5.0)
+
+
+@pytest.mark.parametrize("cut_after", [12, 31, 47])  # in silence, mid-sound, near a final
+async def test_resumed_transcript_equals_an_uninterrupted_one(energy_server, cut_after: int) -> None:
+    audio = stretches(0.5, 1.2, 0.7, 1.0, 0.4)
+    clean = await run(energy_server.url, audio)
+    proxy = CuttingProxy(energy_server.url, after=cut_after)
+    async with scripted_server(proxy) as url:
+        resumed = await run(url, audio, reconnect=2)
+    key = [(r["text"], r["start"], r["end"]) for r in clean.finals]
+    assert [(r["text"], r["start"], r["end"]) for r in resumed.finals] == key  # no gap, no repeat
+    assert proxy.connections == 2 and resumed.gaps == []
+    # Each record names its own session; a cut before the first final leaves every final to the second.
+    assert len({r["session_id"] for r in resumed.finals}) == (1 if cut_after == 12 else 2)
+    assert resumed.finals[-1]["session_id"] == resumed.session_id
+    assert resumed.duration == clean.duration
+
+
+async def test_without_reconnect_the_loss_is_raised_with_the_finals(energy_server) -> None:
+    audio = stretches(0.5, 1.2, 0.7)
+    async with scripted_server(CuttingProxy(energy_server.url, after=31)) as url:
+        with pytest.raises(bk.ConnectionLost) as info:
+            await run(url, audio)
+    assert info.value.transcript.text == "sound 0.50 s"
+
+
+async def test_reconnects_are_bounded(energy_server) -> None:
+    audio = stretches(0.5, 1.2, 0.7)
+    proxy = CuttingProxy(energy_server.url, after=10, cuts=10)
+    async with scripted_server(proxy) as url:
+        with pytest.raises(bk.ConnectionLost):
+            await run(url, audio, reconnect=2)
+    assert proxy.connections == 3
+
+
+async def test_audio_beyond_the_resume_buffer_is_reported_as_a_gap(energy_server) -> None:
+    audio = stretches(0.5, 3.0, 0.4)  # the cut falls 2 s into the 3 s sound; only 1 s is kept
+    async with scripted_server(CuttingProxy(energy_server.url, after=36)) as url:
+        t = await run(url, audio, reconnect=1, resume_buffer_seconds=1.0)
+    [(start, end)] = t.gaps
+    assert start == pytest.approx(1.3) and end == pytest.approx(2.6)
+    assert t.finals[0]["text"] == "sound 0.50 s" and t.finals[-1]["text"] == "sound 0.40 s"
+
+
+def test_resume_buffer_bookkeeping() -> None:
+    buf = ResumeBuffer(limit=10)
+    buf.sent(b"abcdef")
+    buf.final_ended_at(4)
+    assert buf.resume() == (4, b"ef", None)
+    buf.sent(b"ghijklmnop")  # 12 bytes after the final: 2 fall out of the buffer
+    start, data, gap = buf.resume()
+    assert (start, data, gap) == (6, b"ghijklmnop", (4, 6))
+    buf.final_ended_at(3)  # an older end changes nothing
+    assert buf.resume()[0] == 6
+
+
+def test_reconnect_setting_is_checked() -> None:
+    with pytest.raises(bk.UsageError, match="reconnect"):
+        bk.Client("ws://127.0.0.1:9/x", reconnect=-1)
+    assert json.dumps(bk.Client("ws://127.0.0.1:9/x").reconnect) == "0"
