@@ -15,6 +15,7 @@ import concurrent.futures
 import hmac
 import logging
 import os
+import ssl
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class ServerConfig:
     tokens: tuple[str, ...] = ()
     idle_timeout: float = 60.0
     engine_options: dict[str, Any] = field(default_factory=dict)
+    certfile: str | None = None  # with keyfile: serve wss:// (TLS)
+    keyfile: str | None = None
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
@@ -114,7 +117,15 @@ class BkServer:
     @property
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
-        return f"ws://{host}:{self.port}{PATH}"
+        scheme = "wss" if self.config.certfile else "ws"
+        return f"{scheme}://{host}:{self.port}{PATH}"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.certfile:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.config.certfile, self.config.keyfile)
+        return context
 
     async def start(self) -> None:
         from websockets.asyncio.server import serve
@@ -126,6 +137,7 @@ class BkServer:
             process_request=self._check_request,
             max_size=MAX_CHUNK_BYTES * 2,  # a base64 64 KiB chunk plus its JSON fits; more is refused
             compression=None,
+            ssl=self._tls(),
             logger=RedactingLogger(logging.getLogger("websockets.server"), self._tokens),
         )
         self.port = self._server.sockets[0].getsockname()[1]

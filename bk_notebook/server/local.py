@@ -96,6 +96,8 @@ def local_server(
     host: str = "127.0.0.1",
     tokens: tuple[str, ...] = (),
     idle_timeout: float = 60.0,
+    certfile: str | None = None,
+    keyfile: str | None = None,
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -109,6 +111,8 @@ def local_server(
         0 picks a free port; read it back from ``.url``.
     workers : int
         Concurrent sessions; one more gets ``worker not available``.
+    certfile, keyfile : str, optional
+        A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
         Passed to the engine (e.g. ``grammar=`` for pocketsphinx).
 
@@ -119,6 +123,6 @@ def local_server(
     """
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
-        idle_timeout=idle_timeout, engine_options=dict(engine_options),
+        idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
     )
     return LocalServer(config)
