@@ -178,13 +178,14 @@ class Stream:
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         client = self._client
+        tls: dict[str, Any] = {"ssl": client.ssl} if client.ssl is not None else {}  # wss:// verifies by default
         try:
             return await connect(
                 client._connect_url(),
                 open_timeout=client.connect_timeout,
                 compression=None,  # base64 audio barely compresses; deflate would cost CPU
                 max_size=MAX_REPLY_BYTES,  # replies are small JSON: a huge one is a fault, not data
-                **({"ssl": client.ssl} if client.ssl is not None else {}),  # wss:// verifies by default
+                **tls,
                 proxy=None,
                 close_timeout=2.0,  # a server stuck in its closing handshake must not hold us 10 s
                 logger=RedactingLogger(logging.getLogger("websockets.client"), client._secrets()),
