@@ -161,14 +161,18 @@ def chunk_pcm(pcm: np.ndarray | bytes, size: int = CHUNK_BYTES) -> Iterator[byte
     """
     if size <= 0 or size % 2:
         raise AudioError(f"chunk size must be a positive even number of bytes, got {size}")
-    if isinstance(pcm, np.ndarray):
-        if pcm.dtype != np.int16 or pcm.ndim != 1:
-            raise AudioError(f"chunk_pcm takes 1-D int16 PCM, got {pcm.dtype} {pcm.shape}; use to_pcm16 first")
-        data = memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
-    else:
-        data = memoryview(pcm).cast("B")
+    data = pcm_bytes(pcm, "chunk_pcm")
     for offset in range(0, len(data), size):
         yield bytes(data[offset : offset + size])
+
+
+def pcm_bytes(pcm: np.ndarray | bytes | memoryview, who: str) -> memoryview:
+    """The little-endian bytes of 1-D int16 PCM (an array or raw bytes), without copying."""
+    if isinstance(pcm, np.ndarray):
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise AudioError(f"{who} takes 1-D int16 PCM at 16 kHz, got {pcm.dtype} {pcm.shape}; use to_pcm16 first")
+        return memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
+    return memoryview(pcm).cast("B")
 
 
 # ------------------------------------------------------------------------ files

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import CHUNK_BYTES, SAMPLE_RATE
+from .audio import CHUNK_BYTES, SAMPLE_RATE, pcm_bytes
 from .errors import (
     AuthError,
     BkError,
@@ -295,12 +295,7 @@ class Stream:
         It is re-chunked to 3200-byte ``audioStream`` messages; a remainder waits
         for the next call or for :meth:`stop`.
         """
-        if isinstance(pcm, np.ndarray):
-            if pcm.dtype != np.int16 or pcm.ndim != 1:
-                raise UsageError(f"send takes 1-D int16 PCM at 16 kHz, got {pcm.dtype} {pcm.shape}; use to_pcm16")
-            data = memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
-        else:
-            data = memoryview(pcm).cast("B")
+        data = pcm_bytes(pcm, "send")
         if self._carry:
             head = CHUNK_BYTES - len(self._carry)
             self._carry += bytes(data[:head])

@@ -171,3 +171,21 @@ async def test_transcribe_with_display_shows_progress_partial_and_finals(energy_
     assert live.progress_bar.value == live.progress_bar.max == pytest.approx(3.5)
     assert "3.5 / 3.5 s" in live.progress_label.value
     assert "sound 2.50 s" in live.finals_html.value and t.text == "sound 2.50 s"
+
+
+async def test_a_stalled_session_drops_the_oldest_live_audio_and_says_so(energy_server) -> None:
+    from bk_notebook.widgets import transcriber as module
+
+    t = Transcriber(client=bk.Client(energy_server.url))
+    original = module._BACKLOG_CHUNKS
+    module._BACKLOG_CHUNKS = 5
+    try:
+        t.start()
+        await asyncio.sleep(0)  # the session task exists but has not connected yet
+        browser_says(t.source, {"type": "started", "sample_rate": 44100})
+        for i, chunk in enumerate(tone_chunks(1.0)):  # 20 chunks arrive while nothing is consumed
+            browser_says(t.source, {"type": "chunk", "seq": i}, [chunk])
+        await press_stop(t)
+    finally:
+        module._BACKLOG_CHUNKS = original
+    assert "done" in t.status.value and "s of audio dropped" in t.status.value

@@ -29,6 +29,7 @@ from .sources import is_file_upload, is_recorder, uploaded_files
 __all__ = ["Transcriber"]
 
 _STOP_CONFIRM_SECONDS = 2.0  # wait this long for the browser's "stopped" before ending the run anyway
+_BACKLOG_CHUNKS = 600  # 60 s of live audio may wait for the session (e.g. while it reconnects); older is dropped
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -71,6 +72,7 @@ class Transcriber(w.VBox):
         self._stop_timer: asyncio.TimerHandle | None = None
         self._active = False
         self._source_error = ""
+        self._dropped_seconds = 0.0
         self._finished = asyncio.Event()
         self._finished.set()
 
@@ -137,6 +139,7 @@ class Transcriber(w.VBox):
             return
         self._active = True
         self._source_error = ""
+        self._dropped_seconds = 0.0
         self._finished = asyncio.Event()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queue = queue
@@ -163,7 +166,13 @@ class Transcriber(w.VBox):
     def _on_chunk(self, chunk: bytes) -> None:
         queue = self._queue
         if queue is not None:
-            self._in_loop(queue.put_nowait, chunk)
+            self._in_loop(self._enqueue, queue, chunk)
+
+    def _enqueue(self, queue: asyncio.Queue[bytes | None], chunk: bytes) -> None:
+        if queue.qsize() >= _BACKLOG_CHUNKS:  # live audio must not pile up without bound
+            queue.get_nowait()
+            self._dropped_seconds += 0.1
+        queue.put_nowait(chunk)
 
     def _finish_run(self) -> None:
         self._in_loop(self._end_of_audio)
@@ -204,7 +213,8 @@ class Transcriber(w.VBox):
             if self._source_error:  # the microphone failed: that is what the user must see
                 self._set_status("error", self._source_error)
             else:
-                self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio")
+                dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
+                self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio{dropped}")
         except BkError as exc:
             transcript = exc.transcript
             self._set_status("error", self._source_error or str(exc))
