@@ -21,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import sys
 from collections.abc import AsyncIterator, Callable
-from ssl import SSLError
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +30,6 @@ import numpy as np
 
 from .audio import CHUNK_BYTES, SAMPLE_RATE, pcm_bytes
 from .errors import (
-    AuthError,
     BkError,
     ConnectError,
     ConnectionLost,
@@ -42,8 +39,8 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
 from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State, Stopped
-from .redact import RedactingLogger
 from .resume import ResumeBuffer
 from .transcript import Transcript
 
@@ -53,8 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["Stream"]
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
-MAX_REPLY_BYTES = 2**20
-_WS_OPEN: Any = None  # websockets.protocol.State.OPEN, bound on first use (websockets is imported lazily)
 logger = logging.getLogger("bk_notebook.client")
 
 
@@ -139,11 +134,14 @@ class Stream:
         await self._close()
 
     async def _open(self, resuming: bool = False) -> None:
+        from websockets.protocol import State as WebSocketState
+
+        self._ws_open = WebSocketState.OPEN  # compared per chunk: bound once, websockets imported lazily
         client = self._client
         refusal: ServerError | None = None
         for attempt in range(1, client.connect_retries + 1):
             if self._ws is None:
-                self._ws = await self._handshake(attempt)
+                self._ws = await open_websocket(client, attempt)
                 if self._ws is None:
                     continue
             event = await self._request_session()
@@ -157,58 +155,13 @@ class Stream:
             refusal = event
             logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, client.connect_retries)
             if attempt < client.connect_retries:
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(backoff(client.retry_backoff, attempt))
         await self._close()
         raise WorkerUnavailable(
             f"the server refused audioConn {client.connect_retries} times (worker not available); "
             "try again later or raise connect_retries",
             status=refusal.status if refusal else 400,
         )
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self._client.retry_backoff * 2 ** (attempt - 1), 30.0) * random.uniform(0.5, 1.5)
-
-    async def _handshake(self, attempt: int) -> Any:
-        """Open the websocket; None means a network error worth retrying."""
-        global _WS_OPEN
-        from websockets.asyncio.client import connect
-        from websockets.protocol import State as WsState
-
-        _WS_OPEN = WsState.OPEN
-        from websockets.exceptions import InvalidStatus, WebSocketException
-
-        client = self._client
-        tls: dict[str, Any] = {"ssl": client.ssl} if client.ssl is not None else {}  # wss:// verifies by default
-        try:
-            return await connect(
-                client._connect_url(),
-                open_timeout=client.connect_timeout,
-                compression=None,  # base64 audio barely compresses; deflate would cost CPU
-                max_size=MAX_REPLY_BYTES,  # replies are small JSON: a huge one is a fault, not data
-                **tls,
-                proxy=None,
-                close_timeout=2.0,  # a server stuck in its closing handshake must not hold us 10 s
-                logger=RedactingLogger(logging.getLogger("websockets.client"), client._secrets()),
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise AuthError(
-                    f"{client.url} refused the token (HTTP {status}); check the token or $BK_TOKEN"
-                ) from None
-            error: ConnectError = ConnectError(f"{client.url} refused the websocket handshake (HTTP {status})")
-        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-            reason = client._redact(str(exc)) or type(exc).__name__
-            if isinstance(exc, SSLError):
-                raise ConnectError(
-                    f"TLS verification failed for {client.url}: {reason}; pass ssl=<SSLContext> to trust it"
-                ) from None
-            error = ConnectError(f"cannot connect to {client.url}: {reason}")
-        if attempt >= client.connect_retries:
-            raise error
-        logger.info("%s; retrying (attempt %d of %d)", error, attempt, client.connect_retries)
-        await asyncio.sleep(self._backoff(attempt))
-        return None
 
     async def _request_session(self) -> Connected | ServerError:
         from websockets.exceptions import ConnectionClosed
@@ -332,7 +285,7 @@ class Stream:
             _call_sync(self._on_progress, self.transcript.duration)
 
     async def _send(self, text: str, what: str) -> None:
-        if self._ws.state is not _WS_OPEN:  # the server's close frame arrived: sending would wait for nothing
+        if self._ws.state is not self._ws_open:  # the server's close frame arrived: sending would wait for nothing
             self._fail(ConnectionLost(f"the server closed the connection before {what} ({self._close_frame()})"))
             raise self._failure  # type: ignore[misc]
         try:
@@ -424,7 +377,7 @@ class Stream:
             return False
         assert self._reader is not None
         done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
-        if not done and self._ws.state is not _WS_OPEN:
+        if not done and self._ws.state is not self._ws_open:
             self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
                                       f"({self._close_frame()})"))
         elif not done:

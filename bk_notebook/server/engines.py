@@ -11,7 +11,6 @@ blocking code: the server calls them from worker threads, never on its loop.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable
 from typing import Protocol, Union
 
@@ -218,6 +217,3 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
             raise UsageError(f"engine {name!r} has no {method}() method; see the README's engine section")
     return lambda: cls(**options)  # type: ignore[no-any-return]
 
-
-def _db(value: float) -> float:  # pragma: no cover - helper for debugging levels
-    return 20 * math.log10(max(value, 1e-9) / 32768.0)
