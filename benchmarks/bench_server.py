@@ -1,6 +1,6 @@
 """Local server capacity on this machine: real-time PocketSphinx sessions, latency, CPU, refusals.
 
-    python -m benchmarks.bench_server [--sessions 1 2 4 6 8] [--workers 8]
+    python -m benchmarks.bench_server [--sessions 1 2 4 6 8] [--workers 4] [--processes]
 
 The server runs as `bk-notebook serve` in its own process; N clients stream the bundled sample
 (two utterances, 8.4 s) at real time, started 0.25 s apart. Latency is the wall time from the
@@ -26,18 +26,27 @@ from benchmarks.common import ROOT, save
 
 
 class Server:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, processes: bool = False) -> None:
+        extra = ["--processes"] if processes else []
         self.proc = subprocess.Popen([sys.executable, "-m", "bk_notebook.cli", "serve", "--port", "0",
-                                      "--workers", str(workers)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                                      "--workers", str(workers), *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = ""
         while "listening on" not in line:
             line = self.proc.stderr.readline()
         self.url = re.search(r"ws://\S+/v1/prod/stream", line).group(0)
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU of the server and of its engine processes (children)."""
+        pids = [self.proc.pid]
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):  # engine processes are children of threads
+            with open(f"/proc/{self.proc.pid}/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        total = 0.0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -84,13 +93,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 4, 6, 8])
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--processes", action="store_true", help="engines in worker processes")
     args = parser.parse_args()
     pcm = bk.to_pcm16(bk.sample_path())
     seconds = len(pcm) / 16000
     rows = []
-    server = Server(max(args.sessions))
+    server = Server(max(args.sessions), args.processes)
     try:
-        asyncio.run(load(server.url, 1, pcm))  # warm: engines built
+        asyncio.run(load(server.url, max(args.sessions), pcm))  # warm: every engine built before measuring
         for n in args.sessions:
             cpu0, wall0 = server.cpu_seconds(), time.monotonic()
             latencies = asyncio.run(load(server.url, n, pcm))
@@ -100,14 +110,15 @@ def main() -> None:
             print(rows[-1], flush=True)
     finally:
         server.stop()
-    server = Server(args.workers)
+    server = Server(args.workers, args.processes)
     try:
-        asyncio.run(load(server.url, 1, pcm))
+        asyncio.run(load(server.url, args.workers, pcm))  # warm: every engine built
         capacity = asyncio.run(at_capacity(server.url, args.workers, pcm))
         print(capacity, flush=True)
     finally:
         server.stop()
-    save("server", {"audio_seconds": round(seconds, 2), "rows": rows, "capacity": capacity})
+    name = "server_processes" if args.processes else "server"
+    save(name, {"audio_seconds": round(seconds, 2), "processes": args.processes, "rows": rows, "capacity": capacity})
 
 
 if __name__ == "__main__":

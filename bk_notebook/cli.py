@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable); "
                        "else $BK_SERVER_TOKENS; none: any token is accepted")
     serve.add_argument("--idle-timeout", type=_positive_float, default=60.0, help="close idle sessions after N s")
+    serve.add_argument("--processes", action="store_true", help="run engines in worker processes (all cores)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
@@ -105,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
-        certfile=args.certfile, keyfile=args.keyfile,
+        certfile=args.certfile, keyfile=args.keyfile, processes=args.processes,
     )
     if config.workers < 1:
         raise _usage("--workers must be at least 1")

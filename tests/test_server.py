@@ -260,3 +260,13 @@ async def test_audiostop_without_any_audio_is_answered(sphinx_server) -> None:
         await s.send(b"\x00\x00" * 10)  # shorter than one endpointer frame
         t = await s.stop()
     assert t.finals == []
+
+
+async def test_engines_in_worker_processes_give_the_same_results() -> None:
+    a, b = np.frombuffer(tone_pcm(0.7), "<i2"), np.frombuffer(tone_pcm(1.3), "<i2")
+    async with local_server(engine="energy", workers=2, processes=True) as server:
+        ta, tb = await asyncio.gather(bk.Client(server.url).transcribe(a, 16000, speed=None),
+                                      bk.Client(server.url).transcribe(b, 16000, speed=None))
+        again = await bk.Client(server.url).transcribe(a, 16000, speed=None)  # a reused engine process
+    assert (ta.text, tb.text, again.text) == ("sound 0.70 s", "sound 1.30 s", "sound 0.70 s")
+    assert ta.finals[0]["start"] == 0.5

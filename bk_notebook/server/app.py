@@ -54,6 +54,7 @@ class ServerConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
+    processes: bool = False  # engines in worker processes: decoding uses every core
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
@@ -89,6 +90,13 @@ class _EnginePool:
     def busy(self) -> int:
         return self._busy
 
+    def close(self) -> None:
+        for engine in self._idle:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self._idle.clear()
+
 
 class _Session:
     """Bookkeeping of one open session on one connection."""
@@ -109,7 +117,14 @@ class BkServer:
             raise ValueError("workers must be at least 1")
         self.config = config
         self._tokens = tuple(config.tokens)
-        self._pool = _EnginePool(engine_factory(config.engine, **config.engine_options), config.workers)
+        make = engine_factory(config.engine, **config.engine_options)  # checks the name now, in this process
+        if config.processes:
+            from .processes import ProcessEngine
+
+            def make() -> Engine:
+                return ProcessEngine(config.engine, config.engine_options)
+
+        self._pool = _EnginePool(make, config.workers)
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
         self._server: Any = None
         self.port: int | None = None
@@ -157,6 +172,7 @@ class BkServer:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
         self._server = None
 
     # --------------------------------------------------------------- handshake
@@ -253,6 +269,9 @@ class BkServer:
             await self._run(engine.reset)
         except Exception:  # noqa: BLE001 - a broken engine is dropped, not reused
             logger.exception("engine reset failed; dropping it")
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
             engine = None
         self._pool.give_back(engine)
 

@@ -98,6 +98,7 @@ def local_server(
     idle_timeout: float = 60.0,
     certfile: str | None = None,
     keyfile: str | None = None,
+    processes: bool = False,
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -111,6 +112,9 @@ def local_server(
         0 picks a free port; read it back from ``.url``.
     workers : int
         Concurrent sessions; one more gets ``worker not available``.
+    processes : bool
+        Run each engine in its own worker process, so that sessions decode on
+        every core (PocketSphinx holds the GIL while it decodes).
     certfile, keyfile : str, optional
         A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
@@ -124,5 +128,6 @@ def local_server(
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
+        processes=processes,
     )
     return LocalServer(config)
