@@ -189,3 +189,30 @@ async def test_a_stalled_session_drops_the_oldest_live_audio_and_says_so(energy_
     finally:
         module._BACKLOG_CHUNKS = original
     assert "done" in t.status.value and "s of audio dropped" in t.status.value
+
+
+async def test_two_uploads_at_once_become_two_runs_in_order(energy_server) -> None:
+    import datetime
+
+    import ipywidgets
+
+    upload = ipywidgets.FileUpload(accept="audio/*", multiple=True)
+    t = Transcriber(client=bk.Client(energy_server.url), source=upload)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def wav(seconds: float) -> dict[str, Any]:
+        import io
+
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        sf.write(buffer, np.frombuffer(b"".join(tone_chunks(seconds)), "<i2"), 16000, format="WAV")
+        data = buffer.getvalue()
+        return {"name": f"{seconds}.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
+                "last_modified": now}
+
+    both_done = asyncio.Event()
+    t.table.observe(lambda _: both_done.set() if len(t._runs) == 2 else None, names="value")
+    upload.value = (wav(0.6), wav(0.9))
+    await asyncio.wait_for(both_done.wait(), 20)
+    assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 0.60 s"), (1, "sound 0.90 s")]

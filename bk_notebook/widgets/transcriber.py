@@ -255,7 +255,7 @@ class Transcriber(w.VBox):
             self._set_status("error", str(exc))
             return
         while self.running:  # one session at a time keeps runs in order
-            await asyncio.sleep(0.05)
+            await self._finished.wait()
         self._active = True
         self._finished = asyncio.Event()
         self._task = asyncio.current_task()
