@@ -212,7 +212,7 @@ async def test_two_uploads_at_once_become_two_runs_in_order(energy_server) -> No
                 "last_modified": now}
 
     both_done = asyncio.Event()
-    t.table.observe(lambda _: both_done.set() if len(t._runs) == 2 else None, names="value")
+    t.status.observe(lambda _: both_done.set() if len(t._runs) == 2 else None, names="value")
     upload.value = (wav(0.6), wav(0.9))
     await asyncio.wait_for(both_done.wait(), 20)
     assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 0.60 s"), (1, "sound 0.90 s")]

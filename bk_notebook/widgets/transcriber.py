@@ -202,6 +202,7 @@ class Transcriber(w.VBox):
         self._current = []
         self._set_status("connecting")
         transcript: Transcript | None = None
+        outcome = ("error", "the session ended unexpectedly")
         try:
             stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
             async with stream as session:
@@ -210,18 +211,15 @@ class Transcriber(w.VBox):
                     await session.send(chunk)
                 self._set_status("draining")
                 transcript = await session.stop()
-            if self._source_error:  # the microphone failed: that is what the user must see
-                self._set_status("error", self._source_error)
-            else:
-                dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
-                self._set_status("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio{dropped}")
+            dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
+            outcome = ("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio{dropped}")
         except BkError as exc:
             transcript = exc.transcript
-            self._set_status("error", self._source_error or str(exc))
+            outcome = ("error", str(exc))
             if isinstance(self.source, Microphone) and self.source.status == "recording":
                 self.source.stop()
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
-            self._set_status("error", f"{type(exc).__name__}: {exc}")
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
         finally:
             self._queue = None
             if transcript is not None and (transcript.finals or transcript.duration):
@@ -230,6 +228,10 @@ class Transcriber(w.VBox):
             self.partial.value = ""
             self._paint_finals()
             self.start_button.disabled, self.stop_button.disabled = False, True
+            # Last, so that whoever watches the status sees the run's results already in place.
+            if self._source_error:  # the microphone failed: that is what the user must see
+                outcome = ("error", self._source_error)
+            self._set_status(*outcome)
             self._active = False
             self._finished.set()
 
