@@ -121,3 +121,35 @@ def test_ipywebrtc_recorder_record_stop_transcript(page: Any, jupyter: JupyterSe
     finals = text_of(page, ".bk-finals")
     assert "world" in finals or "recognition" in finals, finals
     shoot(page, "lab-ipywebrtc-recorder")
+
+
+def test_one_capture_per_microphone_even_when_displayed_twice(page: Any, jupyter: JupyterServer, shoot: Any) -> None:
+    cells = ["import bk_notebook as bk\nfrom bk_notebook.widgets import Microphone\nmic = Microphone()\nmic",
+             "mic  # the same widget model, a second view",
+             "print(f'recorded {len(mic.recording) / 16000:.1f} s')"]
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": c}
+                  for c in cells],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (jupyter.root / "two_views.ipynb").write_text(json.dumps(notebook))  # type: ignore[attr-defined]
+    open_and_run(page, jupyter, "/lab/tree/two_views.ipynb?reset", cells_to_run=2)
+    buttons = page.locator(f"{VISIBLE} .bk-mic-button")
+    page.wait_for_function("css => document.querySelectorAll(css).length === 2", arg=f"{VISIBLE} .bk-mic-button")
+    buttons.nth(0).click()
+    # Both views show the one capture: both say Stop and count time.
+    page.wait_for_function("css => [...document.querySelectorAll(css)].every(b => b.dataset.state === 'recording')",
+                           arg=f"{VISIBLE} .bk-mic-button", timeout=20_000)
+    page.wait_for_timeout(3_000)
+    elapsed = float(page.locator(f"{VISIBLE} .bk-mic-time").nth(1).inner_text().split()[0])
+    buttons.nth(1).click()  # stop from the other view
+    page.wait_for_function("css => [...document.querySelectorAll(css)].every(b => b.dataset.state === 'idle')",
+                           arg=f"{VISIBLE} .bk-mic-button", timeout=20_000)
+    shoot(page, "lab-microphone-two-views")
+    page.locator(f"{VISIBLE} .jp-Cell").nth(2).click()
+    page.keyboard.press("Shift+Enter")
+    wait_text(page, ".jp-Cell:nth-child(3) .jp-OutputArea-output", "recorded", timeout=30_000)
+    recorded = float(text_of(page, ".jp-Cell:nth-child(3) .jp-OutputArea-output").split()[1])
+    # Two captures would have sent every 100 ms twice: twice the audio for the same time.
+    assert 0.5 * elapsed <= recorded <= 1.5 * elapsed + 0.5, (recorded, elapsed)
