@@ -39,24 +39,15 @@ async def expect(url: str, error: type[BaseException], seconds: float = 5.0, **k
     return info.value
 
 
-async def test_clean_close_mid_stream() -> None:
+@pytest.mark.parametrize("code, reason", [(1000, "bye"), (1011, "internal error")])
+async def test_close_mid_stream(code: int, reason: str) -> None:
     async def close(ws: Any) -> bool:
-        await ws.close(1000, "bye")
+        await ws.close(code, reason)
         return False
 
     async with scripted_server(Recorder(on_chunk=after_chunks(5, close))) as url:
         err = await expect(url, bk.ConnectionLost)
-    assert "code 1000" in str(err) and err.transcript.text == "early words"
-
-
-async def test_close_code_1011_mid_stream() -> None:
-    async def crash(ws: Any) -> bool:
-        await ws.close(1011, "internal error")
-        return False
-
-    async with scripted_server(Recorder(on_chunk=after_chunks(5, crash))) as url:
-        err = await expect(url, bk.ConnectionLost)
-    assert "1011" in str(err) and "internal error" in str(err) and err.transcript.text == "early words"
+    assert f"code {code}" in str(err) and reason in str(err) and err.transcript.text == "early words"
 
 
 async def test_unknown_type_and_reply_without_bk() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
+import bk_notebook.protocol
 from bk_notebook.resume import ResumeBuffer
 
 from conftest import scripted_server
@@ -117,3 +118,21 @@ def test_reconnect_setting_is_checked() -> None:
     with pytest.raises(bk.UsageError, match="reconnect"):
         bk.Client("ws://127.0.0.1:9/x", reconnect=-1)
     assert json.dumps(bk.Client("ws://127.0.0.1:9/x").reconnect) == "0"
+
+
+async def test_events_iterate_across_a_resumption(energy_server) -> None:
+    audio = stretches(0.5, 1.2, 0.7)
+    seen: list[str] = []
+
+    async def collect(stream: Any) -> None:
+        async for event in stream.events():
+            if isinstance(event, bk.protocol.Final):
+                seen.append(event.text)
+
+    async with scripted_server(CuttingProxy(energy_server.url, after=31)) as url:
+        async with bk.Client(url, retry_backoff=0.01, reconnect=1).stream(speed=5.0) as s:
+            collector = asyncio.create_task(collect(s))
+            await s.send(audio)
+            t = await s.stop()
+        await asyncio.wait_for(collector, 5)  # ends when the stream ends, not at the lost connection
+    assert seen == [r["text"] for r in t.finals] == ["sound 0.50 s", "sound 1.20 s", "sound 0.70 s"]
