@@ -55,6 +55,7 @@ class ServerConfig:
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed to connect (``Origin`` header); none by default
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
@@ -117,6 +118,9 @@ class BkServer:
             raise ValueError("workers must be at least 1")
         self.config = config
         self._tokens = tuple(config.tokens)
+        for origin in config.allow_origins:
+            check_origin(origin)
+        self._origins = frozenset(_origin_key(o) for o in config.allow_origins)
         make = engine_factory(config.engine, **config.engine_options)  # checks the name now, in this process
         if config.processes:
             from .processes import ProcessEngine
@@ -180,6 +184,12 @@ class BkServer:
         parts = urllib.parse.urlsplit(request.path)
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
+        # A browser names the page that opened the socket; any web page could otherwise use this server.
+        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        origins = request.headers.get_all("Origin")
+        if any(_origin_key(origin) not in self._origins for origin in origins):
+            logger.warning("refused a handshake from origin %r: allow it with --allow-origin", origins[0][:100])
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)\n")
         if not self._tokens:
             return None
         given = dict(urllib.parse.parse_qsl(parts.query)).get("token", "")
@@ -287,6 +297,22 @@ class BkServer:
             session.finals,
             how,
         )
+
+
+def _origin_key(origin: str) -> str:
+    """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
+    return origin.strip().rstrip("/").lower()
+
+
+def check_origin(origin: str) -> str:
+    """Return ``origin`` if it is a browser origin (``scheme://host[:port]`` or ``null``), else raise UsageError."""
+    from ..errors import UsageError
+
+    parts = urllib.parse.urlsplit(origin.strip())
+    if origin.strip() == "null" or (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                     and not parts.query and not parts.fragment):
+        return origin
+    raise UsageError(f"not an origin: {origin!r}; write it as a browser sends it, e.g. http://localhost:8888")
 
 
 def _token_ok(given: str, tokens: Iterable[str]) -> bool:
