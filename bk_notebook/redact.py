@@ -32,7 +32,9 @@ _HEADER_LINE = re.compile(rf"(?P<name>\b(?:{_HEADERS}))(?P<sep>\s*[:=]\s*)(?P<va
 _HEADER_PAIR = re.compile(rf"(?P<name>['\"](?:{_HEADERS})['\"])(?P<sep>\s*,\s*)(?P<value>'[^']*'|\"[^\"]*\")",
                           re.IGNORECASE)
 # "Basic dXNlcjpwdw==", "Bearer eyJ...": a scheme and a value with a digit or symbol (not an English word).
-_SCHEME = re.compile(r"\b(?P<name>Basic|Bearer|Digest)(?P<sep>\s+)(?P<value>(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})")
+_SCHEME = re.compile(
+    r"\b(?P<name>Basic|Bearer|Digest)(?P<sep>\s+)(?P<value>(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"
+)
 
 
 def _param_name(raw: str) -> str:
@@ -116,7 +118,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        self.secrets = [s for s in secrets if s]  # may grow: a token read at a prompt joins it
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -126,6 +128,6 @@ class RedactingFilter(logging.Filter):
         trace = _exception_text(record.exc_info) if record.exc_info else (record.exc_text or "")
         if trace:
             text = f"{text}\n{trace}"
-        record.msg, record.args = redact(text, self._secrets), None
+        record.msg, record.args = redact(text, self.secrets), None
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True

@@ -108,6 +108,7 @@ class _Session:
         self.samples = 0
         self.finals = 0
         self.last_end = 0.0
+        self.stop_requested = False  # audioStop arrived: a close now is the client not waiting for the reply
 
 
 class BkServer:
@@ -118,9 +119,9 @@ class BkServer:
             raise ValueError("workers must be at least 1")
         self.config = config
         self._tokens = tuple(config.tokens)
-        for origin in config.allow_origins:
-            check_origin(origin)
-        self._origins = frozenset(_origin_key(o) for o in config.allow_origins)
+        origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
+        self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
+        self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         make = engine_factory(config.engine, **config.engine_options)  # checks the name now, in this process
         if config.processes:
             from .processes import ProcessEngine
@@ -187,8 +188,12 @@ class BkServer:
         # A browser names the page that opened the socket; any web page could otherwise use this server.
         # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
         origins = request.headers.get_all("Origin")
-        if any(_origin_key(origin) not in self._origins for origin in origins):
-            logger.warning("refused a handshake from origin %r: allow it with --allow-origin", origins[0][:100])
+        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        if refused:
+            if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
+                self._refused_origins.add(refused[0])
+                logger.warning("refused handshakes from origin %s (allow it with --allow-origin)",
+                               ascii(refused[0][:100]))
             return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)\n")
         if not self._tokens:
             return None
@@ -228,7 +233,8 @@ class BkServer:
                 logger.exception("connection failed")
         finally:
             if session is not None:
-                self._log_session(session, "connection closed before audioStop")
+                self._log_session(session, "client closed the connection before the audioStop reply"
+                                  if session.stop_requested else "connection closed before audioStop")
                 await self._release(session)
 
     async def _open_session(self, ws: Any, protocol: ServerProtocol) -> _Session | None:
@@ -254,6 +260,7 @@ class BkServer:
 
     async def _stop_session(self, ws: Any, protocol: ServerProtocol, session: _Session) -> None:
         assert session.engine is not None
+        session.stop_requested = True
         await self._reply(ws, session, await self._run(session.engine.flush))
         await ws.send(protocol.stopped())
         self._log_session(session, "stopped")
