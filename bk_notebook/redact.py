@@ -26,9 +26,11 @@ MASK = "***"
 # A query parameter: its name (percent-encoded or not) and its value up to the next separator.
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?\s\"'#]{1,200})=(?P<value>[^&;\s\"'#]*)")
 _SECRET_NAME = re.compile(r"token|secret|passw|api[-_]?key|^key$|^auth|^sig", re.IGNORECASE)
-# "Name: value" (websockets' "> Authorization: ..." lines, reprs of header lists) and "'name', 'value'" pairs.
+# "Name: value" (websockets' "> Authorization: ..." lines) and "'name', 'value'" pairs (reprs of header lists).
 _HEADERS = r"(?:proxy-)?authorization|(?:set-)?cookie|sec-websocket-protocol|x-api-key|x-auth-token"
-_HEADER_LINE = re.compile(rf"(?P<name>\b(?:{_HEADERS}))(?P<sep>\s*[:=]\s*)(?P<value>[^\r\n]+)", re.IGNORECASE)
+# websockets' errors say "invalid Sec-WebSocket-Protocol header: expected token at 0 in <value>".
+_HEADER_LINE = re.compile(rf"(?P<name>\b(?:{_HEADERS}))(?P<sep>(?: header)?\s*[:=]\s*)(?P<value>[^\r\n]+)",
+                          re.IGNORECASE)
 _HEADER_PAIR = re.compile(rf"(?P<name>['\"](?:{_HEADERS})['\"])(?P<sep>\s*,\s*)(?P<value>'[^']*'|\"[^\"]*\")",
                           re.IGNORECASE)
 # "Basic dXNlcjpwdw==", "Bearer eyJ...": a scheme and a value with a digit or symbol (not an English word).
