@@ -117,10 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # Every line on stderr goes through one filter: no logger (ours, websockets', an engine's) prints a credential.
-    from .server.app import ServerConfig
+    secrets = [os.environ.get("BK_TOKEN", "")]
+    if args.command == "serve":
+        from .server.app import ServerConfig
 
-    known = [os.environ.get("BK_TOKEN", ""), *ServerConfig.tokens_from_env(), *getattr(args, "token", [])]
-    _REDACT.secrets.extend(s for s in known if s)
+        secrets += [*ServerConfig.tokens_from_env(), *args.token]
+    _REDACT.secrets.extend(secret for secret in secrets if secret)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_REDACT)
     if not args.verbose:
