@@ -61,7 +61,7 @@ EXTENSIONS = {"table": ".txt", "csv": ".csv", "jsonl": ".jsonl", "srt": ".srt", 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bk-notebook", description="bahasakita streaming speech-to-text, in notebooks and here.")
     parser.add_argument("--version", action="version", version=f"bk-notebook {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never tokens)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (credentials masked)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
