@@ -218,10 +218,11 @@ def _transcribe(args: argparse.Namespace) -> int:
             incomplete += 1
             print(f"bk-notebook: warning: {path}: incomplete: the server did not confirm the end of the stream; "
                   f"{len(result.finals)} finals kept", file=sys.stderr)
-    if outputs is not None:
-        for (name, transcript), out in zip(done, (outputs[n] for n, _ in done), strict=True):
-            out.write_text(_render(args.format, [(name, transcript)]), encoding="utf-8")
-            print(f"wrote {out}", file=sys.stderr)
+    if done and outputs is not None:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, transcript in done:
+            outputs[name].write_text(_render(args.format, [(name, transcript)]), encoding="utf-8")
+            print(f"wrote {outputs[name]}", file=sys.stderr)
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
         sys.stdout.write(_render(args.format, done))
     return 0 if len(done) == len(results) and not incomplete else 1
@@ -241,7 +242,6 @@ def _output_paths(args: argparse.Namespace) -> dict[str, Path] | None:
     clashes = sorted({p.name for p in paths.values() if list(paths.values()).count(p) > 1})
     if clashes:
         raise _usage(f"several inputs would write {', '.join(clashes)} in --out-dir; rename or run them apart")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     return paths
 
 
@@ -271,7 +271,7 @@ def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
     if fmt == "csv":
         out = io.StringIO()
         fields = ["file", "segment", "start", "end", "text", "session_id"]
-        if any("timing" in r for r in records):  # only servers that send timings fill it
+        if any("timing" in r for r in records):  # "estimated": the server sent no times (most send them)
             fields.append("timing")
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
