@@ -181,10 +181,19 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
+#: The most arrays and objects one client message may hold (the protocol's own messages hold 3 objects).
+#: Counting them bounds nesting before the parser recurses, whatever the interpreter's recursion limit,
+#: at the cost of two ``str.count`` calls (brackets inside strings count too: no real message has any).
+MAX_CONTAINERS = 32
+
+
 def _request_of(data: str | bytes) -> dict[str, Any]:
     """The ``bk`` object of a client's message; any malformed shape is a ProtocolError with a short message."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"received a binary frame of {len(data)} bytes; send JSON as a text frame")
+    if data.count("[") + data.count("{") > MAX_CONTAINERS:
+        raise ProtocolError(f"the message is nested too deeply or holds too many arrays and objects "
+                            f"(at most {MAX_CONTAINERS})")
     try:
         message = json.loads(data)
     except RecursionError:

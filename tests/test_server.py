@@ -118,7 +118,9 @@ BAD: list[tuple[str | bytes, str]] = [
     (_deep(1000), "nested too deeply"),
     (_deep(60_000), "nested too deeply"),
     ('{"bk": {"type": ' + _deep(1000, '"audioConn"') + "}}", "nested too deeply"),
-    (_stream(data={"audio": "AAAAAA==", "x": json.loads(_deep(500))}), r"^$"),  # 500 deep is fine JSON: accepted
+    (_stream(data={"audio": "AAAAAA==", "x": json.loads(_deep(20))}), r"^$"),  # 20 deep: accepted
+    (_stream(data={"audio": "AAAAAA==", "x": json.loads(_deep(30))}), "nested too deeply"),
+    (_stream(data={"audio": "AAAAAA==", "x": [[]] * 40}), "too many arrays and objects"),
     ('{"bk": {"type": "audioStream", "sess_id": "x", "data": ' + "{\"a\": " * 5000 + "0" + "}" * 5000 + "}}",
      "nested too deeply"),
     # Huge numbers.
@@ -204,6 +206,21 @@ async def test_every_bad_input_gets_its_400_and_the_connection_stays_usable(ener
     t = await bk.Client(energy_server.url).transcribe(np.frombuffer(tone_pcm(0.6), "<i2"), 16000, speed=None)
     assert t.text == "sound 0.60 s"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # never a traceback
+
+
+def test_deep_nesting_is_refused_whatever_the_recursion_limit() -> None:
+    """A notebook (or a test tool) may raise the recursion limit; the server's bound must not move with it."""
+    import sys
+
+    from bk_notebook.protocol import BadRequest, ServerProtocol
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        result = ServerProtocol().receive(_deep(5_000))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert isinstance(result, BadRequest) and "nested too deeply" in result.message
 
 
 async def test_invalid_utf8_in_a_text_frame_closes_that_connection_with_1007_only(energy_server, caplog) -> None:
