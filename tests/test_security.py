@@ -317,5 +317,5 @@ async def test_a_client_that_closes_after_audiostop_is_logged_as_such(tmp_path, 
         while len(session_lines()) < 2 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)  # waiting for the server thread to log both sessions' ends
     lines = session_lines()
-    assert sum("client closed the connection before the audioStop reply" in line for line in lines) == 1, lines
+    assert sum("client sent audioStop and closed before the reply" in line for line in lines) == 1, lines
     assert sum("connection closed before audioStop" in line for line in lines) == 1, lines

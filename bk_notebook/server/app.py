@@ -233,7 +233,7 @@ class BkServer:
                 logger.exception("connection failed")
         finally:
             if session is not None:
-                self._log_session(session, "client closed the connection before the audioStop reply"
+                self._log_session(session, "client sent audioStop and closed before the reply"
                                   if session.stop_requested else "connection closed before audioStop")
                 await self._release(session)
 
