@@ -214,10 +214,10 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
             continue
         done.append((str(path), result))
-        if not getattr(result, "complete", True):
+        if not result.complete:
             incomplete += 1
-            print(f"bk-notebook: warning: {path}: incomplete: the server did not confirm the end of the stream; "
-                  f"{len(result.finals)} finals kept", file=sys.stderr)
+            print(f"bk-notebook: warning: {path}: {result.incomplete_reason} ({len(result.finals)} finals kept)",
+                  file=sys.stderr)
     if done and outputs is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         for name, transcript in done:

@@ -279,8 +279,6 @@ async def test_transcribe_takes_a_token_without_showing_it(how: str) -> None:
     assert TOKEN not in out + err
 
 
-@pytest.mark.xfail(not hasattr(bk.Transcript(), "complete"), strict=True,
-                   reason="Transcript.complete (issue #10) has not landed on this branch yet")
 async def test_an_incomplete_result_warns_and_exits_1_keeping_the_finals() -> None:
     """A server that never answers audioStop: the finals so far are printed, with a warning and exit 1."""
 
@@ -300,7 +298,7 @@ async def test_an_incomplete_result_warns_and_exits_1_keeping_the_finals() -> No
     assert rows and all(r["text"] == "kept words" for r in rows)
     assert rows[0]["timing"] == "estimated"  # the timing column appears when a record has it
     assert code == 1, err
-    assert "warning: " in err and "incomplete" in err
+    assert "warning: " in err and "incomplete: the session did not end with the server's audioStop reply" in err
 
 
 def test_parse_speed_accepts_what_the_cli_accepts() -> None:
