@@ -71,8 +71,10 @@ class SendWindow:
         return self.mode is WindowMode.OFF or self.sent - self.answered < self.limit  # type: ignore[operator]
 
     def may_resume(self) -> bool:
-        """Whether a sender waiting on a full window may go on: half of it answered (a low-water mark,
-        so that the sender wakes once per half window instead of once per answer)."""
+        """Whether a sender waiting on a full window may go on: half of it answered.
+
+        A low-water mark, so that the sender wakes once per half window instead of once per answer.
+        """
         return self.mode is WindowMode.OFF or self.sent - self.answered <= self.limit // 2  # type: ignore[operator]
 
     @property
