@@ -11,6 +11,8 @@ blocking code: the server calls them from worker threads, never on its loop.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Protocol, Union
 
@@ -194,6 +196,9 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
 
     ``name`` is ``"pocketsphinx"``, ``"energy"``, or ``"module:Class"`` naming a
     user's class with ``reset``/``feed``/``flush`` (for instance a Vosk wrapper).
+    The module is imported with the current directory on ``sys.path`` (appended,
+    as uvicorn does for ``module:app``), so ``bk-notebook serve --engine
+    my_engines:MyEngine`` finds ``./my_engines.py``.
     """
     if name == "pocketsphinx":
         try:
@@ -208,6 +213,8 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
     module_name, _, class_name = name.partition(":")
     if not module_name or not class_name:
         raise UsageError(f"unknown engine {name!r}: use 'pocketsphinx', 'energy' or 'module:Class'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
