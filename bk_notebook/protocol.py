@@ -443,6 +443,11 @@ class ServerProtocol(_Machine):
         return self.error(AUDIO_CONN, message)
 
     @staticmethod
+    def acknowledge() -> str:
+        """The reply to an ``audioStream`` chunk that brought nothing new (status 200, no ``data``)."""
+        return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": ""})
+
+    @staticmethod
     def partial(text: str) -> str:
         return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "",
                         "data": {"partial": text}})

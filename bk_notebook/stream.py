@@ -389,7 +389,7 @@ class Stream:
     async def _wait_for_room(self) -> None:
         """Wait until the server has answered enough chunks, or give the window up on a stall."""
         window = self._window
-        while not window.may_send() and self._failure is None:
+        while not window.may_resume() and self._failure is None:
             self._room.clear()
             patience = window.wait_limit
             try:
