@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_is_clean() -> None:
     require("ruff", "the style check")
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "bk_notebook", "tests", "benchmarks"],
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "bk_notebook", "tests", "benchmarks", "tools"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,0 +1,293 @@
+"""Execute the notebooks and write them back with clean outputs, so they teach before anyone runs them.
+
+Usage (from the repository root)::
+
+    python -m tools.execute_notebooks                     # every notebooks/*.ipynb
+    python -m tools.execute_notebooks notebooks/03_batch_dataset.ipynb
+
+Each notebook runs with nbclient in a real kernel, in a scratch copy of ``notebooks/`` (so a run can
+leave nothing behind, and a file it does leave is reported as a failure), with ``$BK_TOKEN`` and
+``$BK_STT_URL`` unset: every notebook then uses the embedded local server. The outputs are cleaned
+before the notebook is written back:
+
+- machine-specific text is replaced by stable placeholders: paths under the repository, the Python
+  installation, the temporary folder and the home folder; the host name; loopback ports; session ids; object addresses;
+- execution timing metadata and widget state are dropped; a widget view keeps only its ``text/plain``
+  fallback; consecutive stream outputs are merged; ``image/png`` outputs (the static plots) are kept;
+- a run fails, and nothing is written, when an output is an error or a traceback, when something
+  token-like (``eyJ...``, ``token=...``, ``Bearer ...``) or a machine path is left after cleaning, or
+  when the run leaves a new file in the notebook's folder.
+
+``tests/test_notebooks.py`` uses :func:`execute`, :func:`clean`, :func:`problems` and :func:`structure`
+to check that the committed notebooks match a fresh run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import os
+import re
+import shutil
+import socket
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/svg+xml", "application/javascript")
+SECRET_VARIABLES = ("BK_TOKEN", "BK_STT_URL")
+
+# Left after cleaning, these are failures: a path of this machine, a token.
+MACHINE_PATH = re.compile(r"(?<![\w.:/-])(?:/(?:tmp|work|home|root|Users|private/var|var/folders)/|[A-Za-z]:\\Users\\)")
+TOKEN_LIKE = re.compile(
+    r"eyJ[\w-]{8,}"                                   # a JWT (base64 of '{"')
+    r"|token=(?!None\b|<set>|'<set>')[^\s,)&\"'<>]+"  # token=VALUE (the client's repr says None or <set>)
+    r"|Bearer\s+[\w.~+/-]{8,}"
+    r"|[\"']token[\"']\s*:\s*[\"'][^\"']+[\"']",
+    re.IGNORECASE,
+)
+PORT = re.compile(r"\b(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):(\d{2,5})\b")
+ADDRESS = re.compile(r"\b0x[0-9a-f]{8,16}\b")  # "<... object at 0x7f...>": an address in this process
+SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+class NotebookRunError(Exception):
+    """A notebook failed, left a file behind, or kept something machine-specific in its outputs."""
+
+
+# --------------------------------------------------------------------------------------------- running
+def execute(path: Path, workdir: Path | None = None, timeout: int = 600, store_widget_state: bool = False) -> Any:
+    """Run the notebook at ``path`` top to bottom in ``workdir`` (default: its folder) and return it.
+
+    ``$BK_TOKEN`` and ``$BK_STT_URL`` are removed from the kernel's environment, so every notebook runs
+    against the embedded local server. Raises ``nbclient.exceptions.CellExecutionError`` on an error.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=store_widget_state,
+                            resources={"metadata": {"path": str(workdir or path.parent)}})
+    client.execute(env=env)
+    return nb
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every file and folder below ``folder``, relative to it (to see what a run left behind)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def run_in_scratch_copy(path: Path, scratch: Path, **kwargs: Any) -> Any:
+    """Copy the notebook's folder to ``scratch``, run the notebook there, and fail if it left a new file."""
+    workdir = scratch / path.parent.name
+    shutil.copytree(path.parent, workdir, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    before = files_under(workdir)
+    nb = execute(workdir / path.name, workdir, **kwargs)
+    left = sorted(files_under(workdir) - before - {"__pycache__"})
+    if left:
+        raise NotebookRunError(f"running {path.name} left {left} in its folder: write to a temporary folder")
+    return nb
+
+
+# -------------------------------------------------------------------------------------------- cleaning
+def machine_paths(workdir: Path | None = None) -> list[tuple[str, str]]:
+    """(path, placeholder) pairs of this machine, longest first so that the most specific one wins."""
+    import bk_notebook
+
+    pairs: dict[str, str] = {}
+    for key in ("purelib", "platlib", "stdlib", "platstdlib"):
+        if sysconfig.get_paths().get(key):
+            pairs[sysconfig.get_paths()[key]] = f"<python {key.replace('plat', '')}>"
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        pairs[prefix] = "<python>"
+    pairs[str(Path(bk_notebook.__file__).resolve().parent)] = "<bk_notebook>"
+    pairs[str(ROOT)] = "<repository>"
+    if workdir is not None:
+        pairs[str(workdir)] = "<notebooks>"
+    for temp in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()), "/tmp"}:
+        pairs[temp] = "<tmp>"
+    pairs[str(Path.home())] = "~"
+    return sorted(((p.rstrip("/\\"), r) for p, r in pairs.items() if len(p) > 1), key=lambda pr: -len(pr[0]))
+
+
+def _typed(match: re.Match[str], source: str) -> bool:
+    """Whether a port (its number) or an id matched in an output is in the cell's source: then it is kept."""
+    if match.re is PORT:
+        return re.search(rf"\b{match.group(2)}\b", source) is not None
+    return match.group(0) in source
+
+
+class Scrubber:
+    """Replace machine-specific text by stable placeholders, numbered by first appearance in a notebook.
+
+    Text that appears verbatim in the cell's own source (a port or an id the reader typed) is kept.
+    """
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self.paths = machine_paths(workdir)
+        host = socket.gethostname()
+        self.host = host if len(host) >= 4 and host not in ("localhost",) else None
+        self.ids: dict[str, str] = {}
+
+    def _numbered(self, value: str) -> str:
+        return self.ids.setdefault(value, f"<session-id-{len(self.ids) + 1}>")
+
+    def text(self, text: str, source: str, escape: Callable[[str], str] = str) -> str:
+        for path, placeholder in self.paths:
+            text = text.replace(path, escape(placeholder))
+        if self.host:
+            text = re.sub(rf"\b{re.escape(self.host)}\b", escape("<hostname>"), text)
+        text = ADDRESS.sub(lambda m: m.group(0) if _typed(m, source) else escape("<address>"), text)
+        text = PORT.sub(lambda m: m.group(0) if _typed(m, source) else f"{m.group(1)}:{escape('<port>')}", text)
+        return SESSION_ID.sub(lambda m: m.group(0) if _typed(m, source) else escape(self._numbered(m.group(0))), text)
+
+
+def _coalesce_streams(outputs: list[Any]) -> list[Any]:
+    merged: list[Any] = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
+def _clean_output(out: Any, scrub: Scrubber, source: str) -> Any | None:
+    out.pop("transient", None)
+    if out.get("output_type") == "stream":
+        out["text"] = scrub.text(out["text"], source)
+        return out
+    data = out.get("data")
+    if data is None:
+        return out
+    if WIDGET_VIEW in data:  # the view needs widget state we do not store: keep its text fallback
+        del data[WIDGET_VIEW]
+        if not data:
+            return None
+    for mime in list(data):
+        value = data[mime]
+        escape = html.escape if mime in ("text/html", "image/svg+xml") else str
+        if isinstance(value, str) and (mime in TEXT_MIMES or mime.startswith("text/")):
+            data[mime] = scrub.text(value, source, escape)
+        elif isinstance(value, list) and mime in TEXT_MIMES:
+            data[mime] = scrub.text("".join(value), source, escape)
+    if out.get("metadata"):
+        out["metadata"] = {k: v for k, v in out["metadata"].items() if k != WIDGET_VIEW}
+    return out
+
+
+def clean(nb: Any, workdir: Path | None = None) -> Any:
+    """A copy of an executed notebook with stable, machine-independent outputs (see the module docstring)."""
+    nb = copy.deepcopy(nb)
+    scrub = Scrubber(workdir)
+    nb.metadata.pop("widgets", None)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        outputs = [_clean_output(out, scrub, cell.source) for out in _coalesce_streams(cell.outputs)]
+        cell.outputs = [out for out in outputs if out is not None]
+    return nb
+
+
+# ------------------------------------------------------------------------------------------- checking
+def _texts(out: Any) -> Iterable[str]:
+    if "text" in out:
+        yield out["text"]
+    for mime, value in out.get("data", {}).items():
+        if mime in TEXT_MIMES or mime.startswith("text/"):
+            yield value if isinstance(value, str) else "".join(value)
+    if out.get("output_type") == "error":
+        yield "\n".join([out.get("ename", ""), out.get("evalue", ""), *out.get("traceback", [])])
+
+
+def problems(nb: Any) -> list[str]:
+    """What must never be committed: errors, tracebacks, machine paths, tokens, widget state, timings.
+
+    Also the random parts of a run (a loopback port, a session id, an object address) unless the cell's
+    source has them: :func:`clean` replaces those.
+    """
+    found = []
+    if "widgets" in nb.metadata:
+        found.append("widget state in the notebook metadata")
+    for i, cell in enumerate(nb.cells):
+        if "execution" in cell.metadata:
+            found.append(f"cell {i}: execution timing metadata")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"cell {i}: an error output ({out.get('ename')})")
+            if WIDGET_VIEW in out.get("data", {}):
+                found.append(f"cell {i}: a widget view (its state is not stored)")
+            for text in _texts(out):
+                if "Traceback (most recent call last)" in text:
+                    found.append(f"cell {i}: a traceback")
+                if match := MACHINE_PATH.search(text):
+                    found.append(f"cell {i}: a machine path near {text[match.start():match.start() + 40]!r}")
+                for name, pattern in (("a loopback port", PORT), ("a session id", SESSION_ID), ("an address", ADDRESS)):
+                    if any(not _typed(match, cell.source) for match in pattern.finditer(text)):
+                        found.append(f"cell {i}: {name} of this run: run the cleaning")
+                if match := TOKEN_LIKE.search(text):
+                    found.append(f"cell {i}: something token-like ({match.group(0)[:8]}...)")
+    return found
+
+
+def structure(nb: Any) -> list[tuple[str, tuple[tuple[str, ...], ...]]]:
+    """Per cell: its type and, for code cells, the kind of each output (stream name or mime types)."""
+    shape: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
+    for cell in nb.cells:
+        kinds: list[tuple[str, ...]] = []
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out["output_type"] == "stream":
+                kinds.append(("stream", out["name"]))
+            else:
+                kinds.append((out["output_type"], *sorted(out.get("data", {}))))
+        shape.append((cell.cell_type, tuple(kinds)))
+    return shape
+
+
+# ---------------------------------------------------------------------------------------------- main
+def execute_and_write(path: Path) -> list[str]:
+    """Run one notebook in a scratch copy of its folder, clean it, check it, write it back in place."""
+    import nbformat
+
+    with tempfile.TemporaryDirectory(prefix="bk-notebooks-") as scratch:
+        nb = run_in_scratch_copy(path, Path(scratch))
+        cleaned = clean(nb, Path(scratch) / path.parent.name)
+    found = problems(cleaned)
+    if found:
+        raise NotebookRunError(f"{path.name}: " + "; ".join(found))
+    nbformat.validate(cleaned)
+    nbformat.write(cleaned, path)
+    return [f"{len(c.get('outputs', []))}" for c in cleaned.cells if c.cell_type == "code"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/*.ipynb")
+    args = parser.parse_args(argv)
+    paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
+    failed = 0
+    for path in paths:  # one at a time: the recogniser is CPU-heavy
+        print(f"{path.name}: running", flush=True)
+        try:
+            outputs = execute_and_write(path)
+        except Exception as exc:  # report every notebook, then fail
+            failed += 1
+            print(f"{path.name}: FAILED, not written: {type(exc).__name__}: {str(exc)[-2000:]}", file=sys.stderr)
+        else:
+            print(f"{path.name}: written, outputs per code cell {' '.join(outputs)}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
