@@ -78,6 +78,7 @@ def test_committed_notebook_is_executed_and_clean(path: Path) -> None:
     ("see /tmp/tmpab12/transcripts.csv", "machine path"),
     ("/home/alice/speech.wav", "machine path"),
     ("C:\\Users\\alice\\x.wav", "machine path"),
+    ("<audio src='file:///tmp/x.wav'>", "machine path"),
     ("Bearer abcdefgh12345678", "token-like"),
     ("ws://127.0.0.1:8765/v1/prod/stream?token=s3cret", "token-like"),
     ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "token-like"),

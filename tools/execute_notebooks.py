@@ -45,7 +45,8 @@ TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/s
 SECRET_VARIABLES = ("BK_TOKEN", "BK_STT_URL")
 
 # Left after cleaning, these are failures: a path of this machine, a token.
-MACHINE_PATH = re.compile(r"(?<![\w.:/-])(?:/(?:tmp|work|home|root|Users|private/var|var/folders)/|[A-Za-z]:\\Users\\)")
+MACHINE_PATH = re.compile(
+    r"(?<![\w.:/-])(?:/(?:tmp|work|home|root|Users|private/var|var/folders)/|[A-Za-z]:\\Users\\)|file:///")
 TOKEN_LIKE = re.compile(
     r"eyJ[\w-]{8,}"                                   # a JWT (base64 of '{"')
     r"|token=(?!None\b|<set>|'<set>')[^\s,)&\"'<>]+"  # token=VALUE (the client's repr says None or <set>)
