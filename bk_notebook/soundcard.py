@@ -86,6 +86,8 @@ class LiveConverter:
             raise AudioError(f"expected blocks of shape (frames, {self.channels}), got {frames.shape}")
         if frames.dtype.kind not in "fiu":
             raise AudioError(f"audio blocks must be numeric, got {frames.dtype}")
+        if self._resampler is None and self.channels == 1 and frames.dtype == np.int16:
+            return frames[:, 0].copy()  # already the service's format: no rounding
         floats = _to_float32(frames)
         mono = floats.mean(axis=1, dtype=np.float32) if self.channels > 1 else floats[:, 0]
         if not np.isfinite(mono).all():

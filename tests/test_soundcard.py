@@ -1,0 +1,405 @@
+"""The sound card, for real: PulseAudio with a null sink whose monitor is the input device.
+
+The fixture starts PulseAudio in the foreground under a temporary ``XDG_RUNTIME_DIR``
+(as root in CI too), with a 48 kHz stereo null sink whose monitor is the default
+source.  Debian's PortAudio has no PulseAudio backend: it reaches the server
+through ALSA's ``default`` device (the pulse plugin of ``libasound2-plugins``, made
+the default by the ``pulseaudio`` package while a server runs), so the card opens
+at 44.1 kHz stereo and every test exercises the real conversion.  A known WAV is
+played into the sink with ``paplay`` and must come back as its words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bk_notebook as bk
+from bk_notebook.soundcard import (
+    SILENCE_DBFS,
+    InputDevice,
+    LiveConverter,
+    Rechunker,
+    convert_blocks,
+    device_error,
+    level_dbfs,
+)
+
+from conftest import FIXTURES, IN_CI
+
+HELLO = FIXTURES / "hello.wav"
+HELLO_WORDS = {"hello", "world", "recognition"}  # as tests/test_server.py expects of this file
+
+PULSE_CONFIG = """
+load-module module-native-protocol-unix auth-anonymous=1
+load-module module-null-sink sink_name=bk_sink rate=48000 channels=2 sink_properties=device.description=bk_sink
+set-default-sink bk_sink
+set-default-source bk_sink.monitor
+"""
+# Named ALSA devices, as a user gives a PulseAudio source a name PortAudio can list and open.
+ASOUNDRC = """
+pcm.bk_monitor {
+    type pulse
+    device "bk_sink.monitor"
+    hint { show on description "Monitor of the bk_sink null sink" }
+}
+pcm.bk_gone {
+    type pulse
+    device "no_such_source"
+    hint { show on description "A PulseAudio source that does not exist" }
+}
+"""
+
+
+def missing(what: str, hint: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI for the sound card tests; .ci/system-packages must install {hint}")
+    pytest.skip(f"{what} not available: {hint}")
+
+
+def cli() -> list[str]:
+    exe = shutil.which("bk-notebook")
+    return [exe] if exe else [sys.executable, "-m", "bk_notebook.cli"]
+
+
+# ------------------------------------------------------------ pure conversion
+def splits(n: int, how: int | str, seed: int = 0) -> Iterator[slice]:
+    rng = random.Random(seed)
+    at = 0
+    while at < n:
+        size = rng.randint(1, 9000) if how == "random" else int(how)
+        yield slice(at, at + size)
+        at += size
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 22050])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("how", [1, 7, 441, 4410, 4800, 65536, "random"])
+def test_block_by_block_equals_converting_the_whole_recording(rate: int, channels: int, how: int | str) -> None:
+    rng = np.random.default_rng(rate + channels)
+    x = (rng.standard_normal((int(rate * 1.3), channels)) * 0.3).astype(np.float32)
+    out = np.concatenate(list(convert_blocks((x[s] for s in splits(len(x), how)), rate, channels)))
+    assert out.dtype == np.int16 and out.ndim == 1
+    np.testing.assert_array_equal(out, bk.to_pcm16(x, rate))
+
+
+def test_16khz_mono_int16_passes_through_unchanged() -> None:
+    pcm = np.random.default_rng(1).integers(-30000, 30000, 16000, dtype=np.int16)
+    out = np.concatenate(list(convert_blocks((pcm[s] for s in splits(len(pcm), "random")), 16000, 1)))
+    np.testing.assert_array_equal(out, pcm)
+
+
+def _peak_bytes(seconds: int, rate: int = 48000) -> tuple[int, int]:
+    block = (np.random.default_rng(2).standard_normal((rate // 10, 2)) * 0.1).astype(np.float32)
+    converter = LiveConverter(rate, 2)
+    chunker = Rechunker()
+    produced = 0
+    tracemalloc.start()
+    try:
+        for _ in range(seconds * 10):
+            produced += sum(len(c) for c in chunker.push(converter.convert(block)))
+        produced += len(chunker.push(converter.flush())) * 3200 + len(chunker.flush())
+        return tracemalloc.get_traced_memory()[1], produced
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_constant_however_long_the_stream() -> None:
+    short_peak, short_bytes = _peak_bytes(20)
+    long_peak, long_bytes = _peak_bytes(400)
+    assert abs(short_bytes - 20 * 32000) <= 2 and abs(long_bytes - 400 * 32000) <= 2  # all audio came out
+    assert long_peak < short_peak + 64 * 1024, (short_peak, long_peak)  # 20x the audio, not 20x the memory
+
+
+def test_converter_rejects_what_it_cannot_convert() -> None:
+    converter = LiveConverter(44100, 2)
+    with pytest.raises(bk.AudioError, match=r"shape \(frames, 2\)"):
+        converter.convert(np.zeros((100, 3), np.float32))
+    with pytest.raises(bk.AudioError, match="NaN"):
+        converter.convert(np.full((100, 2), np.nan, np.float32))
+    for rate, channels in [(0, 1), (float("nan"), 1), (44100, 0), (44100, 33), (True, 1)]:
+        with pytest.raises(bk.AudioError):
+            LiveConverter(rate, channels)  # type: ignore[arg-type]
+
+
+def test_rechunker_cuts_exact_chunks_and_keeps_every_byte() -> None:
+    rng = np.random.default_rng(3)
+    for seed in range(20):
+        chunker, pieces, chunks = Rechunker(), [], []
+        for _ in range(30):
+            piece = rng.integers(-32768, 32767, int(rng.integers(0, 5000)), dtype=np.int16)
+            pieces.append(piece)
+            chunks += chunker.push(piece)
+        rest = chunker.flush()
+        assert all(len(c) == 3200 for c in chunks) and len(rest) < 3200, seed
+        assert b"".join(chunks) + rest == np.concatenate(pieces).astype("<i2").tobytes(), seed
+        assert chunker.flush() == b""
+
+
+def test_level_in_dbfs() -> None:
+    assert level_dbfs(np.zeros(1600, np.int16)) == SILENCE_DBFS
+    assert level_dbfs(b"") == SILENCE_DBFS
+    t = np.arange(16000) / 16000
+    half = (0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    assert level_dbfs(half.tobytes()) == pytest.approx(-9.03, abs=0.1)
+    assert level_dbfs(np.full(1600, -32768, np.int16)) == pytest.approx(0.0, abs=0.01)
+
+
+DEVICE = InputDevice(3, "USB mic", "ALSA", 2, 48000.0, True)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("Error opening InputStream: Invalid sample rate", -9997), "cannot record at 96000 Hz"),
+    (("Error opening InputStream: Invalid number of channels", -9998), "cannot record 2 channels"),
+    (("Error opening InputStream: Device unavailable", -9985), "busy or unavailable"),
+    (("Error opening InputStream: Unanticipated host error", -9999, (8, -16, "Device or resource busy")),
+     "busy or unavailable"),
+    (("Error opening InputStream: Unanticipated host error", -9999, (8, -5, "Input/output error")),
+     "cannot open input device 3 ('USB mic'): Input/output error"),
+])
+def test_portaudio_failures_become_one_clear_line(args: tuple[Any, ...], expected: str) -> None:
+    error = device_error(Exception(*args), DEVICE, 96000, 2)
+    assert isinstance(error, bk.DeviceError) and expected in str(error) and "\n" not in str(error)
+
+
+def test_a_missing_sounddevice_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(bk.MissingDependency, match=r"bk-notebook\[soundcard\]"):
+        bk.SoundCard()
+
+
+# ------------------------------------------------------------ the real stack
+@dataclass
+class Pulse:
+    env: dict[str, str]
+
+    def play(self, wav: Path) -> None:
+        subprocess.run(["paplay", str(wav)], env=self.env, check=True, timeout=120)
+
+    def listen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([*cli(), "listen", *args], env=env or self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
+    for tool, package in [("pulseaudio", "pulseaudio"), ("paplay", "pulseaudio-utils"), ("pactl", "pulseaudio-utils")]:
+        if shutil.which(tool) is None:
+            missing(tool, f"apt-get install {package}")
+    root = tmp_path_factory.mktemp("pulse")
+    runtime, home = root / "run", root / "home"
+    runtime.mkdir(mode=0o700)
+    home.mkdir()
+    (root / "default.pa").write_text(PULSE_CONFIG)
+    (home / ".asoundrc").write_text(ASOUNDRC)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home),
+           "PULSE_SERVER": f"unix:{runtime}/pulse/native", "BK_TOKEN": "tok-SOUNDCARD-SECRET"}
+    env.pop("BK_STT_URL", None)
+    log = (root / "pulseaudio.log").open("w")
+    # soxr-vhq: PulseAudio's default (speex) resampler between the 16 kHz file, the 48 kHz sink and the
+    # 44.1 kHz capture dulls the speech enough for PocketSphinx to hear "the low" for "hello".
+    server = subprocess.Popen(
+        ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--exit-idle-time=-1", "--daemonize=no",
+         "--disallow-exit", "--resample-method=soxr-vhq", "--log-target=stderr"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"PulseAudio did not start:\n{(root / 'pulseaudio.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as patch:  # this process's PortAudio reaches the same server
+            for key in ("XDG_RUNTIME_DIR", "PULSE_SERVER"):
+                patch.setenv(key, env[key])
+            try:
+                import sounddevice
+            except ImportError:
+                missing("sounddevice", "pip install -e '.[soundcard]'")
+            except OSError:
+                missing("the PortAudio library", "apt-get install libportaudio2")
+            sounddevice._terminate()  # re-scan the devices now that the server runs
+            sounddevice._initialize()
+            yield Pulse(env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, seen: list[str]) -> str:
+    """Read stderr lines until one contains ``needle`` (the process's own state, no clock)."""
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            proc.wait(timeout=60)
+            pytest.fail(f"listen exited ({proc.returncode}) before printing {needle!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if needle in line:
+            return line
+
+
+def final_words(records: list[dict[str, Any]]) -> set[str]:
+    return {word for r in records for word in r["text"].split()}
+
+
+@pytest.mark.slow
+def test_list_devices_lists_the_monitor(pulse: Pulse) -> None:
+    result = subprocess.run([*cli(), "listen", "--list-devices"], env=pulse.env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["index", "name", "host", "channels", "rate"]
+    assert any(line.split()[1:3] == ["bk_monitor", "ALSA"] for line in lines[1:]), result.stdout
+    defaults = [line for line in lines if line.startswith("*")]
+    assert len(defaults) == 1 and defaults[0].split()[2] == "default", result.stdout
+    assert [d.name for d in bk.SoundCard.devices() if d.is_default] == ["default"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", [None, "bk_monitor"])
+def test_listen_for_a_duration_prints_the_wavs_words(pulse: Pulse, tmp_path: Path, device: str | None) -> None:
+    import json
+
+    out = tmp_path / "finals.jsonl"
+    proc = pulse.listen("--local", "--duration", "12", "--format", "jsonl", "--out", str(out),
+                        *(["--device", device] if device else []))
+    seen: list[str] = []
+    ready = wait_for_line(proc, "listening to", seen)
+    assert f"listening to {device or 'default'} (44100 Hz, 2 ch)" in ready
+    pulse.play(HELLO)
+    stdout, stderr = proc.communicate(timeout=180)
+    stderr = "".join(seen) + stderr
+    assert proc.returncode == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert HELLO_WORDS <= final_words(records), stdout
+    assert out.read_text() == stdout
+    assert any(line.startswith("final [") for line in stderr.splitlines())
+    meters = [line.split("]")[0] for line in stderr.splitlines() if line.startswith("partial: [")]
+    assert any("#" in m for m in meters), stderr  # the level meter shows the sound arriving
+    assert "tok-SOUNDCARD-SECRET" not in stdout + stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_utterance_ends_with_its_final_and_exit_0(pulse: Pulse) -> None:
+    proc = pulse.listen("--local")
+    seen: list[str] = []
+    wait_for_line(proc, "Ctrl-C stops", seen)
+    player = subprocess.Popen(["paplay", str(HELLO)], env=pulse.env)
+    try:
+        wait_for_line(proc, "world", seen)  # a partial: the utterance is under way
+        assert not any(line.startswith("final") for line in seen), seen  # no final yet: it is mid-utterance
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        player.kill()
+        player.wait()
+    assert proc.returncode == 0, "".join(seen) + stderr
+    header, *rows = stdout.splitlines()
+    assert header.split() == ["file", "segment", "start", "end", "text"]
+    assert len(rows) == 1 and "world" in rows[0].split(), stdout
+    assert any(line.startswith("final [") and "world" in line for line in stderr.splitlines()), stderr
+    assert "interrupted" not in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["--device", "nope"], "no input device matching 'nope'"),
+    (["--device", "99"], "no input device with index 99"),
+    (["--device", "bk_gone"], "cannot open input device"),
+])
+def test_a_device_that_cannot_be_used_is_one_clear_line(pulse: Pulse, args: list[str], message: str) -> None:
+    # Nothing listens on port 9: had the device error come after connecting, this would say so instead.
+    result = subprocess.run([*cli(), "listen", "--url", "ws://127.0.0.1:9/v1/prod/stream", *args], env=pulse.env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr  # one line, no ALSA chatter
+    assert message in result.stderr and result.stderr.startswith("bk-notebook: error: ")
+
+
+@pytest.mark.slow
+def test_no_sound_server_means_no_input_device(pulse: Pulse, tmp_path: Path) -> None:
+    gone = tmp_path / "run"
+    gone.mkdir(mode=0o700)
+    env = {**pulse.env, "XDG_RUNTIME_DIR": str(gone), "PULSE_SERVER": f"unix:{gone}/no-server"}
+    result = subprocess.run([*cli(), "listen", "--local"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["bk-notebook: error: no input device found: connect a microphone, "
+                                                  "or check that the sound server (PulseAudio or PipeWire) is "
+                                                  "running for this user"], result.stderr
+
+
+def test_a_rate_the_device_refuses_is_reported_before_anything_opens(pulse: Pulse) -> None:
+    with pytest.raises(bk.DeviceError, match="cannot record at 1 Hz; its default rate is 44100 Hz"):
+        bk.SoundCard(samplerate=1)
+
+
+@contextlib.asynccontextmanager
+async def playing(pulse: Pulse, wav: Path, card: bk.SoundCard) -> Any:
+    """Play ``wav`` into the sink and stop ``card`` once it has been played."""
+    player = await asyncio.create_subprocess_exec("paplay", str(wav), env=pulse.env)
+
+    async def stop_when_played() -> None:
+        await player.wait()
+        card.stop()
+
+    task = asyncio.create_task(stop_when_played())
+    try:
+        yield
+    finally:
+        await task
+        assert player.returncode == 0
+
+
+@pytest.mark.slow
+async def test_soundcard_feeds_a_client_session(pulse: Pulse, sphinx_server: Any) -> None:
+    card = bk.SoundCard()
+    assert (card.native_rate, card.channels) == (44100.0, 2)
+    sizes: list[int] = []
+    async with bk.Client(sphinx_server.url).stream() as session:
+        async with playing(pulse, HELLO, card):
+            async for chunk in card:
+                sizes.append(len(chunk))
+                await session.send(chunk)
+        transcript = await session.stop()
+    assert not card.running
+    assert HELLO_WORDS <= set(transcript.text.split()), transcript.text
+    assert all(size == 3200 for size in sizes[:-1]) and 0 < sizes[-1] <= 3200
+    assert transcript.duration == pytest.approx(sum(sizes) / 32000)
+    assert card.dropped_seconds == 0
+
+
+@pytest.mark.slow
+async def test_transcriber_takes_a_soundcard(pulse: Pulse, sphinx_server: Any) -> None:
+    from bk_notebook.widgets import Transcriber
+
+    card = bk.SoundCard("default")
+    transcriber = Transcriber(bk.Client(sphinx_server.url), source=card)
+    assert card not in transcriber.children
+    transcriber.start()
+    assert card.running
+    player = await asyncio.create_subprocess_exec("paplay", str(HELLO), env=pulse.env)
+    await player.wait()
+    transcriber.stop()
+    await asyncio.wait_for(transcriber.wait(), timeout=120)
+    assert not card.running
+    assert "status: done" in transcriber.status.value, transcriber.status.value
+    assert HELLO_WORDS <= final_words(transcriber.finals), transcriber.finals
+    assert {r["run"] for r in transcriber.finals} == {0}
