@@ -263,7 +263,7 @@ def _listen(args: argparse.Namespace) -> int:
     client = None if args.local else Client(args.url)  # a bad URL is reported before the device opens
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     live = sys.stderr.isatty()
-    shown = {"partial": "", "level": -100.0}
+    shown: dict[str, Any] = {"partial": "", "level": -100.0}
 
     def meter() -> str:
         cells = max(0, min(10, round((shown["level"] + 60.0) / 6.0)))  # -60..0 dBFS in ten cells

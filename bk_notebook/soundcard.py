@@ -248,7 +248,7 @@ _EBUSY = -16
 
 def device_error(exc: BaseException, device: InputDevice, rate: float, channels: int) -> DeviceError:
     """Map a PortAudio failure to one clear :class:`DeviceError` line."""
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     code = args[1] if len(args) > 1 and isinstance(args[1], int) else None
     host = args[2] if len(args) > 2 and isinstance(args[2], tuple) else None
     host_code, host_text = (host[1], host[2]) if host and len(host) > 2 else (None, "")
