@@ -12,13 +12,13 @@ played into the sink with ``paplay`` and must come back as its words.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -351,21 +351,11 @@ def test_a_rate_the_device_refuses_is_reported_before_anything_opens(pulse: Puls
         bk.SoundCard(samplerate=1)
 
 
-@contextlib.asynccontextmanager
-async def playing(pulse: Pulse, wav: Path, card: bk.SoundCard) -> Any:
-    """Play ``wav`` into the sink and stop ``card`` once it has been played."""
+async def play_then_stop(pulse: Pulse, wav: Path, card: bk.SoundCard) -> None:
+    """Play ``wav`` into the sink; stop ``card`` once it has been played."""
     player = await asyncio.create_subprocess_exec("paplay", str(wav), env=pulse.env)
-
-    async def stop_when_played() -> None:
-        await player.wait()
-        card.stop()
-
-    task = asyncio.create_task(stop_when_played())
-    try:
-        yield
-    finally:
-        await task
-        assert player.returncode == 0
+    assert await player.wait() == 0
+    card.stop()
 
 
 @pytest.mark.slow
@@ -373,17 +363,52 @@ async def test_soundcard_feeds_a_client_session(pulse: Pulse, sphinx_server: Any
     card = bk.SoundCard()
     assert (card.native_rate, card.channels) == (44100.0, 2)
     sizes: list[int] = []
+    player: asyncio.Task[None] | None = None
     async with bk.Client(sphinx_server.url).stream() as session:
-        async with playing(pulse, HELLO, card):
-            async for chunk in card:
-                sizes.append(len(chunk))
-                await session.send(chunk)
+        async for chunk in card:
+            if player is None:  # the first chunk: the card is capturing, play now
+                player = asyncio.create_task(play_then_stop(pulse, HELLO, card))
+            sizes.append(len(chunk))
+            await session.send(chunk)
         transcript = await session.stop()
+    assert player is not None
+    await player
     assert not card.running
     assert HELLO_WORDS <= set(transcript.text.split()), transcript.text
     assert all(size == 3200 for size in sizes[:-1]) and 0 < sizes[-1] <= 3200
     assert transcript.duration == pytest.approx(sum(sizes) / 32000)
+    assert sum(sizes) // 2 == round(card.seconds_captured * 16000)  # every captured frame came out, converted
     assert card.dropped_seconds == 0
+
+
+@pytest.mark.slow
+def test_the_card_hears_the_wav_as_it_was_played(pulse: Pulse) -> None:
+    """Through PulseAudio (48 kHz sink, 44.1 kHz stereo capture) and back to 16 kHz: the same waveform."""
+    import soundfile
+
+    played, rate = soundfile.read(HELLO, dtype="int16")
+    assert rate == 16000
+    card = bk.SoundCard()
+    chunks: list[bytes] = []
+    first = threading.Event()
+    card.on_chunk(lambda chunk: (chunks.append(chunk), first.set()))
+    card.start()
+    try:
+        assert first.wait(timeout=60)  # capturing: play now
+        pulse.play(HELLO)
+    finally:
+        card.stop()
+    heard = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.float64)
+    assert len(heard) >= len(played)
+    ref = played.astype(np.float64)
+    ref /= np.linalg.norm(ref)
+    # normalised cross-correlation at every lag (by FFT); the best lag is the playback's delay
+    n, size = len(ref), 1 << (len(heard) + len(ref)).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(heard, size) * np.conj(np.fft.rfft(ref, size)), size)[: len(heard) - n + 1]
+    energy = np.concatenate([[0.0], np.cumsum(heard**2)])
+    scores = corr / (np.sqrt(np.maximum(energy[n:] - energy[:-n], 0)) + 1e-9)
+    print(f"best correlation {scores.max():.4f} at a delay of {scores.argmax() / 16000:.3f} s")
+    assert scores.max() > 0.95, scores.max()
 
 
 @pytest.mark.slow
