@@ -291,6 +291,16 @@ class SoundCard:
         Audio that may wait for a slow consumer; older audio is dropped and
         counted in :attr:`dropped_seconds`.
 
+    Attributes
+    ----------
+    level : float
+        RMS level of the last chunk in dBFS (``SILENCE_DBFS`` for silence).
+    dropped_seconds : float
+        Audio dropped since the last start: device overflows, or a consumer behind
+        by more than ``backlog_seconds``.
+    seconds_captured : float
+        Audio delivered by the device since the last start.
+
     Raises
     ------
     DeviceError
@@ -323,6 +333,7 @@ class SoundCard:
             raise device_error(exc, self.device, self.native_rate, self.channels) from None
         self.level = SILENCE_DBFS
         self.dropped_seconds = 0.0
+        self._frames = 0
         self._chunk_callbacks: list[Callable[[bytes], Any]] = []
         self._stop_callbacks: list[Callable[[], Any]] = []
         self._error_callbacks: list[Callable[[str], Any]] = []
@@ -358,6 +369,11 @@ class SoundCard:
     def running(self) -> bool:
         return self._worker is not None
 
+    @property
+    def seconds_captured(self) -> float:
+        """Seconds of audio the device has delivered since the last :meth:`start`."""
+        return self._frames / self.native_rate
+
     def start(self) -> None:
         """Open the device and start capturing; raises :class:`DeviceError` if it cannot be opened."""
         with self._lock:
@@ -367,6 +383,7 @@ class SoundCard:
             self._blocks = queue.Queue()
             self._stopping = False
             self.dropped_seconds = 0.0
+            self._frames = 0
             try:
                 with _quiet_native_stderr():
                     stream = self._sd.InputStream(
@@ -408,6 +425,7 @@ class SoundCard:
         # PortAudio's thread: copy and hand over, nothing more.
         if status and status.input_overflow:
             self.dropped_seconds += frames / self.native_rate
+        self._frames += frames
         self._blocks.put(indata.copy())
 
     def _on_finished(self) -> None:
