@@ -65,10 +65,13 @@ async def test_the_spec_sample_client_gets_session_partials_finals_and_stop(sphi
     conn, *stream, stop = [r["bk"] for r in replies]
     assert set(conn) == SPEC_KEYS | {"data"} and conn["type"] == "audioConn" and conn["status"] == 200
     assert len(conn["data"]["sess_id"]) == 32 and int(conn["data"]["sess_id"], 16) >= 0
-    partials = [r["data"]["partial"] for r in stream if "partial" in r["data"]]
-    finals = [r["data"] for r in stream if "final" in r["data"]]
-    assert all(set(r) == SPEC_KEYS | {"data"} and r["type"] == "audioStream" for r in stream)
-    assert partials and finals
+    partials = [r["data"]["partial"] for r in stream if "partial" in r.get("data", {})]
+    finals = [r["data"] for r in stream if "final" in r.get("data", {})]
+    acks = [r for r in stream if "data" not in r]
+    assert all(set(r) <= SPEC_KEYS | {"data"} and r["type"] == "audioStream" and r["status"] == 200 for r in stream)
+    assert all(set(r) == SPEC_KEYS for r in acks)  # an acknowledgement: status 200, no data
+    assert partials and finals and acks
+    assert len(stream) == -(-len(pcm_of("hello")) // 3200)  # one reply per chunk (no final is left for the stop)
     assert "hello" in finals[0]["final"] and "world" in finals[0]["final"]
     assert 0 <= finals[0]["start"] < finals[0]["end"] <= len(pcm_of("hello")) / 32000
     assert set(stop) == SPEC_KEYS and stop["type"] == "audioStop" and stop["status"] == 200
