@@ -340,9 +340,8 @@ def _listen(args: argparse.Namespace) -> int:
     if card.dropped_seconds:
         print(f"bk-notebook: warning: {card.dropped_seconds:.1f} s of audio were dropped (the consumer fell "
               "behind)", file=sys.stderr)
-    if not getattr(transcript, "complete", True):
-        print("bk-notebook: error: the service did not confirm the end of the audio; the last words may be "
-              "missing", file=sys.stderr)
+    if not transcript.complete:
+        print(f"bk-notebook: error: {transcript.incomplete_reason}", file=sys.stderr)
         return 1
     return 0
 
