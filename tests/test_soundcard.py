@@ -12,6 +12,7 @@ played into the sink with ``paplay`` and must come back as its words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -429,3 +430,86 @@ async def test_transcriber_takes_a_soundcard(pulse: Pulse, sphinx_server: Any) -
     assert "status: done" in transcriber.status.value, transcriber.status.value
     assert HELLO_WORDS <= final_words(transcriber.finals), transcriber.finals
     assert {r["run"] for r in transcriber.finals} == {0}
+
+
+class Counter:
+    """Chunks seen by a card's ``on_chunk``, with a way to wait for the n-th one."""
+
+    def __init__(self, card: bk.SoundCard) -> None:
+        self.chunks: list[bytes] = []
+        self.stops = 0
+        self._cond = threading.Condition()
+        card.on_chunk(self._chunk)
+        card.on_stop(self._stop)
+
+    def _chunk(self, chunk: bytes) -> None:
+        with self._cond:
+            self.chunks.append(chunk)
+            self._cond.notify_all()
+
+    def _stop(self) -> None:
+        with self._cond:
+            self.stops += 1
+            self._cond.notify_all()
+
+    def wait_for(self, n: int) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.chunks) >= n, timeout=60), len(self.chunks)
+
+
+@pytest.mark.slow
+def test_stop_after_any_number_of_chunks_and_restart(pulse: Pulse) -> None:
+    card = bk.SoundCard()
+    seen = Counter(card)
+    for run, n in enumerate([0, 1, 2, 3, 5, 8]):  # stops at every early chunk boundary, on one card, re-started
+        before = len(seen.chunks)
+        card.start()
+        assert card.running
+        seen.wait_for(before + n)
+        card.stop()
+        assert not card.running and seen.stops == run + 1  # on_stop came before stop() returned
+        got = seen.chunks[before:]
+        assert all(len(c) == 3200 for c in got[:-1]) and all(0 < len(c) <= 3200 for c in got[-1:])
+        assert sum(map(len, got)) // 2 == round(card.seconds_captured * 16000), (n, len(got))
+    card.stop()  # stopping a stopped card is harmless
+    assert seen.stops == 6
+
+
+@pytest.mark.slow
+def test_a_callback_may_stop_the_card(pulse: Pulse) -> None:
+    card = bk.SoundCard()
+    seen = Counter(card)
+    card.on_chunk(lambda chunk: card.stop() if len(seen.chunks) >= 3 else None)  # from the converter thread
+    card.start()
+    seen.wait_for(3)
+    with seen._cond:
+        assert seen._cond.wait_for(lambda: seen.stops == 1, timeout=60)
+    assert not card.running  # stopped by the callback itself: no join of its own thread, no second stop needed
+
+
+@pytest.mark.slow
+async def test_a_consumer_that_falls_behind_loses_the_oldest_audio_counted(pulse: Pulse) -> None:
+    card = bk.SoundCard(backlog_seconds=0.5)
+    seen = Counter(card)
+    feed = card.chunks()
+    seen.wait_for(15)  # 1.5 s captured while nobody read: only the last 0.5 s may wait
+    card.stop()
+    kept = [chunk async for chunk in feed]
+    assert len(kept) <= 5 + 1 and kept == seen.chunks[-len(kept):]  # the newest, in order
+    assert card.dropped_seconds == pytest.approx((len(seen.chunks) - len(kept)) * 0.1)
+    assert not card.running
+
+
+@pytest.mark.slow
+async def test_leaving_the_loop_early_stops_the_card(pulse: Pulse) -> None:
+    card = bk.SoundCard()
+    feed = card.chunks()
+    async for _chunk in feed:
+        break
+    feed.close()
+    assert not card.running
+    async with contextlib.aclosing(aiter(card)) as chunks:  # the same with the plain iterator
+        async for _chunk in chunks:
+            assert card.running
+            break
+    assert not card.running
