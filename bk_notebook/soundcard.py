@@ -26,7 +26,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,7 +479,7 @@ class SoundCard:
         """
         return LiveChunks(self, asyncio.get_running_loop())
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         feed = self.chunks()
         try:
             async for chunk in feed:

@@ -391,16 +391,14 @@ def test_the_card_hears_the_wav_as_it_was_played(pulse: Pulse) -> None:
     played, rate = soundfile.read(HELLO, dtype="int16")
     assert rate == 16000
     card = bk.SoundCard()
-    chunks: list[bytes] = []
-    first = threading.Event()
-    card.on_chunk(lambda chunk: (chunks.append(chunk), first.set()))
+    seen = Counter(card)
     card.start()
     try:
-        assert first.wait(timeout=60)  # capturing: play now
+        seen.wait_for(1)  # capturing: play now
         pulse.play(HELLO)
     finally:
         card.stop()
-    heard = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.float64)
+    heard = np.frombuffer(b"".join(seen.chunks), dtype="<i2").astype(np.float64)
     assert len(heard) >= len(played)
     ref = played.astype(np.float64)
     ref /= np.linalg.norm(ref)
@@ -430,6 +428,13 @@ async def test_transcriber_takes_a_soundcard(pulse: Pulse, sphinx_server: Any) -
     assert "status: done" in transcriber.status.value, transcriber.status.value
     assert HELLO_WORDS <= final_words(transcriber.finals), transcriber.finals
     assert {r["run"] for r in transcriber.finals} == {0}
+    transcriber.start()  # a second run on the same card: silence this time
+    assert card.running
+    transcriber.stop()
+    await asyncio.wait_for(transcriber.wait(), timeout=120)
+    assert not card.running and "status: done" in transcriber.status.value, transcriber.status.value
+    assert {r["run"] for r in transcriber.finals} == {0}  # silence adds no final, loses none
+    assert HELLO_WORDS <= final_words(transcriber.finals)
 
 
 class Counter:
