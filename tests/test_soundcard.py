@@ -518,3 +518,38 @@ async def test_leaving_the_loop_early_stops_the_card(pulse: Pulse) -> None:
             assert card.running
             break
     assert not card.running
+
+
+@pytest.mark.slow
+async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pulse, tmp_path: Path) -> None:
+    import json
+
+    from test_client import Recorder
+    from test_faults import after_chunks
+
+    from conftest import scripted_server
+
+    async def close(ws: Any) -> bool:
+        await ws.close(1011, "worker died")
+        return False
+
+    recorder, paths = Recorder(on_chunk=after_chunks(8, close)), []
+
+    async def handler(ws: Any) -> None:
+        paths.append(ws.request.path)
+        await recorder(ws)
+
+    out = tmp_path / "finals.jsonl"
+    async with scripted_server(handler) as url:
+        proc = await asyncio.create_subprocess_exec(
+            *cli(), "listen", "--url", url, "--format", "jsonl", "--out", str(out), env=pulse.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    stdout, stderr = raw_out.decode(), raw_err.decode()
+    assert proc.returncode == 1
+    assert [json.loads(line)["text"] for line in stdout.splitlines()] == ["early words"]  # kept, not lost
+    assert out.read_text() == stdout
+    assert stderr.splitlines()[-1].startswith("bk-notebook: error: ") and "1011" in stderr.splitlines()[-1]
+    assert len(recorder.chunks) == 8 and all(len(c) == 3200 for c in recorder.chunks)
+    assert "token=tok-SOUNDCARD-SECRET" in paths[0]  # the token from $BK_TOKEN was sent...
+    assert "tok-SOUNDCARD-SECRET" not in stdout + stderr  # ...and never shown
