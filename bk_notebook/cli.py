@@ -1,4 +1,4 @@
-"""``bk-notebook``: serve, transcribe, demo and token from the command line.
+"""``bk-notebook``: serve, transcribe, listen, demo and token from the command line.
 
 Exit codes: 0 success, 2 usage error, 1 any other failure; each failure is one
 line on stderr.  Results go to stdout, progress and partials to stderr.
@@ -241,7 +241,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _listen(args: argparse.Namespace) -> int:
     """Live transcription of the sound card: partial and level meter on one line, finals below."""
     from .client import Client
-    from .soundcard import SoundCard, level_dbfs
+    from .live import level_dbfs
+    from .soundcard import SoundCard
 
     if args.list_devices:
         devices = SoundCard.devices()
