@@ -241,6 +241,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _listen(args: argparse.Namespace) -> int:
     """Live transcription of the sound card: partial and level meter on one line, finals below."""
     from .client import Client
+    from .errors import DeviceError
     from .live import level_dbfs
     from .soundcard import SoundCard
 
@@ -299,14 +300,22 @@ def _listen(args: argparse.Namespace) -> int:
                   + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C stops"),
                   file=sys.stderr, flush=True)
             async with client.stream(on_partial=show_partial, on_final=show_final) as stream:
-                async for chunk in feed:
-                    await stream.send(chunk)
-                    shown["level"] = level_dbfs(chunk)
-                    if live:
-                        draw()
-                    if args.duration and stream.seconds_sent >= args.duration:
-                        card.stop()  # the chunks already captured still arrive, then the feed ends
-                return await stream.stop()
+                failure: BkError | None = None
+                try:
+                    async for chunk in feed:
+                        await stream.send(chunk)
+                        shown["level"] = level_dbfs(chunk)
+                        if live:
+                            draw()
+                        if args.duration and stream.seconds_sent >= args.duration:
+                            card.stop()  # the chunks already captured still arrive, then the feed ends
+                except DeviceError as exc:  # the device went away: finish the utterance it heard, then say so
+                    failure = exc
+                transcript = await stream.stop()
+                if failure is not None:
+                    failure.transcript = transcript
+                    raise failure
+                return transcript
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             feed.close()

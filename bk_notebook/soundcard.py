@@ -263,7 +263,11 @@ class SoundCard:
 
 
 class LiveChunks:
-    """The chunks of a running :class:`SoundCard`, on an event loop; see :meth:`SoundCard.chunks`."""
+    """The chunks of a running :class:`SoundCard`, on an event loop; see :meth:`SoundCard.chunks`.
+
+    Iteration ends when the card stops.  If the device failed, every chunk it
+    captured comes first, then :class:`~bk_notebook.errors.DeviceError` is raised.
+    """
 
     def __init__(self, card: SoundCard, loop: asyncio.AbstractEventLoop) -> None:
         self._card = card
@@ -271,6 +275,7 @@ class LiveChunks:
         self._queue: asyncio.Queue[bytes | DeviceError | None] = asyncio.Queue()
         self._backlog = max(1, round(card.backlog_seconds / _CHUNK_SECONDS))
         self._closed = False
+        self._failure: DeviceError | None = None
         card.on_chunk(self._from_thread)
         card.on_stop(self._stopped_from_thread)
         card.on_error(self._error_from_thread)
@@ -288,12 +293,14 @@ class LiveChunks:
         if self._closed:
             raise StopAsyncIteration
         item = await self._queue.get()
+        while isinstance(item, DeviceError):  # raised after the chunks captured before the failure
+            self._failure = item
+            item = await self._queue.get()
         if item is None:
             self.close()
+            if self._failure is not None:
+                raise self._failure
             raise StopAsyncIteration
-        if isinstance(item, DeviceError):
-            self.close()
-            raise item
         return item
 
     def close(self) -> None:
