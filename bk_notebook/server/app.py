@@ -51,6 +51,7 @@ class ServerConfig:
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed to connect (``Origin`` header); none by default
     # Audio a connection may have queued, read but not yet decoded; beyond it the server stops
     # reading that connection until the engine catches up (TCP backpressure slows the client).
     max_queued_seconds: float = 60.0
@@ -74,6 +75,9 @@ class BkServer:
             raise ValueError("max_queued_seconds must be positive")
         self.config = config
         self._tokens = tuple(config.tokens)
+        origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
+        self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
+        self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         options = dict(config.engine_options)
         if config.engine in ("pocketsphinx", "energy"):
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
@@ -141,6 +145,16 @@ class BkServer:
         parts = urllib.parse.urlsplit(request.path)
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
+        # A browser names the page that opened the socket; any web page could otherwise use this server.
+        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        origins = request.headers.get_all("Origin")
+        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        if refused:
+            if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
+                self._refused_origins.add(refused[0])
+                logger.warning("refused handshakes from origin %s (allow it with --allow-origin)",
+                               ascii(refused[0][:100]))
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)\n")
         if not self._tokens:
             return None
         given = dict(urllib.parse.parse_qsl(parts.query)).get("token", "")
@@ -151,6 +165,22 @@ class BkServer:
     # ------------------------------------------------------------- connection
     async def _handle(self, ws: Any) -> None:
         await Connection(ws, self._pool, self._settings).run()
+
+
+def _origin_key(origin: str) -> str:
+    """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
+    return origin.strip().rstrip("/").lower()
+
+
+def check_origin(origin: str) -> str:
+    """Return ``origin`` if it is a browser origin (``scheme://host[:port]`` or ``null``), else raise UsageError."""
+    from ..errors import UsageError
+
+    parts = urllib.parse.urlsplit(origin.strip())
+    if origin.strip() == "null" or (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                     and not parts.query and not parts.fragment):
+        return origin
+    raise UsageError(f"not an origin: {origin!r}; write it as a browser sends it, e.g. http://localhost:8888")
 
 
 def _token_ok(given: str, tokens: Iterable[str]) -> bool:
