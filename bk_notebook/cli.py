@@ -104,15 +104,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
 
-    listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)")
+    listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
+    given = listen.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="after Ctrl-C, wait this long for the server's last finals (default 10)")
     listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
     listen.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
-    listen.add_argument("--device", help="input device: index or name (default: the system's default input)")
+    listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
+                        "(default: the system's default input)")
     listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
     listen.add_argument("--format", choices=LISTEN_FORMATS, default="table", help="output format (default table)")
-    listen.add_argument("--out", type=Path, help="also write the finals to FILE, in --format")
-    listen.add_argument("--duration", type=_positive_float, help="stop after S seconds of audio (default: Ctrl-C)")
+    listen.add_argument("--out", type=Path, metavar="FILE", help="also write the finals to FILE, in --format")
+    listen.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="stop after S seconds of audio (default: at Ctrl-C)")
 
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
@@ -356,9 +366,14 @@ def _listen(args: argparse.Namespace) -> int:
         return 0 if devices else 1
     if args.url and args.local:
         raise _usage("give --url or --local, not both")
+    if args.token_on_command_line is not None:
+        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
+                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
     if args.out is not None and not args.out.parent.is_dir():
         raise _usage(f"cannot write --out {args.out}: no such folder {args.out.parent}")
-    client = None if args.local else Client(args.url)  # a bad URL is reported before the device opens
+    # A bad URL or token option is reported before the device opens.
+    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
+                                            drain_timeout=args.drain_timeout)
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     live = sys.stderr.isatty()
     shown: dict[str, Any] = {"partial": "", "level": -100.0}
@@ -426,7 +441,7 @@ def _listen(args: argparse.Namespace) -> int:
         from .server import local_server
 
         with local_server(engine=args.engine, workers=1) as server:
-            return await session(Client(server.url))
+            return await session(Client(server.url, drain_timeout=args.drain_timeout))
 
     def output(transcript: Any) -> None:
         if live:

@@ -431,7 +431,9 @@ async def test_leaving_the_loop_early_stops_the_card(pulse: Pulse) -> None:
 
 
 @pytest.mark.slow
-async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pulse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("token_args", [[], ["--token-env", "MY_BK_TOKEN"]])
+async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pulse, tmp_path: Path,
+                                                                       token_args: list[str]) -> None:
     import json
 
     from test_client import Recorder
@@ -450,10 +452,13 @@ async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pul
         await recorder(ws)
 
     out = tmp_path / "finals.jsonl"
+    env = pulse.env
+    if token_args:  # the token from another variable; $BK_TOKEN is not used then
+        env = {**pulse.env, "MY_BK_TOKEN": "tok-SOUNDCARD-SECRET", "BK_TOKEN": "unused"}
     async with scripted_server(handler) as url:
         proc = await asyncio.create_subprocess_exec(
-            *cli(), "listen", "--url", url, "--format", "jsonl", "--out", str(out), env=pulse.env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            *cli(), "listen", "--url", url, "--format", "jsonl", "--out", str(out), *token_args,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=120)
     stdout, stderr = raw_out.decode(), raw_err.decode()
     assert proc.returncode == 1
@@ -461,7 +466,7 @@ async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pul
     assert out.read_text() == stdout
     assert stderr.splitlines()[-1].startswith("bk-notebook: error: ") and "1011" in stderr.splitlines()[-1]
     assert len(recorder.chunks) == 8 and all(len(c) == 3200 for c in recorder.chunks)
-    assert "token=tok-SOUNDCARD-SECRET" in paths[0]  # the token from $BK_TOKEN was sent...
+    assert "token=tok-SOUNDCARD-SECRET" in paths[0]  # the token was sent...
     assert "tok-SOUNDCARD-SECRET" not in stdout + stderr  # ...and never shown
 
 
@@ -479,3 +484,11 @@ async def test_a_device_that_stops_delivering_ends_the_feed_after_its_chunks(pul
     with seen._cond:
         assert seen._cond.wait_for(lambda: seen.stops == 1, timeout=60)
     assert not card.running  # the device was released
+
+
+@pytest.mark.slow
+def test_a_token_on_the_command_line_is_refused_unshown(pulse: Pulse) -> None:
+    result = subprocess.run([*cli(), "listen", "--url", "ws://127.0.0.1:9/v1/prod/stream", "--token", "tok-ON-CLI"],
+                            env=pulse.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "visible to other local users" in result.stderr
+    assert "tok-ON-CLI" not in result.stdout + result.stderr
