@@ -94,6 +94,14 @@ def test_a_missing_sounddevice_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
         bk.SoundCard()
 
 
+def test_a_missing_portaudio_library_names_the_debian_package() -> None:
+    code = ("import ctypes.util; ctypes.util.find_library = lambda name: None\n"  # as on a system without it
+            "import bk_notebook as bk\n"
+            "try:\n    bk.SoundCard()\nexcept bk.MissingDependency as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "apt-get install libportaudio2" in out, out
+
+
 # ------------------------------------------------------------ the real stack
 @dataclass
 class Pulse:
