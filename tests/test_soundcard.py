@@ -95,6 +95,10 @@ def test_a_missing_sounddevice_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_missing_portaudio_library_names_the_debian_package() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sounddevice") is None:
+        missing("sounddevice", "pip install -e '.[soundcard]'")
     code = ("import ctypes.util; ctypes.util.find_library = lambda name: None\n"  # as on a system without it
             "import bk_notebook as bk\n"
             "try:\n    bk.SoundCard()\nexcept bk.MissingDependency as exc:\n    print(exc)\n")
