@@ -134,11 +134,9 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
            "PULSE_SERVER": f"unix:{runtime}/pulse/native", "BK_TOKEN": "tok-SOUNDCARD-SECRET"}
     env.pop("BK_STT_URL", None)
     log = (root / "pulseaudio.log").open("w")
-    # soxr-vhq: PulseAudio's default (speex) resampler between the 16 kHz file, the 48 kHz sink and the
-    # 44.1 kHz capture dulls the speech enough for PocketSphinx to hear "the low" for "hello".
     server = subprocess.Popen(
         ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--exit-idle-time=-1", "--daemonize=no",
-         "--disallow-exit", "--resample-method=soxr-vhq", "--log-target=stderr"],
+         "--disallow-exit", "--log-target=stderr"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
