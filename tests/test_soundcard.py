@@ -62,7 +62,7 @@ pcm.bk_gone {
 
 def missing(what: str, hint: str) -> None:
     if IN_CI:
-        pytest.fail(f"{what} is required in CI for the sound card tests; .ci/system-packages must install {hint}")
+        pytest.fail(f"{what} is required in CI for the sound card tests ({hint}); .ci/run must install it")
     pytest.skip(f"{what} not available: {hint}")
 
 
