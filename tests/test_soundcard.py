@@ -502,3 +502,27 @@ def test_a_token_on_the_command_line_is_refused_unshown(pulse: Pulse) -> None:
                             env=pulse.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "visible to other local users" in result.stderr
     assert "tok-ON-CLI" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+async def test_transcriber_with_a_card_that_cannot_open_says_so_and_connects_nowhere(
+        pulse: Pulse, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_client import Recorder
+
+    from bk_notebook.widgets import Transcriber
+
+    from conftest import scripted_server
+
+    card = bk.SoundCard()
+    monkeypatch.setenv("PULSE_SOURCE", "no_such_source")  # from now on the sound server refuses the stream
+    with pytest.raises(bk.DeviceError, match="cannot open input device"):
+        bk.SoundCard()  # a new card finds out at once
+    recorder = Recorder()
+    async with scripted_server(recorder) as url:
+        transcriber = Transcriber(bk.Client(url), source=card)
+        transcriber.start()
+        await asyncio.wait_for(transcriber.wait(), timeout=60)
+        assert "status: error: cannot open input device" in transcriber.status.value, transcriber.status.value
+        assert not transcriber.running and not card.running
+        assert not transcriber.start_button.disabled and transcriber.stop_button.disabled  # ready to try again
+    assert recorder.connections == 0  # the device failed before any traffic
