@@ -11,12 +11,21 @@ them from its shell-channel machinery), where a plain ``put_nowait`` or
 browser's chunks then reached the server only when the next cell ran.  So
 everything a handler hands to the loop goes through ``call_soon_threadsafe``.
 The client (and so the token) lives in a plain attribute, never in a synced trait.
+
+Lifecycle: a run ends when the microphone stops, fails, or loses its last view
+on the page, and when the widget is closed.  A source error before the session
+is open cancels the connection attempt (no session is opened for a microphone
+that never started); after it, the session drains and keeps its finals.  Once
+the source has failed, the status shows that error until the next Start.  A
+Transcriber built by an earlier run of the same notebook cell is closed when
+the cell runs again, so re-running a cell never stacks sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import weakref
 from typing import Any
 
 from ..client import Client
@@ -37,6 +46,37 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _current_cell() -> tuple[str, str] | None:
+    """``(cell id, execution request id)`` of the notebook cell running now, when a front end says."""
+    try:
+        from IPython import get_ipython
+
+        parent = get_ipython().kernel.get_parent("shell")  # type: ignore[union-attr]
+        cell_id = (parent.get("metadata") or {}).get("cellId")
+        return (str(cell_id), str(parent["header"]["msg_id"])) if cell_id else None
+    except Exception:  # noqa: BLE001 - not in a kernel, or a front end that sends no cell id
+        return None
+
+
+def _descendants(widget: Any) -> list[Any]:
+    """``widget`` and every widget it holds (children, layouts, styles), each once, innermost first."""
+    seen: dict[int, Any] = {}
+
+    def walk(item: Any) -> None:
+        if id(item) in seen or not isinstance(item, w.Widget):
+            return
+        seen[id(item)] = item
+        for value in item.trait_values().values():
+            for child in value if isinstance(value, (list, tuple)) else (value,):
+                walk(child)
+
+    walk(widget)
+    return list(reversed(seen.values()))
+
+
+_by_cell: dict[str, list[tuple[str, weakref.ref[Transcriber]]]] = {}  # cell id -> (request id, transcriber)
 
 
 class Transcriber(w.VBox):
@@ -63,7 +103,11 @@ class Transcriber(w.VBox):
 
     def __init__(self, client: Client | None = None, source: Any = None, **kwargs: Any) -> None:
         self.client = client if client is not None else Client()
+        self._own_source = source is None  # a source we made is closed with us; the caller's is theirs
         self.source = source if source is not None else Microphone()
+        self._closed = False
+        self._connected = False  # the current run's session is open
+        self._session_started = False  # the current run's task has begun (it cleans up after itself)
         self._constructed_on = _running_loop()  # the kernel's loop, when built in a cell
         self._runs: list[Transcript] = []
         self._current: list[dict[str, Any]] = []
@@ -90,6 +134,7 @@ class Transcriber(w.VBox):
             self.source.on_chunk(self._on_chunk)
             self.source.on_stop(self._finish_run)
             self.source.on_error(self._on_source_error)
+            self.source.on_detach(self._on_detach)
             self.start_button.on_click(lambda _: self.start())
             self.stop_button.on_click(lambda _: self.stop())
             controls = [w.HBox([self.start_button, self.stop_button])]
@@ -101,6 +146,44 @@ class Transcriber(w.VBox):
             raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
         super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
         self.add_class("bk-transcriber")
+        self._replace_earlier_run_of_this_cell()
+
+    def _replace_earlier_run_of_this_cell(self) -> None:
+        cell = _current_cell()
+        if cell is None:
+            return
+        cell_id, request = cell
+        mine = []
+        for made_by, ref in _by_cell.pop(cell_id, []):
+            earlier = ref()
+            if earlier is None:
+                continue
+            if made_by == request:  # built by this same run of the cell: a sibling, kept
+                mine.append((made_by, ref))
+            else:
+                earlier.close()
+        _by_cell[cell_id] = [*mine, (request, weakref.ref(self))]
+
+    def close(self) -> None:
+        """End the current run and close this widget and every widget inside it.
+
+        The session drains and keeps its finals (in :attr:`finals`); a session
+        still connecting is abandoned.  The microphone stops.  A ``source``
+        passed in by the caller is stopped but left open; the default
+        microphone is closed.  Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self.running:
+            if isinstance(self.source, Microphone):
+                self.source.stop()
+            self._in_loop(self._end_run_early, "")
+        keep = set() if self._own_source else {id(x) for x in _descendants(self.source)}
+        for widget in _descendants(self):
+            if id(widget) not in keep and widget is not self:
+                widget.close()
+        super().close()
 
     # ------------------------------------------------------------------- results
     @property
@@ -137,7 +220,10 @@ class Transcriber(w.VBox):
         """Open a session and start the microphone (what the Start button does)."""
         if self.running:
             return
+        if self._closed:
+            raise BkError("this Transcriber is closed: make a new one")
         self._active = True
+        self._connected = self._session_started = False
         self._source_error = ""
         self._dropped_seconds = 0.0
         self._finished = asyncio.Event()
@@ -188,7 +274,24 @@ class Transcriber(w.VBox):
     def _on_source_error(self, message: str) -> None:
         self._source_error = message
         self._set_status("error", message)
-        self._finish_run()
+        if self.running:
+            self._in_loop(self._end_run_early, message)
+
+    def _on_detach(self) -> None:
+        """The microphone's last view left the page (its cell re-ran or was cleared)."""
+        if self.running:
+            self._in_loop(self._end_run_early, "")
+
+    def _end_run_early(self, error: str) -> None:
+        """On the loop: end the run now; before its session is open, instead of opening it."""
+        task = self._task
+        if self._connected or task is None or task.done():
+            self._end_of_audio()  # an open session drains and keeps its finals
+        elif not self._session_started:
+            task.cancel()  # it never ran: nothing to clean up in it, so clean up here
+            self._end_run(None, ("error", error) if error else ("stopped", "before the session opened"))
+        else:
+            task.cancel()  # still connecting: abandoned; the task's own cleanup sets the status
 
     async def _run_live(self, queue: asyncio.Queue[bytes | None]) -> None:
         await self._session(self._send_from_queue(queue))
@@ -199,17 +302,21 @@ class Transcriber(w.VBox):
             yield chunk
 
     async def _session(self, chunks: Any, *, speed: float | None = None) -> None:
+        self._session_started = True
         self._current = []
-        self._set_status("connecting")
+        self._progress("connecting")
         transcript: Transcript | None = None
         outcome = ("error", "the session ended unexpectedly")
         try:
+            if self._source_error:  # the source failed before the session began: do not open one
+                return
             stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
             async with stream as session:
-                self._set_status("streaming")
+                self._connected = True
+                self._progress("streaming")
                 async for chunk in chunks:
                     await session.send(chunk)
-                self._set_status("draining")
+                self._progress("draining")
                 transcript = await session.stop()
             dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
             outcome = ("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio{dropped}")
@@ -218,22 +325,32 @@ class Transcriber(w.VBox):
             outcome = ("error", str(exc))
             if isinstance(self.source, Microphone) and self.source.status == "recording":
                 self.source.stop()
+        except asyncio.CancelledError:
+            outcome = ("stopped", "before the session opened")
+            raise
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
             outcome = ("error", f"{type(exc).__name__}: {exc}")
         finally:
-            self._queue = None
-            if transcript is not None and (transcript.finals or transcript.duration):
-                self._runs.append(transcript)
-            self._current = []
-            self.partial.value = ""
-            self._paint_finals()
-            self.start_button.disabled, self.stop_button.disabled = False, True
-            # Last, so that whoever watches the status sees the run's results already in place.
-            if self._source_error:  # the microphone failed: that is what the user must see
-                outcome = ("error", self._source_error)
-            self._set_status(*outcome)
-            self._active = False
-            self._finished.set()
+            self._end_run(transcript, outcome)
+
+    def _end_run(self, transcript: Transcript | None, outcome: tuple[str, str]) -> None:
+        self._queue = None
+        self._connected = False
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
+        if transcript is not None and (transcript.finals or transcript.duration):
+            self._runs.append(transcript)
+        self._current = []
+        self.partial.value = ""
+        self._paint_finals()
+        self.start_button.disabled, self.stop_button.disabled = False, True
+        # Last, so that whoever watches the status sees the run's results already in place.
+        if self._source_error:  # the microphone failed: that is what the user must see
+            outcome = ("error", self._source_error)
+        self._set_status(*outcome)
+        self._active = False
+        self._finished.set()
 
     # --------------------------------------------------- recordings and uploads
     def _on_recording(self, change: dict[str, Any]) -> None:
@@ -258,7 +375,11 @@ class Transcriber(w.VBox):
             return
         while self.running:  # one session at a time keeps runs in order
             await self._finished.wait()
+        if self._closed:
+            return
         self._active = True
+        self._connected = self._session_started = False
+        self._source_error = ""
         self._finished = asyncio.Event()
         self._task = asyncio.current_task()
 
@@ -282,6 +403,11 @@ class Transcriber(w.VBox):
 
     def _set_status(self, state: str, detail: str = "") -> None:
         self.status.value = self._status_html(state, detail)
+
+    def _progress(self, state: str) -> None:
+        """A run's progress; after a source error the status keeps showing that error."""
+        if not self._source_error:
+            self._set_status(state)
 
     @staticmethod
     def _status_html(state: str, detail: str = "") -> str:
