@@ -53,6 +53,10 @@ def _serve(conn: Connection, name: str, options: dict[str, Any]) -> None:  # run
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+class _Exited(RuntimeError):
+    """The child process is gone (its pipe closed)."""
+
+
 class ProcessEngine:
     """An engine living in its own process (replaced when it died between sessions)."""
 
@@ -95,20 +99,29 @@ class ProcessEngine:
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            raise RuntimeError("the engine process exited") from None
+            raise _Exited("the engine process exited") from None
         if status == "error":
             raise RuntimeError(f"engine process failed: {value}")
         return value
 
-    def _call(self, method: str, *args: Any) -> Any:
-        if self._fresh and not self.alive:
-            self._replace()  # died between sessions: nothing is lost by starting another
-        self._fresh = False
+    def _roundtrip(self, method: str, args: tuple[Any, ...]) -> Any:
         try:
             self._conn.send((method, args))
         except OSError:
-            raise RuntimeError("the engine process exited") from None
+            raise _Exited("the engine process exited") from None
         return self._expect()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self._fresh and not self.alive:
+            self._replace()  # died between sessions: nothing is lost by starting another
+        fresh, self._fresh = self._fresh, False
+        try:
+            return self._roundtrip(method, args)
+        except _Exited:
+            if not fresh:
+                raise  # the session's decoding state went with it: this session fails
+            self._replace()  # it was dying as the session began
+            return self._roundtrip(method, args)
 
     def reset(self) -> None:
         if not self.alive:
