@@ -184,8 +184,11 @@ class BkServer:
             try:
                 await asyncio.wait_for(server.wait_closed(), 2 * close_timeout)
             except asyncio.TimeoutError:  # a handler stuck in an engine call: stop waiting for it
-                for task in list(getattr(server, "handler_tasks", ())):
+                stuck = list(getattr(server, "handler_tasks", ()))
+                for task in stuck:
                     task.cancel()
+                if stuck:
+                    await asyncio.wait(stuck, timeout=close_timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
 

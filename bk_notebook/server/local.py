@@ -47,6 +47,12 @@ class LocalServer:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._main())
+            leftover = asyncio.all_tasks(self._loop)  # e.g. a connection handler still ending: bounded
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                self._loop.run_until_complete(asyncio.wait(leftover, timeout=0.5))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         finally:
             self._loop.close()
 
