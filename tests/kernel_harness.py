@@ -3,9 +3,8 @@
 ``Kernel`` runs cells (optionally as a given notebook cell id, as JupyterLab sends it), starts
 one without waiting, interrupts and restarts, and evaluates expressions back into the test as
 JSON.  ``Resources`` counts threads, open fds, established TCP connections, listening ports and
-child processes of a pid (psutil when installed, else /proc).  The ``kernel`` fixture below
-gives a fresh kernel whose PYTHONPATH points at this repository: ``from kernel_harness import
-kernel`` in a test module to use it.
+child processes of a pid (psutil when installed, else /proc).  ``running_kernel()`` gives a
+fresh kernel whose PYTHONPATH points at this repository (see its docstring for the fixture).
 
     k.run("import bk_notebook as bk")
     busy = k.start("import time; print('sleeping', flush=True); time.sleep(60)")
@@ -16,6 +15,7 @@ kernel`` in a test module to use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -25,8 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from conftest import require
 
@@ -246,12 +244,20 @@ def settle(measure: Any, expected: Any, timeout: float = 30) -> Any:
     return value
 
 
-@pytest.fixture
-def kernel() -> Iterator[Kernel]:
-    """A fresh ipykernel for one test (import this fixture into the test module)."""
+@contextlib.contextmanager
+def running_kernel(extra_env: dict[str, str] | None = None) -> Iterator[Kernel]:
+    """A fresh ipykernel, shut down afterwards; skipped locally (failed in CI) without ipykernel.
+
+    Use it as a fixture in a test module::
+
+        @pytest.fixture
+        def kernel() -> Iterator[Kernel]:
+            with running_kernel() as k:
+                yield k
+    """
     require("ipykernel", "the real-kernel tests")
     require("jupyter_client", "the real-kernel tests")
-    k = Kernel()
+    k = Kernel(extra_env)
     try:
         yield k
     finally:

@@ -338,6 +338,8 @@ async def test_rerunning_a_cell_closes_the_transcriber_it_made_before(energy_ser
     first, sibling = Transcriber(client), Transcriber(client)
     first.start()
     await speak(first, 0.4)
+    while "streaming" not in first.status.value:  # (closed while connecting, a run is abandoned instead)
+        await asyncio.sleep(0.01)
     cell["id"] = ("cell-2", "run-2")
     elsewhere = Transcriber(client)
     assert not first._closed and not sibling._closed  # another cell's Transcriber leaves them alone
