@@ -255,7 +255,10 @@ async def held_handshake() -> Any:
             closed.set()
 
     async with scripted_server(handler) as url:
-        yield url, got_conn, release, closed
+        try:
+            yield url, got_conn, release, closed
+        finally:
+            release.set()  # a failing test must not leave the handler waiting (the server waits for it)
 
 
 @pytest.mark.parametrize("when", ["before the task runs", "during the handshake"])
