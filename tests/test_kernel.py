@@ -100,12 +100,19 @@ async def live_session():
         sess = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
         live["session"] = sess
         silence = base64.b64encode(bytes(3200)).decode()
+
+        async def read_replies():
+            async for _ in ws:
+                pass
+
+        reader = asyncio.ensure_future(read_replies())
         try:
             while True:  # a microphone that never stops
                 await ws.send(json.dumps({"bk": {"service": "stt", "sess_id": sess, "type": "audioStream",
                                                  "data": {"audio": silence}}}))
                 await asyncio.sleep(0.1)
         except Exception as exc:
+            await asyncio.wait([reader], timeout=5)
             live["closed"] = [ws.close_code, type(exc).__name__]
 
 live_task = asyncio.ensure_future(live_session())

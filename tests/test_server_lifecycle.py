@@ -44,14 +44,21 @@ async def open_session(url: str) -> tuple[Any, str]:
 
 
 async def keep_streaming(ws: Any, sess: str) -> int | None:
-    """Stream silence until the server closes the connection; return its close code."""
+    """Stream silence (reading the replies, as a client does) until the server closes; return its close code."""
     silence = base64.b64encode(bytes(3200)).decode()
+
+    async def read_replies() -> None:
+        async for _ in ws:
+            pass
+
+    reader = asyncio.create_task(read_replies())
     try:
         while True:
             await ws.send(json.dumps({"bk": {"service": "stt", "sess_id": sess, "type": "audioStream",
                                              "data": {"audio": silence}}}))
             await asyncio.sleep(0.05)
     except Exception:  # noqa: BLE001 - the close is what we wait for
+        await asyncio.wait([reader], timeout=5)
         return ws.close_code
 
 
