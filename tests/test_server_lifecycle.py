@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from websockets.asyncio.client import connect
 
 import bk_notebook as bk
 from bk_notebook.server import local_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tone(seconds: float) -> np.ndarray:
@@ -150,3 +153,36 @@ async def test_engine_processes_ignore_sigint_and_a_dead_one_is_replaced() -> No
         assert first in now and second not in now and len(now) == 2
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_serve_processes_cleanly(tmp_path) -> None:
+    """Ctrl-C sends SIGINT to the terminal's whole foreground group: the server and its engines."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bk_notebook.cli", "serve", "--processes", "--engine", "energy", "--port", "0",
+         "--workers", "2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, as a terminal job
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "listening on" in line, line
+        url = line.split("listening on", 1)[1].split()[0]
+        client = bk.Client(url)
+        assert asyncio.run(two_sessions_at_once(client)) == ["sound 0.60 s", "sound 0.90 s"]
+        engines = [child.pid for child in psutil.Process(process.pid).children()]
+        assert engines  # the engine processes exist, in the server's group
+        os.killpg(process.pid, signal.SIGINT)  # the whole group, as the terminal does
+        assert process.wait(30) == 0
+        rest = process.stderr.read()
+        assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+        for pid in engines:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
