@@ -102,6 +102,7 @@ def test_the_running_server_answers_bad_messages_and_keeps_serving(energy_server
     asyncio.run(run())
 
 
+@pytest.mark.slow  # a load test: 50 clients at once
 async def test_load_50_clients_30_seconds_unpaced(energy_server) -> None:
     """Every session gets every final and its audioStop reply (numbers in BENCHMARKS.md)."""
     import time
