@@ -353,3 +353,44 @@ async def test_rerunning_a_cell_closes_the_transcriber_it_made_before(energy_ser
     assert [r["text"] for r in first.finals] == ["sound 0.40 s"]
     for t in (again, elsewhere):
         t.close()
+
+
+async def test_closing_during_an_upload_ends_its_session_and_keeps_the_finals() -> None:
+    import datetime
+    import io
+
+    import ipywidgets
+    import soundfile as sf
+
+    closed = asyncio.Event()
+
+    async def stalls_after_a_final(ws: Any) -> None:  # answers 3 chunks, then never again
+        chunks = 0
+        try:
+            async for raw in ws:
+                kind = json.loads(raw)["bk"]["type"]
+                if kind == "audioConn":
+                    await ws.send(reply("audioConn", sess_id="b" * 32))
+                elif kind == "audioStream" and chunks < 3:
+                    chunks += 1
+                    await ws.send(reply("audioStream", final="first words", start=0.0, end=0.3) if chunks == 3
+                                  else reply("audioStream", partial="first"))
+        finally:
+            closed.set()
+
+    async with scripted_server(stalls_after_a_final) as url:
+        upload = ipywidgets.FileUpload(accept="audio/*")
+        t = Transcriber(client=bk.Client(url), source=upload)
+        got_final = asyncio.Event()
+        t.table.observe(lambda _: got_final.set() if t.finals else None, names="value")
+        buffer = io.BytesIO()
+        sf.write(buffer, np.frombuffer(b"".join(tone_chunks(0.5) * 40), "<i2"), 16000, format="WAV")
+        data = buffer.getvalue()
+        upload.value = ({"name": "long.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
+                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+        await asyncio.wait_for(got_final.wait(), 30)  # the session is open, mid-file
+        t.close()
+        await asyncio.wait_for(t.wait(), 10)
+        await asyncio.wait_for(closed.wait(), 10)  # the server saw the session's connection end
+    assert [r["text"] for r in t.finals] == ["first words"]  # what arrived before the close is kept
+    assert "stopped" in t.status.value and not t.running

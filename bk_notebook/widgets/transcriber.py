@@ -285,8 +285,10 @@ class Transcriber(w.VBox):
     def _end_run_early(self, error: str) -> None:
         """On the loop: end the run now; before its session is open, instead of opening it."""
         task = self._task
-        if self._connected or task is None or task.done():
-            self._end_of_audio()  # an open session drains and keeps its finals
+        if self._connected and task is not None and not isinstance(self.source, Microphone):
+            task.cancel()  # a file being sent: the client stops the session, the finals so far are kept
+        elif self._connected or task is None or task.done():
+            self._end_of_audio()  # an open live session drains and keeps its finals
         elif not self._session_started:
             task.cancel()  # it never ran: nothing to clean up in it, so clean up here
             self._end_run(None, ("error", error) if error else ("stopped", "before the session opened"))
@@ -326,7 +328,9 @@ class Transcriber(w.VBox):
             if isinstance(self.source, Microphone) and self.source.status == "recording":
                 self.source.stop()
         except asyncio.CancelledError:
-            outcome = ("stopped", "before the session opened")
+            if self._connected:  # closed while sending a file: keep what the session gave
+                transcript = stream.transcript
+            outcome = ("stopped", "closed" if self._connected else "before the session opened")
             raise
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
             outcome = ("error", f"{type(exc).__name__}: {exc}")
