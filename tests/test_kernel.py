@@ -197,3 +197,19 @@ def test_restarting_the_kernel_ends_its_engine_processes(kernel: Kernel) -> None
     kernel.run(TONES + "server = bk.local_server(engine='energy', workers=2, processes=True)\n"
                "client = bk.Client(server.url)")
     assert kernel.value("await two_at_once()") == ["sound 0.60 s", "sound 0.90 s"]  # the new kernel starts afresh
+
+
+def test_interrupting_transcribe_keeps_the_finals_and_leaves_no_connection(kernel: Kernel) -> None:
+    """The harness used for a client-side interrupt, as the issue measured it."""
+    kernel.run(TONES + "server = bk.local_server(engine='energy', workers=2)\nclient = bk.Client(server.url)\n"
+               "long = np.concatenate([tone(0.5)] * 60)")  # 90 s of tones, sent in real time
+    idle = kernel.resources()
+    busy = kernel.start("t = await client.transcribe(long, 16000, speed=1.0, "
+                        "on_final=lambda r: print('final', r['text'], flush=True))")
+    kernel.wait_for_output(busy, "final")  # a final arrived: the session is streaming
+    kernel.interrupt()
+    interrupted = kernel.wait(busy)
+    assert interrupted.error is not None  # the cell ended, with the interrupt
+    finals, complete = kernel.value("[len(client.history[-1].finals), client.history[-1].complete]")
+    assert finals >= 1 and complete is False  # what arrived is kept, marked incomplete
+    assert settle(lambda: kernel.resources().established, idle.established) == idle.established
