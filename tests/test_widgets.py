@@ -333,10 +333,10 @@ async def test_closing_or_losing_the_last_view_ends_the_session(energy_server, c
 
 
 async def test_rerunning_a_cell_closes_the_transcriber_it_made_before(energy_server, monkeypatch) -> None:
-    from bk_notebook.widgets import transcriber as module
+    from bk_notebook.widgets import cells
 
     cell = {"id": ("cell-1", "run-1")}
-    monkeypatch.setattr(module, "_current_cell", lambda: cell["id"])
+    monkeypatch.setattr(cells, "current_cell", lambda: cell["id"])
     client = bk.Client(energy_server.url)
     first, sibling = Transcriber(client), Transcriber(client)
     first.start()

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import html
-import weakref
 from typing import Any
 
 from ..client import Client
 from ..errors import BkError
 from ..transcript import Transcript, finals_table_html
+from . import cells
 from ._deps import ipywidgets as w
 from .microphone import Microphone
 from .sources import is_file_upload, is_recorder, uploaded_files
@@ -46,37 +46,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _current_cell() -> tuple[str, str] | None:
-    """``(cell id, execution request id)`` of the notebook cell running now, when a front end says."""
-    try:
-        from IPython import get_ipython
-
-        parent = get_ipython().kernel.get_parent("shell")  # type: ignore[union-attr]
-        cell_id = (parent.get("metadata") or {}).get("cellId")
-        return (str(cell_id), str(parent["header"]["msg_id"])) if cell_id else None
-    except Exception:  # noqa: BLE001 - not in a kernel, or a front end that sends no cell id
-        return None
-
-
-def _descendants(widget: Any) -> list[Any]:
-    """``widget`` and every widget it holds (children, layouts, styles), each once, innermost first."""
-    seen: dict[int, Any] = {}
-
-    def walk(item: Any) -> None:
-        if id(item) in seen or not isinstance(item, w.Widget):
-            return
-        seen[id(item)] = item
-        for value in item.trait_values().values():
-            for child in value if isinstance(value, (list, tuple)) else (value,):
-                walk(child)
-
-    walk(widget)
-    return list(reversed(seen.values()))
-
-
-_by_cell: dict[str, list[tuple[str, weakref.ref[Transcriber]]]] = {}  # cell id -> (request id, transcriber)
 
 
 class Transcriber(w.VBox):
@@ -146,23 +115,7 @@ class Transcriber(w.VBox):
             raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
         super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
         self.add_class("bk-transcriber")
-        self._replace_earlier_run_of_this_cell()
-
-    def _replace_earlier_run_of_this_cell(self) -> None:
-        cell = _current_cell()
-        if cell is None:
-            return
-        cell_id, request = cell
-        mine = []
-        for made_by, ref in _by_cell.pop(cell_id, []):
-            earlier = ref()
-            if earlier is None:
-                continue
-            if made_by == request:  # built by this same run of the cell: a sibling, kept
-                mine.append((made_by, ref))
-            else:
-                earlier.close()
-        _by_cell[cell_id] = [*mine, (request, weakref.ref(self))]
+        cells.replace_earlier(self, cells.current_cell())  # re-running a cell never stacks sessions
 
     def close(self) -> None:
         """End the current run and close this widget and every widget inside it.
@@ -179,8 +132,8 @@ class Transcriber(w.VBox):
             if isinstance(self.source, Microphone):
                 self.source.stop()
             self._in_loop(self._end_run_early, "")
-        keep = set() if self._own_source else {id(x) for x in _descendants(self.source)}
-        for widget in _descendants(self):
+        keep = set() if self._own_source else {id(x) for x in cells.descendants(self.source)}
+        for widget in cells.descendants(self):
             if id(widget) not in keep and widget is not self:
                 widget.close()
         super().close()
