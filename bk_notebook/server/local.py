@@ -183,8 +183,9 @@ def local_server(
         processes=processes, allow_origins=tuple(allow_origins),
     )
     with _running_lock:  # held while starting: two threads asking at once get one server
+        _running[:] = [server for server in _running if server.running]
         for server in _running:
-            if server.config == config and server.running:
+            if server.config == config:
                 server._holders += 1
                 return server
         server = LocalServer(config)
