@@ -34,12 +34,14 @@ from .engines import engine_factory
 __all__ = ["ProcessEngine"]
 
 logger = logging.getLogger("bk_notebook.server")
+_MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere the child ignores SIGINT once it runs
 _CLOSE_SECONDS = 1.0  # an idle child exits at once when its pipe closes; a busy one gets this long
 
 
 def _serve(conn: Connection, name: str, options: dict[str, Any]) -> None:  # runs in the child
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards an interrupt that arrived while blocked
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if _MASKS:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     engine = engine_factory(name, **options)()
     conn.send(("ready", None))
     while True:
@@ -70,11 +72,12 @@ class ProcessEngine:
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, self._name, self._options), daemon=True,
                                         name=f"bk-engine-{self._name}")
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by the child
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if _MASKS else None  # inherited
         try:
             self._process.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._fresh = True  # no session state in the child: it may be replaced without loss
         self._expect()  # the engine is built (or its error raised) before the first session uses it
