@@ -79,6 +79,7 @@ async def test_status_400_after_audiostop() -> None:
     assert "flush failed" in str(err) and err.transcript.text == "first last"
 
 
+@pytest.mark.slow  # 10 minutes of audio through a slow reader
 async def test_a_slow_reading_server_makes_the_client_wait_not_queue() -> None:
     """The server reads one chunk per 2 ms; the client may run ahead only by the socket buffers."""
     received = 0
