@@ -45,7 +45,8 @@ async def test_close_mid_stream(code: int, reason: str) -> None:
         await ws.close(code, reason)
         return False
 
-    async with scripted_server(Recorder(on_chunk=after_chunks(5, close))) as url:
+    # close_timeout: the server stopped reading before the client's close frame came back.
+    async with scripted_server(Recorder(on_chunk=after_chunks(5, close)), close_timeout=1) as url:
         err = await expect(url, bk.ConnectionLost)
     assert f"code {code}" in str(err) and reason in str(err) and err.transcript.text == "early words"
 
