@@ -13,6 +13,7 @@ from .errors import (
     BkError,
     ConnectError,
     ConnectionLost,
+    DeviceError,
     MissingDependency,
     ProtocolError,
     ServiceError,
@@ -21,6 +22,7 @@ from .errors import (
     WorkerUnavailable,
 )
 from .server.local import LocalServer, local_server
+from .soundcard import SoundCard
 from .transcript import Transcript
 
 __version__ = "0.1.0"
@@ -33,10 +35,12 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "DeviceError",
     "LocalServer",
     "MissingDependency",
     "ProtocolError",
     "ServiceError",
+    "SoundCard",
     "Stream",
     "StreamTimeout",
     "Transcript",
