@@ -29,9 +29,15 @@ EXPECTED = {
                                 "Connected(session_id="],
     "05_ipywebrtc_recorder": ["4.4", "hello"],
 }
-# Notebooks whose last cell shows a "Done" button: the fresh run also presses it (awaits what it calls).
+# Notebooks whose last cell shows a "Done" button: the fresh run also clicks it, and waits on its state.
 PRESS_DONE = {"02_live_microphone", "05_ipywebrtc_recorder"}
-PRESS_DONE_CELL = "await finish()\nprint('server running:', server.running, '|', done.description)"
+PRESS_DONE_CELL = """\
+done.click()
+for _ in range(2400):  # wait until the button says it is done, at most 120 s
+    if done.disabled:
+        break
+    await asyncio.sleep(0.05)
+print('server running:', server.running, '|', done.description)"""
 
 
 def load_tool() -> Any:
