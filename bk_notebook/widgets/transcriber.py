@@ -81,7 +81,10 @@ class Transcriber(w.VBox):
         self.status = w.HTML(self._status_html("ready"))
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
-        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals")):
+        self.playback = w.VBox()  # after each run: its audio and finals in a Player (click a line, hear it)
+        self._run_audio: Any = None
+        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals"),
+                             (self.playback, "bk-playback")):
             widget.add_class(name)
 
         controls: list[Any] = []
@@ -99,7 +102,7 @@ class Transcriber(w.VBox):
             self.source.observe(self._on_upload, names="value")
         else:
             raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
-        super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
+        super().__init__([self.source, *controls, self.status, self.partial, self.table, self.playback], **kwargs)
         self.add_class("bk-transcriber")
 
     # ------------------------------------------------------------------- results
@@ -224,6 +227,7 @@ class Transcriber(w.VBox):
             self._queue = None
             if transcript is not None and (transcript.finals or transcript.duration):
                 self._runs.append(transcript)
+                self._show_playback(transcript)
             self._current = []
             self.partial.value = ""
             self._paint_finals()
@@ -259,6 +263,7 @@ class Transcriber(w.VBox):
         while self.running:  # one session at a time keeps runs in order
             await self._finished.wait()
         self._active = True
+        self._run_audio = pcm  # for this run's player
         self._finished = asyncio.Event()
         self._task = asyncio.current_task()
 
@@ -267,6 +272,14 @@ class Transcriber(w.VBox):
                 yield chunk
 
         await self._session(chunks())
+
+    def _show_playback(self, transcript: Transcript) -> None:
+        audio = self.source.recording if isinstance(self.source, Microphone) else self._run_audio
+        try:
+            if audio is not None and len(audio):
+                self.playback.children = [transcript.player(audio, sr=16_000)]
+        except BkError as exc:  # never let the player cost the run its results
+            self.playback.children = [w.HTML(f"no playback: {html.escape(str(exc))}")]
 
     # ------------------------------------------------------------------ painting
     def _show_partial(self, text: str) -> None:
