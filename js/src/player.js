@@ -189,7 +189,7 @@ function render({ model, el }) {
     highlight(finalAt(finals, t));
   });
   ws.on("play", () => {
-    play.textContent = "⏸ Pause";
+    play.textContent = "‖ Pause";
     root.dataset.playing = "true";
   });
   ws.on("pause", () => {

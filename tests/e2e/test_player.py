@@ -1,0 +1,173 @@
+"""The transcript player in JupyterLab 4 and Notebook 7 (Chromium, autoplay allowed): see, click, hear.
+
+Every assertion reads the page: the regions drawn, the <audio> element's currentTime and paused flag,
+the highlighted line and region.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.conftest import FAKE_MIC
+from e2e.jupyter import VISIBLE, JupyterServer, launch
+from e2e.test_browser import open_and_run, text_of, wait_text
+
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+PLAYER = f"{VISIBLE} .bk-player"
+SAMPLE_FINALS = [(0.3, 3.69), (4.8, 7.62)]  # tests/test_player.py checks these against the real recogniser
+
+
+@pytest.fixture
+def player_page(playwright: Any, jupyter: JupyterServer, tmp_path: Path) -> Iterator[Any]:
+    context = launch(playwright, tmp_path / "profile", [
+        AUTOPLAY, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={FAKE_MIC}",
+    ])
+    yield context.new_page()
+    context.close()
+
+
+def write_notebook(jupyter: JupyterServer, name: str, cells: list[str]) -> None:
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": c}
+                  for c in cells],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (jupyter.root / name).write_text(json.dumps(notebook))  # type: ignore[attr-defined]
+
+
+PLAYER_CELLS = [
+    "import bk_notebook as bk\nserver = bk.local_server()\nclient = bk.Client(server.url)\n"
+    "t = await client.transcribe(bk.sample_path(), speed=None)\n"
+    "print([(f['start'], f['end']) for f in t.finals])",
+    "p = t.player(bk.sample_path())\np",
+]
+
+
+def finals_in_page(page: Any) -> list[tuple[float, float]]:
+    text = page.locator(f"{VISIBLE} .jp-Cell").nth(0).locator(".jp-OutputArea-output").first.inner_text()
+    return [tuple(pair) for pair in json.loads(text.replace("(", "[").replace(")", "]"))]
+
+
+def wait_player(page: Any, scope: str = PLAYER) -> None:
+    page.wait_for_selector(f"{scope}[data-state='drawn'][data-audio='ready']", timeout=60_000)
+
+
+def audio_state(page: Any, scope: str = PLAYER) -> dict[str, Any]:
+    return page.evaluate(
+        "css => { const a = document.querySelector(css + ' audio'); "
+        "return {time: a.currentTime, paused: a.paused, playStart: window.__bkPlayStart ?? null}; }", scope)
+
+
+def arm_play_probe(page: Any, scope: str = PLAYER) -> None:
+    """Record the audio element's currentTime at the moment playback starts."""
+    page.evaluate(
+        "css => { const a = document.querySelector(css + ' audio'); window.__bkPlayStart = null; "
+        "a.addEventListener('playing', () => { window.__bkPlayStart = a.currentTime; }, {once: true}); }", scope)
+
+
+def wait_playing(page: Any, scope: str = PLAYER) -> None:
+    page.wait_for_function(
+        "css => { const a = document.querySelector(css + ' audio'); return a && !a.paused && window.__bkPlayStart !== null; }",
+        arg=scope, timeout=20_000)
+
+
+# wavesurfer draws into a shadow root: look for the regions there.
+REGIONS_JS = ("(css) => { const host = [...document.querySelectorAll(css + ' .bk-player-wave *')]"
+              ".find(e => e.shadowRoot); return host ? host.shadowRoot.querySelectorAll('.bk-player-region') : []; }")
+
+
+def wait_current(page: Any, index: int, scope: str = PLAYER, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        "([css, i]) => { const lines = document.querySelectorAll(css + ' .bk-player-line.bk-current');"
+        f" const regions = [...({REGIONS_JS})(css)].filter(r => r.classList.contains('bk-current'));"
+        " return lines.length === 1 && lines[0].dataset.index === String(i)"
+        " && regions.length === 1 && regions[0].dataset.index === String(i); }",
+        arg=[scope, index], timeout=timeout)
+
+
+def click_line_and_check(page: Any, index: int, start: float, scope: str = PLAYER) -> None:
+    arm_play_probe(page, scope)
+    page.locator(f"{scope} .bk-player-line[data-index='{index}']").first.click()
+    wait_playing(page, scope)
+    played_from = audio_state(page, scope)["playStart"]
+    assert abs(played_from - start) <= 0.1, (played_from, start)
+    wait_current(page, index, scope)
+
+
+def regions_drawn(page: Any, scope: str = PLAYER) -> int:
+    return page.evaluate(f"css => ({REGIONS_JS})(css).length", scope)
+
+
+@pytest.mark.parametrize("front_end", ["lab", "nb7"])
+def test_player_click_a_line_hear_it_highlight_follows(player_page: Any, jupyter: JupyterServer, shoot: Any,
+                                                       front_end: str) -> None:
+    page = player_page
+    name = f"player_{front_end}.ipynb"
+    write_notebook(jupyter, name, PLAYER_CELLS)
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset" if front_end == "lab" else f"/notebooks/{name}")
+    wait_player(page)
+    finals = finals_in_page(page)
+    assert len(finals) >= 2, finals
+    # One region per final, one line per final.
+    assert regions_drawn(page) == len(finals)
+    assert page.locator(f"{PLAYER} .bk-player-line").count() == len(finals)
+    shoot(page, f"{front_end}-player")
+
+    # Clicking the second line plays from that final's start, and highlights it in both views.
+    click_line_and_check(page, 1, finals[1][0])
+    page.locator(PLAYER).first.screenshot(path=str(shoot.folder / f"{front_end}-player-widget.png"))
+
+    # Space (with the player focused) pauses, and again resumes.
+    page.locator(PLAYER).first.focus()
+    page.keyboard.press("Space")
+    page.wait_for_function("css => document.querySelector(css + ' audio').paused", arg=PLAYER, timeout=10_000)
+    page.keyboard.press("Space")
+    page.wait_for_function("css => !document.querySelector(css + ' audio').paused", arg=PLAYER, timeout=10_000)
+
+    # Paused again, clicking the first region plays from the first final's start; the highlight
+    # then follows playback into the second final without any click.
+    page.keyboard.press("Space")
+    page.wait_for_function("css => document.querySelector(css + ' audio').paused", arg=PLAYER, timeout=10_000)
+    arm_play_probe(page)
+    page.locator(f"{PLAYER} .bk-player-region[data-index='0']").first.click()
+    wait_playing(page)
+    assert abs(audio_state(page)["playStart"] - finals[0][0]) <= 0.1
+    wait_current(page, 0)
+    wait_current(page, 1, timeout=30_000)  # reached by playing on, 4-5 s later
+    assert audio_state(page)["time"] >= finals[1][0] - 0.1
+
+
+def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: JupyterServer, shoot: Any) -> None:
+    page = player_page
+    open_and_run(page, jupyter, "/lab/tree/02_live_microphone.ipynb?reset")
+    transcriber = f"{VISIBLE} .bk-transcriber"
+    page.wait_for_selector(transcriber, timeout=30_000)
+    assert page.locator(f"{transcriber} .bk-player").count() == 0  # nothing to play back yet
+    page.locator(f"{transcriber} .widget-button:has-text('Start')").click()
+    # The calibrated meter shows dBFS while recording.
+    page.wait_for_function("css => /^-?\\d+ dBFS$/.test(document.querySelector(css)?.innerText || '')",
+                           arg=f"{transcriber} .bk-mic-db", timeout=30_000)
+    db = float(text_of(page, ".bk-transcriber .bk-mic-db").split()[0])
+    assert -60 <= db <= 0, db
+    assert page.locator(f"{transcriber} .bk-mic-clip").count() == 1
+    wait_text(page, ".bk-finals", "world", timeout=30_000)
+    page.locator(f"{transcriber} .widget-button:has-text('Stop')").click()
+    wait_text(page, ".bk-status", "done", timeout=30_000)
+    scope = f"{transcriber} .bk-playback .bk-player"
+    wait_player(page, scope)
+    # The play-back view holds exactly the run's finals, in order.
+    rows = page.locator(f"{transcriber} .bk-finals tbody tr")
+    table = [rows.nth(i).locator("td").last.inner_text() for i in range(rows.count())]
+    lines = page.locator(f"{scope} .bk-player-text")
+    assert [lines.nth(i).inner_text() for i in range(lines.count())] == table
+    assert regions_drawn(page, scope) == len(table)
+    starts = [float(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(rows.count())]
+    click_line_and_check(page, 0, starts[0], scope)
+    page.locator(transcriber).first.screenshot(path=str(shoot.folder / "lab-transcriber-playback.png"))
