@@ -61,8 +61,8 @@ def _spans(ax: Any, finals: list[dict[str, Any]], *, labels: bool, filled: bool)
                                                                       "linewidth": 1.5}
         ax.axvspan(record["start"], record["end"], gid=SPAN_GID, label=f"{SPAN_GID}-{i}", **style)
         if labels:
-            ax.text((record["start"] + record["end"]) / 2, 0.97, _label(record["text"]), transform=ax.get_xaxis_transform(),
-                    ha="center", va="top", fontsize=8, clip_on=True, gid=f"{SPAN_GID}-text",
+            ax.text((record["start"] + record["end"]) / 2, 0.97, _label(record["text"]),
+                    transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, clip_on=True, gid=f"{SPAN_GID}-text",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
 
 
@@ -91,7 +91,7 @@ def plot_transcript(finals: Transcript | Iterable[dict[str, Any]], audio: Any, s
         on the top Axes.
     """
     plt, librosa, display = _imports()
-    records = list(getattr(finals, "finals", finals))
+    records: list[dict[str, Any]] = list(getattr(finals, "finals", finals))  # type: ignore[arg-type]
     y = to_pcm16(audio, sr).astype(np.float32) / 32768.0
     wave_ax, spec_ax = _axes_pair(ax, plt)
 

@@ -98,7 +98,7 @@ def encode_audio(pcm: np.ndarray, audio_format: str = "auto") -> tuple[bytes, st
 
 
 def _records(finals: Transcript | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    records = getattr(finals, "finals", finals)
+    records: list[dict[str, Any]] = list(getattr(finals, "finals", finals))  # type: ignore[arg-type]
     return [
         {"segment": int(r.get("segment", i)), "text": str(r["text"]), "start": float(r["start"]),
          "end": float(r["end"])}
@@ -135,7 +135,7 @@ class Player(anywidget.AnyWidget):
 
     _esm = _HERE / "player.js"
     _css = _HERE / "player.css"
-    finals = traitlets.List().tag(sync=True)
+    finals: Any = traitlets.List().tag(sync=True)
     duration = traitlets.Float(0.0).tag(sync=True)
     mime = traitlets.Unicode("audio/wav").tag(sync=True)
     _peaks = traitlets.Bytes(b"").tag(sync=True)

@@ -74,7 +74,8 @@ def arm_play_probe(page: Any, scope: str = PLAYER) -> None:
 
 def wait_playing(page: Any, scope: str = PLAYER) -> None:
     page.wait_for_function(
-        "css => { const a = document.querySelector(css + ' audio'); return a && !a.paused && window.__bkPlayStart !== null; }",
+        "css => { const a = document.querySelector(css + ' audio');"
+        " return a && !a.paused && window.__bkPlayStart !== null; }",
         arg=scope, timeout=20_000)
 
 
