@@ -62,7 +62,8 @@ def _spans(ax: Any, finals: list[dict[str, Any]], *, labels: bool, filled: bool)
         ax.axvspan(record["start"], record["end"], gid=SPAN_GID, label=f"{SPAN_GID}-{i}", **style)
         if labels:
             ax.text((record["start"] + record["end"]) / 2, 0.97, _label(record["text"]),
-                    transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, clip_on=True, gid=f"{SPAN_GID}-text",
+                    transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, clip_on=True,
+                    gid=f"{SPAN_GID}-text",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
 
 
