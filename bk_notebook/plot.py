@@ -69,7 +69,7 @@ def _spans(ax: Any, finals: list[dict[str, Any]], *, labels: bool, filled: bool)
 
 def plot_transcript(finals: Transcript | Iterable[dict[str, Any]], audio: Any, sr: float | None = None,
                     ax: Any = None) -> Any:
-    """Draw the waveform and a spectrogram of ``audio`` with each final as a labelled span.
+    """Draw the waveform and a mel spectrogram of ``audio`` with each final as a labelled span.
 
     Parameters
     ----------
@@ -101,9 +101,11 @@ def plot_transcript(finals: Transcript | Iterable[dict[str, Any]], audio: Any, s
         wave_ax.set(ylabel="amplitude", xlabel="", ylim=(-1, 1))
         wave_ax.label_outer()
         _spans(wave_ax, records, labels=True, filled=True)
-    spectrum = np.abs(librosa.stft(y, n_fft=512, hop_length=160))
-    db = librosa.amplitude_to_db(spectrum, ref=np.max, top_db=80)
-    display.specshow(db, sr=SAMPLE_RATE, hop_length=160, x_axis="time", y_axis="hz", ax=spec_ax, cmap="magma")
+    # A mel spectrogram (80 bands, 10 ms hop) over 60 dB: speech reads clearly, the noise floor goes dark,
+    # and the saved picture stays small (a linear 80 dB one of the sample made a 4x larger PNG).
+    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=512, hop_length=160, n_mels=80)
+    db = librosa.power_to_db(mel, ref=np.max, top_db=60)
+    display.specshow(db, sr=SAMPLE_RATE, hop_length=160, x_axis="time", y_axis="mel", ax=spec_ax, cmap="magma")
     spec_ax.set(ylabel="Hz", xlabel="seconds", xlim=(0, y.size / SAMPLE_RATE))
     _spans(spec_ax, records, labels=wave_ax is None, filled=False)
     return spec_ax
