@@ -85,23 +85,31 @@ def test_peaks_are_the_loudest_sample_of_each_stretch() -> None:
 
 
 @pytest.mark.parametrize("seconds", [0.05, 10.0, 31.0, 32.0, 90.0])
-def test_auto_format_is_wav_when_small_and_compressed_when_large(seconds: float) -> None:
+def test_auto_format_is_wav_when_small_and_lossless_flac_when_large(seconds: float) -> None:
+    import soundfile as sf
+
     pcm = bk.to_pcm16(tone(seconds), 16000)
     data, mime = encode_audio(pcm)
-    if pcm.nbytes <= WAV_LIMIT_BYTES:
-        assert mime == "audio/wav"
-        import soundfile as sf
+    assert mime == ("audio/wav" if pcm.nbytes <= WAV_LIMIT_BYTES else "audio/flac")
+    decoded, sr = sf.read(io.BytesIO(data), dtype="int16")
+    assert sr == 16000 and np.array_equal(decoded, pcm)
+    if mime == "audio/flac":
+        assert len(data) < pcm.nbytes / 1.5
 
-        decoded, sr = sf.read(io.BytesIO(data), dtype="int16")
-        assert sr == 16000 and np.array_equal(decoded, pcm)
-    else:
-        assert mime == "audio/webm" and len(data) < pcm.nbytes / 5
-        import av
 
-        with av.open(io.BytesIO(data)) as container:
-            samples = sum(frame.samples for frame in container.decode(audio=0))
-            rate = container.streams.audio[0].rate
-        assert abs(samples / rate - seconds) < 0.05  # the same length: clicks land where they should
+@pytest.mark.parametrize("seconds", [0.5, 61.3])
+def test_opus_is_a_tenth_of_wav_and_as_long(seconds: float) -> None:
+    av = require("av", "Opus encoding")
+    speech = bk.to_pcm16(FIXTURES / "hello.wav")
+    pcm = np.tile(speech, int(seconds * 16000) // speech.size + 1)[: int(seconds * 16000)]
+    data, mime = encode_audio(pcm, "opus")
+    assert mime == "audio/ogg" and data[:4] == b"OggS"
+    with av.open(io.BytesIO(data)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        rate = container.streams.audio[0].rate
+    assert abs(samples / rate - seconds) < 0.03  # the same length: regions land where they should
+    if seconds > 10:
+        assert len(data) < pcm.nbytes / 6
 
 
 def test_flac_is_lossless_and_smaller() -> None:

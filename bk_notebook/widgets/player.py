@@ -8,8 +8,10 @@ part of the widget state and never saved into the notebook file.  The user may
 ask for that with ``embed_audio=True``.
 
 Encoding (``audio_format="auto"``): recordings up to :data:`WAV_LIMIT_BYTES` of
-16 kHz int16 go as WAV; longer ones as Opus in WebM (24 kbit/s, PyAV) when PyAV
-is installed, else as FLAC (soundfile, lossless).
+16 kHz int16 go as WAV; longer ones as FLAC (soundfile, lossless, about 56% of
+WAV for speech, fast to encode).  ``audio_format="opus"`` sends Opus in Ogg
+(24 kbit/s, PyAV): about a tenth of WAV, for slow links, but libopus costs about
+half a second of kernel CPU per minute of audio (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE, to_pcm16
-from ..errors import UsageError
+from ..errors import MissingDependency, UsageError
 from ._deps import anywidget, traitlets
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ _HERE = Path(__file__).parent
 WAV_LIMIT_BYTES = 1_000_000  # ~31 s of 16 kHz int16: small enough to send uncompressed
 PEAKS = 8000  # waveform resolution sent to the browser (bytes, one per peak)
 OPUS_BIT_RATE = 24_000
-_MIME = {"wav": "audio/wav", "flac": "audio/flac", "opus": "audio/webm"}
+_MIME = {"wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg"}
 
 
 def peaks(pcm: np.ndarray, count: int = PEAKS) -> bytes:
@@ -60,7 +62,7 @@ def _encode_opus(pcm: np.ndarray) -> bytes:
     import av
 
     out_buffer = io.BytesIO()
-    with av.open(out_buffer, "w", format="webm") as out:
+    with av.open(out_buffer, "w", format="ogg") as out:
         stream = out.add_stream("libopus", rate=SAMPLE_RATE)
         stream.bit_rate = OPUS_BIT_RATE
         for i in range(0, pcm.size, SAMPLE_RATE):
@@ -81,16 +83,18 @@ def encode_audio(pcm: np.ndarray, audio_format: str = "auto") -> tuple[bytes, st
     pcm : numpy.ndarray
         1-D int16 at 16 kHz.
     audio_format : {"auto", "wav", "flac", "opus"}
-        ``"auto"``: WAV up to :data:`WAV_LIMIT_BYTES` of PCM, else Opus (needs
-        PyAV, the ``webrtc`` extra), else FLAC.
+        ``"auto"``: WAV up to :data:`WAV_LIMIT_BYTES` of PCM, else FLAC.
+        ``"opus"`` needs PyAV (the ``webrtc`` extra).
     """
     import soundfile as sf
 
     if audio_format not in ("auto", *_MIME):
         raise UsageError(f"audio_format must be 'auto', 'wav', 'flac' or 'opus', not {audio_format!r}")
     if audio_format == "auto":
-        audio_format = "wav" if pcm.nbytes <= WAV_LIMIT_BYTES else "opus" if _opus_available() else "flac"
+        audio_format = "wav" if pcm.nbytes <= WAV_LIMIT_BYTES else "flac"
     if audio_format == "opus":
+        if not _opus_available():
+            raise MissingDependency("audio_format='opus' needs PyAV: pip install 'bk-notebook[webrtc]'")
         return _encode_opus(pcm), _MIME["opus"]
     out = io.BytesIO()
     sf.write(out, pcm, SAMPLE_RATE, format=audio_format.upper(), subtype="PCM_16")
