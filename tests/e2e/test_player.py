@@ -7,14 +7,21 @@ the highlighted line and region.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import require
 from e2e.conftest import FAKE_MIC
-from e2e.jupyter import VISIBLE, JupyterServer, launch
+from e2e.jupyter import VISIBLE, JupyterServer, free_port, launch
 from e2e.test_browser import open_and_run, text_of, wait_text
 
 AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
@@ -172,3 +179,80 @@ def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: Jupyte
     starts = [float(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(rows.count())]
     click_line_and_check(page, 0, starts[0], scope)
     page.locator(transcriber).first.screenshot(path=str(shoot.folder / "lab-transcriber-playback.png"))
+
+
+# ------------------------------------------------------------------------------------- Voilà
+VOILA_CELLS = [
+    "import bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
+    "server = bk.local_server()\nclient = bk.Client(server.url)",
+    "Transcriber(client)",
+]
+
+
+@pytest.fixture
+def voila(tmp_path: Path, browser_ready: None) -> Iterator[str]:
+    """The notebook served as an app by Voilà on 127.0.0.1 (no token: loopback only, as the Lab fixture)."""
+    require("voila", "serving notebooks as apps")
+    root, home = tmp_path / "app", tmp_path / "home"
+    root.mkdir()
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": c}
+                  for c in VOILA_CELLS],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (root / "app.ipynb").write_text(json.dumps(notebook))
+    env = dict(os.environ)
+    for var, sub in (("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_DATA_DIR", "data"),
+                     ("JUPYTER_CONFIG_DIR", "config"), ("IPYTHONDIR", "ipython")):
+        env[var] = str(home / sub)
+    env.pop("BK_TOKEN", None)
+    env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")  # the widgets' front-end extensions
+    port = free_port()
+    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(root / "app.ipynb"), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited: see {tmp_path / 'voila.log'}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/status", timeout=2):
+                break
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP answer (even 403/404): the server is up
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("voila did not start within 90 s") from exc
+            time.sleep(0.5)
+    yield base
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_voila_app_start_speak_stop_click_a_line_hear_it(player_page: Any, voila: str, shoot: Any) -> None:
+    page = player_page
+    page.goto(voila)
+    transcriber = ".bk-transcriber"
+    page.wait_for_selector(f"{transcriber} .bk-status", timeout=120_000)
+    page.locator(f"{transcriber} .widget-button:has-text('Start')").click()
+    page.wait_for_function(
+        "css => (document.querySelector(css)?.innerText || '').includes('world')",
+        arg=f"{transcriber} .bk-finals", timeout=60_000)
+    page.locator(f"{transcriber} .widget-button:has-text('Stop')").click()
+    page.wait_for_function("css => (document.querySelector(css)?.innerText || '').includes('done')",
+                           arg=f"{transcriber} .bk-status", timeout=60_000)
+    scope = f"{transcriber} .bk-playback .bk-player"
+    wait_player(page, scope)
+    rows = page.locator(f"{transcriber} .bk-finals tbody tr")
+    assert rows.count() >= 1 and regions_drawn(page, scope) == rows.count()
+    start = float(rows.nth(0).locator("td").nth(2).inner_text())
+    click_line_and_check(page, 0, start, scope)
+    shoot(page, "voila-transcriber-playback")
