@@ -73,16 +73,17 @@ def audio_state(page: Any, scope: str = PLAYER) -> dict[str, Any]:
 
 
 def arm_play_probe(page: Any, scope: str = PLAYER) -> None:
-    """Record the audio element's currentTime at the moment playback starts."""
+    """Record where the audio element lands on the next seek (a click sets currentTime, then plays)."""
     page.evaluate(
         "css => { const a = document.querySelector(css + ' audio'); window.__bkPlayStart = null; "
-        "a.addEventListener('playing', () => { window.__bkPlayStart = a.currentTime; }, {once: true}); }", scope)
+        "a.addEventListener('seeked', () => { window.__bkPlayStart = a.currentTime; }, {once: true}); }", scope)
 
 
 def wait_playing(page: Any, scope: str = PLAYER) -> None:
+    """Wait until the audio plays on from where the click put it (its time moves past that point)."""
     page.wait_for_function(
-        "css => { const a = document.querySelector(css + ' audio');"
-        " return a && !a.paused && window.__bkPlayStart !== null; }",
+        "css => { const a = document.querySelector(css + ' audio'); const t0 = window.__bkPlayStart;"
+        " return a && !a.paused && t0 !== null && a.currentTime > t0 + 0.2; }",
         arg=scope, timeout=20_000)
 
 
@@ -109,6 +110,19 @@ def click_line_and_check(page: Any, index: int, start: float, scope: str = PLAYE
     wait_current(page, index, scope)
 
 
+def wait_audible(page: Any, scope: str = PLAYER) -> None:
+    """Route the <audio> element through an analyser and wait for sound (not silence) to come out of it."""
+    page.evaluate(
+        "css => { const a = document.querySelector(css + ' audio'); if (a.__bkAnalyser) return;"
+        " const ctx = new AudioContext(); const analyser = ctx.createAnalyser();"
+        " ctx.createMediaElementSource(a).connect(analyser); analyser.connect(ctx.destination);"
+        " a.__bkAnalyser = analyser; }", scope)
+    page.wait_for_function(
+        "css => { const an = document.querySelector(css + ' audio').__bkAnalyser;"
+        " const x = new Float32Array(an.fftSize); an.getFloatTimeDomainData(x);"
+        " return x.some(v => Math.abs(v) > 0.02); }", arg=scope, polling=50, timeout=20_000)
+
+
 def regions_drawn(page: Any, scope: str = PLAYER) -> int:
     return page.evaluate(f"css => ({REGIONS_JS})(css).length", scope)
 
@@ -130,6 +144,7 @@ def test_player_click_a_line_hear_it_highlight_follows(player_page: Any, jupyter
 
     # Clicking the second line plays from that final's start, and highlights it in both views.
     click_line_and_check(page, 1, finals[1][0])
+    wait_audible(page)  # and sound comes out
     page.locator(PLAYER).first.screenshot(path=str(shoot.folder / f"{front_end}-player-widget.png"))
 
     # Space (with the player focused) pauses, and again resumes.
@@ -255,4 +270,5 @@ def test_voila_app_start_speak_stop_click_a_line_hear_it(player_page: Any, voila
     assert rows.count() >= 1 and regions_drawn(page, scope) == rows.count()
     start = float(rows.nth(0).locator("td").nth(2).inner_text())
     click_line_and_check(page, 0, start, scope)
+    wait_audible(page, scope)  # hear it: the run's recording, not silence, comes out
     shoot(page, "voila-transcriber-playback")
