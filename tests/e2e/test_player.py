@@ -272,3 +272,15 @@ def test_voila_app_start_speak_stop_click_a_line_hear_it(player_page: Any, voila
     click_line_and_check(page, 0, start, scope)
     wait_audible(page, scope)  # hear it: the run's recording, not silence, comes out
     shoot(page, "voila-transcriber-playback")
+
+
+def test_player_benchmark_runs_at_tiny_size(browser_ready: None, tmp_path: Path) -> None:
+    """benchmarks/bench_player.py still runs (its numbers go to BENCHMARKS.md; none is asserted here)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BK_BENCH_OUT": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "benchmarks.bench_player", "--minutes", "0.3"], cwd=root, env=env,
+                   check=True, capture_output=True, timeout=600)
+    result = json.loads((tmp_path / "player.json").read_text())
+    for fmt in ("opus", "flac", "wav"):
+        row = result["formats"][fmt]
+        assert row["regions"] == row["finals"] > 0 and row["bytes_sent"] > 0
