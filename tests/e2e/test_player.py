@@ -284,3 +284,44 @@ def test_player_benchmark_runs_at_tiny_size(browser_ready: None, tmp_path: Path)
     for fmt in ("opus", "flac", "wav"):
         row = result["formats"][fmt]
         assert row["regions"] == row["finals"] > 0 and row["bytes_sent"] > 0
+
+
+def test_a_notebook_saved_from_jupyterlab_with_widget_state_stays_small(player_page: Any, jupyter: JupyterServer,
+                                                                          shoot: Any) -> None:
+    """JupyterLab's own save, with "save widget state" on: the player's audio and the token stay out."""
+    token = "eyJhbGciOiJIUzI1NiJ9.lab-saved-notebook.NEVER-SAVED"
+    root: Path = jupyter.root  # type: ignore[attr-defined]
+    (root / "token.txt").write_text(token)  # read by the kernel, so the notebook's source never holds it
+    request = urllib.request.Request(
+        f"{jupyter.base}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin",
+        data=json.dumps({"raw": json.dumps({"saveState": True})}).encode(), method="PUT",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    name = "saved_player.ipynb"
+    write_notebook(jupyter, name, [
+        "import numpy as np\nimport bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
+        "token = open('token.txt').read()\n"
+        "server = bk.local_server(engine='energy', tokens=(token,))\nclient = bk.Client(server.url, token=token)\n"
+        "audio = np.tile(bk.to_pcm16(bk.sample_path()), 11)  # 92 s\n"
+        "t = await client.transcribe(audio, sr=16000, speed=None)\ndel token\nTranscriber(client)",
+        "p = t.player(audio, sr=16000)\np",
+    ])
+    page = player_page
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset")
+    wait_player(page)
+    page.keyboard.press("Control+s")
+    path = root / name
+    deadline = time.monotonic() + 60
+    while "application/vnd.jupyter.widget-state+json" not in path.read_text():
+        assert time.monotonic() < deadline, "JupyterLab did not save the widget state"
+        page.wait_for_timeout(500)
+    saved = path.read_text()
+    assert token not in saved and token[:24] not in saved
+    states = json.loads(saved)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    [player] = [m for m in states.values() if "finals" in m["state"] and "mime" in m["state"]]
+    assert player["state"]["duration"] == pytest.approx(11 * 134_498 / 16000, abs=0.01)  # the player was saved
+    saved_buffers = sum(len(b.get("data", "")) for b in player.get("buffers", []))
+    assert saved_buffers < 20_000  # the peaks (8 kB, base64), not the audio
+    audio_bytes = 92 * 32000
+    assert len(saved.encode()) < 250_000 < audio_bytes / 10  # the code (76 kB) and peaks, not the 2.9 MB of audio
