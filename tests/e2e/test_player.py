@@ -167,9 +167,12 @@ def test_player_click_a_line_hear_it_highlight_follows(player_page: Any, jupyter
     assert audio_state(page)["time"] >= finals[1][0] - 0.1
 
 
-def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: JupyterServer, shoot: Any) -> None:
+@pytest.mark.parametrize("front_end", ["lab", "nb7"])
+def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: JupyterServer, shoot: Any,
+                                               front_end: str) -> None:
     page = player_page
-    open_and_run(page, jupyter, "/lab/tree/02_live_microphone.ipynb?reset")
+    notebook = "02_live_microphone.ipynb"
+    open_and_run(page, jupyter, f"/lab/tree/{notebook}?reset" if front_end == "lab" else f"/notebooks/{notebook}")
     transcriber = f"{VISIBLE} .bk-transcriber"
     page.wait_for_selector(transcriber, timeout=30_000)
     assert page.locator(f"{transcriber} .bk-player").count() == 0  # nothing to play back yet
@@ -193,7 +196,7 @@ def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: Jupyte
     assert regions_drawn(page, scope) == len(table)
     starts = [float(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(rows.count())]
     click_line_and_check(page, 0, starts[0], scope)
-    page.locator(transcriber).first.screenshot(path=str(shoot.folder / "lab-transcriber-playback.png"))
+    page.locator(transcriber).first.screenshot(path=str(shoot.folder / f"{front_end}-transcriber-playback.png"))
 
 
 # ------------------------------------------------------------------------------------- Voilà
