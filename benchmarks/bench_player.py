@@ -63,6 +63,7 @@ def run_cell(page: Any, server: JupyterServer, index: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--screenshot", type=Path, help="save a picture of the last player here")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -94,13 +95,13 @@ def main() -> None:
                     ready = page.wait_for_function(
                         "css => document.querySelector(css + \"[data-audio='ready']\") && performance.now()",
                         arg=scope, polling="raf", timeout=600_000).json_value()
-                    regions = page.evaluate(
-                        "css => { const host = [...document.querySelectorAll(css + ' .bk-player-wave *')]"
-                        ".find(e => e.shadowRoot); return host.shadowRoot.querySelectorAll('.bk-player-region')"
-                        ".length; }", scope)
+                    # Regions created (those scrolled out of view are not in the DOM until they come in).
+                    regions = int(page.locator(scope).first.get_attribute("data-regions") or 0)
                     results[fmt] = {"drawn_s": (drawn - t0) / 1000, "playable_s": (ready - t0) / 1000,
                                     "regions": regions}
                     server.wait_idle(timeout=600)
+                if args.screenshot:
+                    page.locator(f"{VISIBLE} .bk-player").last.screenshot(path=str(args.screenshot))
                 run_cell(page, server, 2 + len(FORMATS))
                 output = f"{VISIBLE} .jp-Cell:nth-child({3 + len(FORMATS)}) .jp-OutputArea-output"
                 page.wait_for_function("css => (document.querySelector(css)?.innerText || '').includes('RESULT')",

@@ -12,6 +12,12 @@ import RegionsPlugin from "wavesurfer.js/dist/plugins/regions.esm.js";
 
 const COLORS = ["rgba(33, 150, 243, 0.18)", "rgba(255, 152, 0, 0.20)"];
 const CURRENT = "rgba(76, 175, 80, 0.40)";
+const VISIBLE_SECONDS = 45; // longer recordings scroll (following the cursor) instead of squeezing
+// The labels live in wavesurfer's shadow root, where the widget's stylesheet does not reach.
+const LABEL_STYLE = {
+  display: "block", whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis",
+  fontSize: "11px", padding: "1px 3px", color: "#263238",
+};
 
 const audioByModel = new WeakMap(); // model -> Promise<object URL>
 
@@ -118,6 +124,8 @@ function render({ model, el }) {
     cursorColor: "#d32f2f",
     normalize: true,
     autoScroll: true,
+    autoCenter: true,
+    minPxPerSec: duration > VISIBLE_SECONDS ? (wave.clientWidth || 900) / VISIBLE_SECONDS : 0,
   });
   const regions = ws.registerPlugin(RegionsPlugin.create());
   let byIndex = [];
@@ -149,6 +157,8 @@ function render({ model, el }) {
       const label = document.createElement("span");
       label.className = "bk-player-region-label";
       label.textContent = f.text;
+      label.title = f.text;
+      Object.assign(label.style, LABEL_STYLE);
       const region = regions.addRegion({
         id: `final-${i}`, start: f.start, end: Math.max(f.end, f.start + 0.01), content: label,
         color: COLORS[i % 2], drag: false, resize: false,

@@ -328,3 +328,26 @@ def test_a_notebook_saved_from_jupyterlab_with_widget_state_stays_small(player_p
     assert saved_buffers < 20_000  # the peaks (8 kB, base64), not the audio
     audio_bytes = 92 * 32000
     assert len(saved.encode()) < 250_000 < audio_bytes / 10  # the code (76 kB) and peaks, not the 2.9 MB of audio
+
+
+def test_a_long_recording_scrolls_to_the_final_clicked(player_page: Any, jupyter: JupyterServer, shoot: Any) -> None:
+    """Three minutes (43 finals) do not squeeze into the width: the waveform scrolls to the clicked final."""
+    name = "player_long.ipynb"
+    write_notebook(jupyter, name, [
+        "import numpy as np\nimport bk_notebook as bk\nserver = bk.local_server(engine='energy')\n"
+        "audio = np.tile(bk.to_pcm16(bk.sample_path()), 22)[: 180 * 16000]\n"
+        "t = await bk.Client(server.url).transcribe(audio, sr=16000, speed=None)\n"
+        "print(json.dumps([f['start'] for f in t.finals]))".replace("import numpy", "import json\nimport numpy"),
+        "t.player(audio, sr=16000)",
+    ])
+    page = player_page
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset")
+    wait_player(page)
+    starts = json.loads(page.locator(f"{VISIBLE} .jp-Cell").nth(0).locator(".jp-OutputArea-output").first.inner_text())
+    assert len(starts) > 30
+    assert int(page.locator(PLAYER).first.get_attribute("data-regions") or 0) == len(starts)
+    assert regions_drawn(page) < len(starts)  # only the regions in view are in the page
+    last = len(starts) - 1
+    page.locator(f"{PLAYER} .bk-player-lines").first.evaluate("el => el.scrollTop = el.scrollHeight")
+    click_line_and_check(page, last, starts[last])  # waits until that final's region is in view, highlighted
+    page.locator(PLAYER).first.screenshot(path=str(shoot.folder / "lab-player-long.png"))
