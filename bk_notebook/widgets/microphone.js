@@ -121,6 +121,7 @@ async function start(model, cap) {
     let seq = 0;
     node.port.onmessage = ({ data }) => {
       cap.level = data.level;
+      cap.seq = seq; // the chunk this level belongs to (shown as data-seq, for checking the meter)
       if (data.peak >= CLIP) cap.clippedAt = performance.now();
       model.send({ type: "chunk", seq: seq++ }, undefined, [data.pcm]);
       notify(cap);
@@ -191,6 +192,8 @@ function render({ model, el }) {
     const level = recording ? dbfs(cap.level) : FLOOR_DB;
     meter.value = level;
     db.textContent = recording ? `${level.toFixed(0)} dBFS` : "";
+    db.dataset.db = level.toFixed(2);
+    db.dataset.seq = String(cap.seq ?? -1);
     clip.dataset.clipping = String(recording && performance.now() - (cap.clippedAt || -1e9) < CLIP_HOLD_MS);
     const seconds = recording ? (performance.now() - cap.started) / 1000 : 0;
     clock.textContent = recording ? `${seconds.toFixed(1)} s` : "";

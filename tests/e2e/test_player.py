@@ -351,3 +351,38 @@ def test_a_long_recording_scrolls_to_the_final_clicked(player_page: Any, jupyter
     page.locator(f"{PLAYER} .bk-player-lines").first.evaluate("el => el.scrollTop = el.scrollHeight")
     click_line_and_check(page, last, starts[last])  # waits until that final's region is in view, highlighted
     page.locator(PLAYER).first.screenshot(path=str(shoot.folder / "lab-player-long.png"))
+
+
+def test_the_level_meter_reads_each_chunks_rms_in_dbfs(player_page: Any, jupyter: JupyterServer) -> None:
+    """The meter's number is the dBFS of the very chunk the kernel received (calibrated, not a guess)."""
+    name = "meter.ipynb"
+    write_notebook(jupyter, name, [
+        "from bk_notebook.widgets import Microphone\nmic = Microphone()\nmic",
+        "import json\nimport numpy as np\nx = mic.recording.astype(float) / 32768\n"
+        "rms = [np.sqrt(np.mean(x[i:i + 1600] ** 2)) for i in range(0, len(x) - 1599, 1600)]\n"
+        "print(json.dumps([max(-60.0, 20 * np.log10(max(r, 1e-9))) for r in rms]))",
+    ])
+    page = player_page
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset", cells_to_run=1)
+    page.locator(f"{VISIBLE} .bk-mic-button").first.click()
+    readings: dict[int, float] = {}
+    meter = f"{VISIBLE} .bk-mic-db"
+    while len(readings) < 8:  # the fake microphone's sentence and its pauses
+        page.wait_for_function("([css, n]) => Number(document.querySelector(css)?.dataset.seq ?? -1) > n",
+                               arg=[meter, max(readings, default=-1) + 3], timeout=20_000)
+        seq, db = page.evaluate("css => { const d = document.querySelector(css).dataset; return [d.seq, d.db]; }",
+                                meter)
+        readings[int(seq)] = float(db)
+    page.locator(f"{VISIBLE} .bk-mic-button").first.click()
+    page.wait_for_function("css => document.querySelector(css).dataset.state === 'idle'",
+                           arg=f"{VISIBLE} .bk-mic-button", timeout=20_000)
+    jupyter.wait_idle()
+    page.locator(f"{VISIBLE} .jp-Cell").nth(1).click()
+    page.keyboard.press("Shift+Enter")
+    output = f"{VISIBLE} .jp-Cell:nth-child(2) .jp-OutputArea-output"
+    page.wait_for_function("css => (document.querySelector(css)?.innerText || '').startsWith('[')", arg=output,
+                           timeout=30_000)
+    kernel = json.loads(page.locator(output).first.inner_text())
+    assert any(db > -40 for db in readings.values()), readings  # speech was measured, not only silence
+    for seq, db in readings.items():
+        assert abs(kernel[seq] - db) < 0.1, (seq, db, kernel[seq])
