@@ -5,6 +5,7 @@ from __future__ import annotations
 from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
 from .auth import get_token
 from .batch import transcribe_many
+from .checkpoint import read_checkpoint
 from .client import Client, Stream, transcribe
 from .errors import (
     AudioError,
@@ -20,6 +21,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .scoring import evaluate
 from .server.local import LocalServer, local_server
 from .transcript import Transcript
 
@@ -44,10 +46,12 @@ __all__ = [
     "WorkerUnavailable",
     "__version__",
     "chunk_pcm",
+    "evaluate",
     "get_token",
     "load_audio",
     "local_server",
     "open_audio",
+    "read_checkpoint",
     "sample_path",
     "to_pcm16",
     "transcribe",
