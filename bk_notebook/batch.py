@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
 from typing import Any
 
 from .checkpoint import Checkpoint, item_key, record_of, transcript_of
@@ -139,6 +138,7 @@ async def transcribe_many(
 
     def finished(key: str, result: Any) -> None:
         """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
+        record: dict[str, Any] | None
         if isinstance(result, dict):  # a record from a cluster worker
             record, result = result, transcript_of(result)
         else:

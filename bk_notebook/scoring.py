@@ -96,8 +96,8 @@ def _hypothesis(value: Any) -> str | None:
 
 
 def evaluate(
-    hypotheses: Sequence[Any] | Any,
-    references: Sequence[str] | Any,
+    hypotheses: Any,
+    references: Any,
     *,
     lowercase: bool = True,
     punctuation: bool = True,

@@ -12,7 +12,7 @@ def test_all_is_complete_and_sorted() -> None:
     public = {name for name in vars(bk) if not name.startswith("_")}
     modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
                "widgets", "cli", "display", "annotations", "stream", "resume", "handshake",
-               "checkpoint", "datasets", "scoring"}
+               "checkpoint", "datasets", "scoring", "dask"}
     assert public - modules <= set(bk.__all__)
     assert bk.__all__ == sorted(bk.__all__)
     assert all(hasattr(bk, name) for name in bk.__all__)
