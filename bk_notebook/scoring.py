@@ -95,6 +95,20 @@ def _hypothesis(value: Any) -> str | None:
     return value
 
 
+def _word_edits(chunks: list[Any], ref: list[str], hyp: list[str]) -> list[tuple[str, str, str]]:
+    """jiwer's alignment chunks as one ``(kind, reference word, hypothesis word)`` per word."""
+    edits: list[tuple[str, str, str]] = []
+    for chunk in chunks:
+        r, h = ref[chunk.ref_start_idx:chunk.ref_end_idx], hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
+        if chunk.type == "substitute":  # jiwer's substitution chunks pair words one to one
+            edits.extend(("substitute", a, b) for a, b in zip(r, h, strict=True))
+        elif chunk.type == "delete":
+            edits.extend(("delete", a, "") for a in r)
+        elif chunk.type == "insert":
+            edits.extend(("insert", "", b) for b in h)
+    return edits
+
+
 def evaluate(
     hypotheses: Any,
     references: Any,
@@ -129,8 +143,8 @@ def evaluate(
     pandas.DataFrame
         One row per item, in input order: ``reference`` and ``hypothesis`` (normalised),
         ``wer``, ``cer``, ``substitutions``, ``deletions``, ``insertions``, ``hits``,
-        ``ref_words``, ``char_errors``, ``ref_chars``, ``missing`` and ``edits`` (the word
-        edits as ``(kind, reference_words, hypothesis_words)`` tuples, for error analysis).
+        ``ref_words``, ``char_errors``, ``ref_chars``, ``missing`` and ``edits`` (one
+        ``(kind, reference word, hypothesis word)`` tuple per word error, for error analysis).
         ``.attrs["corpus"]`` holds the corpus totals: ``wer`` and ``cer`` (all errors over
         all reference words or characters, so long items weigh more), the summed counts and
         ``items``; ``.attrs["normalisation"]`` says how the texts were normalised.
@@ -166,8 +180,7 @@ def evaluate(
         words = jiwer.process_words(r, h)
         chars = jiwer.process_characters(r, h)
         rw, hw = r.split(), h.split()
-        edits = [(c.type, " ".join(rw[c.ref_start_idx:c.ref_end_idx]), " ".join(hw[c.hyp_start_idx:c.hyp_end_idx]))
-                 for c in words.alignments[0] if c.type != "equal"]
+        edits = _word_edits(words.alignments[0], rw, hw)
         rows.append({
             "reference": r, "hypothesis": h, "wer": float(words.wer), "cer": float(chars.cer),
             "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,

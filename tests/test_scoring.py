@@ -47,6 +47,13 @@ def test_hand_computed_cases() -> None:
 def test_edits_for_error_analysis() -> None:
     scores = bk.evaluate(["the cat sit on mat"], ["the cat sat on the mat"])
     assert scores.loc[0, "edits"] == [("substitute", "sat", "sit"), ("delete", "the", "")]
+    many = bk.evaluate(["x y c d e f"], ["a b c"])
+    assert many.loc[0, "edits"] == [("substitute", "a", "x"), ("substitute", "b", "y"),
+                                     ("insert", "", "d"), ("insert", "", "e"), ("insert", "", "f")]
+    for _, row in bk.evaluate(["uh the cat", "", "a b"], ["the cat sat", "one two", "b"]).iterrows():
+        kinds = [kind for kind, _, _ in row.edits]
+        assert (kinds.count("substitute"), kinds.count("delete"), kinds.count("insert")) == \
+            (row.substitutions, row.deletions, row.insertions)
 
 
 def test_normalisation_is_stated_and_configurable() -> None:
