@@ -96,7 +96,7 @@ def _hypothesis(value: Any) -> str | None:
 
 
 def _word_edits(chunks: list[Any], ref: list[str], hyp: list[str]) -> list[tuple[str, str, str]]:
-    """jiwer's alignment chunks as one ``(kind, reference word, hypothesis word)`` per word."""
+    """The alignment chunks of jiwer as one ``(kind, reference word, hypothesis word)`` per word."""
     edits: list[tuple[str, str, str]] = []
     for chunk in chunks:
         r, h = ref[chunk.ref_start_idx:chunk.ref_end_idx], hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
