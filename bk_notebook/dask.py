@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,14 @@ def _worker_threads() -> int:
 def transcribe_item(key: str, audio: Any, sr: float | None, settings: WorkerSettings) -> dict[str, Any]:
     """The Dask task: transcribe one item on this worker and return its checkpoint record."""
     client = Client(_worker_url(settings), settings.token, **settings.client_options)
-    transcript = asyncio.run(client.transcribe(audio, sr, **settings.transcribe_options))
+    coroutine = client.transcribe(audio, sr, **settings.transcribe_options)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a worker thread, as Dask runs tasks: no loop here
+        transcript = asyncio.run(coroutine)
+    else:  # called on a running loop (e.g. Client.run): a private loop in a thread of its own
+        with ThreadPoolExecutor(1) as pool:
+            transcript = pool.submit(asyncio.run, coroutine).result()
     return record_of(key, transcript)
 
 
