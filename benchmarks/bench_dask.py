@@ -65,7 +65,8 @@ def _warm_worker() -> str:
     """Start this worker's embedded server and decoder before the clock starts."""
     from bk_notebook.dask import WorkerSettings, transcribe_item
 
-    settings = WorkerSettings(url=None, server_options=(("engine", "pocketsphinx"),), transcribe_options={"speed": None})
+    settings = WorkerSettings(url=None, server_options=(("engine", "pocketsphinx"),),
+                              transcribe_options={"speed": None})
     tone = np.sin(np.arange(16000) / 10).astype(np.float32) * 0.1
     return str(transcribe_item("warm", tone, 16000, settings)["key"])
 
