@@ -6,7 +6,7 @@ from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
 from .auth import get_token
 from .batch import transcribe_many
 from .checkpoint import read_checkpoint
-from .client import Client, Stream, transcribe
+from .client import Client, Stream, transcribe, transcribe_sync
 from .errors import (
     AudioError,
     AuthError,
@@ -56,4 +56,5 @@ __all__ = [
     "to_pcm16",
     "transcribe",
     "transcribe_many",
+    "transcribe_sync",
 ]

@@ -94,7 +94,7 @@ async def transcribe_many(
         worker starts its own embedded local server.
     checkpoint : str or os.PathLike, optional
         A JSON Lines file: each finished item is appended (and fsync'd) as one line with
-        ``key``, ``complete``, ``finals``, ``text``, ``duration`` and ``session_id``; items
+        ``key``, ``complete``, ``finals``, ``text``, ``duration``, ``session_id`` and ``gaps``; items
         whose key is already there are not transcribed again.  Failed items are not written,
         so a rerun retries them.
     cluster : dask.distributed.Client, optional

@@ -65,23 +65,24 @@ def record_of(key: str, transcript: Transcript) -> dict[str, Any]:
     """The checkpoint line of a finished item."""
     return {
         "key": key,
-        "complete": bool(getattr(transcript, "complete", True)),
+        "complete": bool(transcript.complete),
         "finals": transcript.records(),
         "text": transcript.text,
         "duration": round(transcript.duration, 3),
         "session_id": transcript.session_id,
+        "gaps": [list(gap) for gap in transcript.gaps],
     }
 
 
 def transcript_of(record: dict[str, Any]) -> Transcript:
     """A :class:`Transcript` rebuilt from a checkpoint line."""
-    transcript = Transcript(
+    return Transcript(
         finals=[dict(r) for r in record["finals"]],
         session_id=record.get("session_id"),
         duration=float(record.get("duration", 0.0)),
+        gaps=[(float(a), float(b)) for a, b in record.get("gaps", [])],
+        complete=bool(record["complete"]),
     )
-    transcript.complete = bool(record["complete"])  # type: ignore[attr-defined]  # a field once main has it
-    return transcript
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -28,11 +28,12 @@ from typing import Any
 from .checkpoint import record_of
 from .client import Client
 from .errors import MissingDependency, UsageError
+from .transcript import Transcript
 
 __all__ = ["WorkerSettings", "run_on_cluster", "transcribe_item"]
 
 _CLIENT_OPTIONS = ("connect_timeout", "reply_timeout", "drain_timeout", "connect_retries", "retry_backoff",
-                   "reconnect", "resume_buffer_seconds")
+                   "reconnect", "resume_buffer_seconds", "window_seconds")
 _servers: dict[tuple[tuple[str, Any], ...], Any] = {}  # one embedded server per worker process and settings
 _servers_lock = threading.Lock()
 
@@ -79,7 +80,11 @@ def _worker_threads() -> int:
 def transcribe_item(key: str, audio: Any, sr: float | None, settings: WorkerSettings) -> dict[str, Any]:
     """The Dask task: transcribe one item on this worker and return its checkpoint record."""
     client = Client(_worker_url(settings), settings.token, **settings.client_options)
-    coroutine = client.transcribe(audio, sr, **settings.transcribe_options)
+
+    async def transcribe() -> Transcript:
+        return await client.transcribe(audio, sr, **settings.transcribe_options)
+
+    coroutine = transcribe()
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # a worker thread, as Dask runs tasks: no loop here

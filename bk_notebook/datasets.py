@@ -64,7 +64,7 @@ def result_columns(results: list[Any]) -> dict[str, list[Any]]:
         ok = isinstance(result, Transcript)
         columns["text"].append(transcript.text if transcript is not None else None)
         columns["finals"].append(transcript.records() if transcript is not None else [])
-        columns["complete"].append(bool(getattr(result, "complete", True)) if ok else False)
+        columns["complete"].append(bool(result.complete) if ok else False)
         columns["error"].append(None if ok else f"{type(result).__name__}: {result}")
     return columns
 

@@ -84,7 +84,18 @@ class LiveDisplay:
             if self._widgets is not None and self.duration is None:
                 self.progress_bar.max = max(transcript.duration, 0.1)
                 self.progress_bar.value = self.progress_bar.max
-        if self._widgets is not None and error is not None:
-            self.partial_html.value = f"<span style='color:#b00020'>error: {html.escape(str(error))}</span>"
+        if error is not None:
+            message = "interrupted" if not isinstance(error, Exception) else f"error: {error}"
+            kept = getattr(error, "transcript", None)
+            count = len(kept) if kept is not None else len(self.records)
+            message += f" ({count} finals kept, incomplete)"
+        elif transcript is not None and not transcript.complete:
+            message = transcript.incomplete_reason
+        else:
+            message = ""
+        if self._widgets is not None and message:
+            self.partial_html.value = f"<span class='bk-incomplete' style='color:#b00020'>{html.escape(message)}</span>"
         if self._bar is not None:
             self._bar.close()
+            if message:
+                print(f"bk_notebook: {message}", file=sys.stderr)

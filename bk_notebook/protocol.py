@@ -197,6 +197,8 @@ class ClientProtocol(_Machine):
         self.session_id: str | None = None
         self._stream_prefix = ""
         self._ack = ""  # the last acknowledgement's exact text: most replies repeat it
+        self.answered = 0  # audioStream replies received (each answers one chunk on a per-chunk server)
+        self.acknowledged = 0  # of which empty 200 acknowledgements: only a per-chunk server sends those
 
     def connect(self) -> str:
         """Return the ``audioConn`` request (again after a refusal, to retry)."""
@@ -227,7 +229,9 @@ class ClientProtocol(_Machine):
     def receive(self, data: str | bytes) -> list[Event]:
         """Parse one reply and return the events it carries (zero or one)."""
         if data == self._ack and self.state in (State.STREAMING, State.STOPPING):
-            return []  # the same text as the last acknowledgement means the same: skip parsing it again
+            self.answered += 1  # the same text as the last acknowledgement means the same: skip parsing it
+            self.acknowledged += 1
+            return []
         try:
             return self._remember_ack(data, self._receive(_decode(data)))
         except ProtocolError:
@@ -249,10 +253,12 @@ class ClientProtocol(_Machine):
         if kind == AUDIO_STOP:
             self._to(State.CLOSED)
             return [Stopped()]
+        self.answered += 1
         if "final" in data:  # a reply with both: the final wins
             return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")))]
         if "partial" in data:
             return [Partial(str(data["partial"]))]
+        self.acknowledged += 1
         return []  # an acknowledgement
 
     def _remember_ack(self, data: str | bytes, events: list[Event]) -> list[Event]:

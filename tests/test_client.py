@@ -195,6 +195,7 @@ async def test_missing_audiostop_reply_returns_what_arrived_after_drain_timeout(
         client = bk.Client(url, drain_timeout=0.3)
         t = await client.transcribe(speech(1.5), 16000, speed=None)
     assert t.text == "first"
+    assert t.complete is False and "INCOMPLETE" in repr(t) and "incomplete" in t._repr_html_()
     assert "no audioStop reply" in caplog.text
 
 

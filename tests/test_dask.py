@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_checkpoint import comparable, lines, make_items
+from test_checkpoint import comparable, lines, make_items, wait_for
 
 import bk_notebook as bk
 from bk_notebook.server.engines import EnergyEngine
@@ -112,6 +114,42 @@ async def test_a_dead_worker_s_items_run_elsewhere_and_nothing_is_lost(dask_clie
     assert [t.text for t in results] == [f"sound {0.2 + 0.05 * i:.2f} s" for i in range(8)]
     assert sorted(r["key"] for r in lines(path)) == [f"clip-{i:02d}" for i in range(8)]
     dask_client.wait_for_workers(2, timeout=120)  # the nanny replaced it
+
+
+class HangLongEngine(EnergyEngine):
+    """The energy engine, but a session longer than 1.42 s stalls until the file ``release`` exists."""
+
+    def __init__(self, release: str) -> None:
+        super().__init__()
+        self.release = release
+
+    def reset(self) -> None:
+        super().reset()
+        self.fed = 0
+
+    def feed(self, pcm: bytes) -> list[Any]:
+        self.fed += len(pcm)
+        while self.fed > 1.42 * 32000 and not os.path.exists(self.release):
+            time.sleep(0.05)  # a stuck decoder, freed by the test at the end
+        return super().feed(pcm)
+
+
+async def test_interrupting_a_cluster_batch_keeps_what_finished(dask_client, tmp_path: Path) -> None:
+    release, path = tmp_path / "release", tmp_path / "c.jsonl"
+    batch = asyncio.ensure_future(bk.transcribe_many(
+        make_items(8), progress=False, cluster=dask_client, checkpoint=path, speed=None,
+        worker_server={"engine": "test_dask:HangLongEngine", "release": str(release)}))
+    try:
+        await asyncio.to_thread(wait_for, lambda: len(lines(path)) == 5 or batch.done(), "5 finished items")
+        assert not batch.done()  # items 5, 6 and 7 are stuck on the workers
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(batch, 60)
+        assert sorted(r["key"] for r in lines(path)) == [f"clip-{i:02d}" for i in range(5)]
+        await asyncio.to_thread(wait_for, lambda: not any(dask_client.processing().values()),
+                                "the cluster to drop the cancelled tasks")
+    finally:
+        release.touch()
 
 
 async def test_bad_cluster_arguments(dask_client) -> None:

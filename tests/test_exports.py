@@ -11,7 +11,7 @@ import bk_notebook as bk
 def test_all_is_complete_and_sorted() -> None:
     public = {name for name in vars(bk) if not name.startswith("_")}
     modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
-               "widgets", "cli", "display", "annotations", "stream", "resume", "handshake",
+               "widgets", "cli", "display", "annotations", "stream", "resume", "handshake", "window", "blocking",
                "checkpoint", "datasets", "scoring", "dask"}
     assert public - modules <= set(bk.__all__)
     assert bk.__all__ == sorted(bk.__all__)
