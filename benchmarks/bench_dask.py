@@ -67,6 +67,21 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+def _runqueue_seconds() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (Linux schedstat), summed.
+
+    On a machine shared with other work, this is the time the load took from the workers.
+    """
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile, or no schedstat on this kernel
+    return total / 1e9
+
+
 def _warm_worker() -> str:
     """Start this worker's embedded server and decoder before the clock starts."""
     from bk_notebook.dask import WorkerSettings, transcribe_item
@@ -86,15 +101,18 @@ def throughput(workers: int, items: list[dict[str, Any]]) -> dict[str, float]:
             Client(cluster) as client:
         client.run(_warm_worker)
         cpu0 = sum(client.run(_cpu_seconds).values())
+        wait0 = sum(client.run(_runqueue_seconds).values())
         t0 = time.perf_counter()
         results = asyncio.run(bk.transcribe_many(items, progress=False, cluster=client,
                                                  worker_server={"engine": "pocketsphinx"}, speed=None))
         wall = time.perf_counter() - t0
         cpu = sum(client.run(_cpu_seconds).values()) - cpu0
+        waited = sum(client.run(_runqueue_seconds).values()) - wait0
     assert len(results) == len(items) and all(isinstance(r, bk.Transcript) for r in results)
     return {"workers": workers, "audio_s": round(audio, 1), "wall_s": round(wall, 2),
             "audio_hours_per_wall_hour": round(audio / wall, 2), "worker_cpu_s": round(cpu, 2),
-            "audio_s_per_worker_cpu_s": round(audio / cpu, 2), "items": len(items)}
+            "audio_s_per_worker_cpu_s": round(audio / cpu, 2), "worker_runqueue_wait_s": round(waited, 2),
+            "items": len(items)}
 
 
 def checkpoint_cost(count: int) -> float:

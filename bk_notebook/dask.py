@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .blocking import run_blocking
 from .checkpoint import record_of
 from .client import Client
 from .errors import MissingDependency, UsageError
-from .transcript import Transcript
 
 __all__ = ["WorkerSettings", "run_on_cluster", "transcribe_item"]
 
@@ -80,18 +79,9 @@ def _worker_threads() -> int:
 def transcribe_item(key: str, audio: Any, sr: float | None, settings: WorkerSettings) -> dict[str, Any]:
     """The Dask task: transcribe one item on this worker and return its checkpoint record."""
     client = Client(_worker_url(settings), settings.token, **settings.client_options)
-
-    async def transcribe() -> Transcript:
-        return await client.transcribe(audio, sr, **settings.transcribe_options)
-
-    coroutine = transcribe()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # a worker thread, as Dask runs tasks: no loop here
-        transcript = asyncio.run(coroutine)
-    else:  # called on a running loop (e.g. Client.run): a private loop in a thread of its own
-        with ThreadPoolExecutor(1) as pool:
-            transcript = pool.submit(asyncio.run, coroutine).result()
+    # On a private loop in a thread of its own: Dask's task threads have no loop, but a caller
+    # such as Client.run may call this on a running one.
+    transcript = run_blocking(client.transcribe(audio, sr, **settings.transcribe_options))
     return record_of(key, transcript)
 
 
