@@ -48,6 +48,7 @@ from .errors import (
 from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
 from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State
 from .resume import ResumeBuffer
+from .speed import parse_speed
 from .transcript import Transcript
 from .window import SendWindow
 
@@ -99,10 +100,8 @@ class Stream:
         on_final: Callable[[dict[str, Any]], Any] | None,
         on_progress: Callable[[float], Any] | None = None,
     ) -> None:
-        if speed is not None:
-            _positive("speed", speed)
         self._client = client
-        self._speed = speed
+        self._speed = parse_speed(speed)  # a multiple of real time; None or "max": unpaced
         self._on_partial = on_partial
         self._on_final = on_final
         self._on_progress = on_progress
@@ -212,7 +211,8 @@ class Stream:
         refusal: ServerError | None = None
         for attempt in range(1, client.connect_retries + 1):
             if self._ws is None:
-                self._ws = await open_websocket(client, attempt)
+                # A local server restarting under a resumed session is worth its retries.
+                self._ws = await open_websocket(client, attempt, fail_fast_on_loopback=not resuming)
                 if self._ws is None:
                     continue
             event = await self._request_session()
@@ -389,7 +389,7 @@ class Stream:
     async def _wait_for_room(self) -> None:
         """Wait until the server has answered enough chunks, or give the window up on a stall."""
         window = self._window
-        while not window.may_send() and self._failure is None:
+        while not window.may_resume() and self._failure is None:
             self._room.clear()
             patience = window.wait_limit
             try:

@@ -70,6 +70,13 @@ class SendWindow:
         """Whether another chunk may go out now."""
         return self.mode is WindowMode.OFF or self.sent - self.answered < self.limit  # type: ignore[operator]
 
+    def may_resume(self) -> bool:
+        """Whether a sender waiting on a full window may go on: half of it answered.
+
+        A low-water mark, so that the sender wakes once per half window instead of once per answer.
+        """
+        return self.mode is WindowMode.OFF or self.sent - self.answered <= self.limit // 2  # type: ignore[operator]
+
     @property
     def wait_limit(self) -> float:
         """How long a full window waits for an answer before turning off."""

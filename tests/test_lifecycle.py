@@ -181,3 +181,15 @@ async def test_create_task_and_gather_take_the_awaitable(energy_server) -> None:
     task = asyncio.create_task(c.transcribe(bk.sample_path(), speed=None))
     both = await asyncio.gather(task, c.transcribe(bk.sample_path(), speed=None))
     assert [t.text for t in both][0] == both[1].text and all(t.complete for t in both)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "fast", True])
+async def test_speed_is_a_multiple_of_real_time_and_checked_before_any_traffic(bad: Any) -> None:
+    c = bk.Client("ws://127.0.0.1:9/v1/prod/stream", connect_retries=1)
+    with pytest.raises(bk.UsageError, match="multiple of real time"):
+        await c.transcribe(noise(0.5), 16000, speed=bad)
+
+
+async def test_speed_max_means_unpaced_as_on_the_command_line(energy_server) -> None:
+    t = await bk.Client(energy_server.url).transcribe(bk.sample_path(), speed="max")
+    assert t.complete and len(t) >= 2

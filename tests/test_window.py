@@ -18,7 +18,10 @@ def test_a_full_window_waits_for_answers() -> None:
         window.on_sent()
     assert not window.may_send() and window.in_flight == 3
     window.on_answers(2, 1)
-    assert window.may_send()
+    assert window.may_send() and not window.may_resume()  # a waiting sender waits for half the window
+    window.on_answers(3, 1)
+    assert window.may_resume()
+    window.on_sent()
     window.on_sent()
     assert not window.may_send()
 

@@ -5,7 +5,10 @@ Each websocket connection gets a :class:`~bk_notebook.protocol.ServerProtocol`
 session is open, an engine from a pool of ``workers``.  When every engine is
 busy, ``audioConn`` is refused with ``worker not available``, as the service's
 diagram shows, so running sessions keep their pace.  Engines are blocking code
-and run in worker threads; the event loop only moves messages.
+and run in worker threads; the event loop only moves messages.  How one
+connection reads, decodes and answers (one reply per ``audioStream`` chunk, a
+bounded queue of audio) is in :mod:`bk_notebook.server.session`; how workers are
+reserved and always given back, in :mod:`bk_notebook.server.pool`.
 """
 
 from __future__ import annotations
@@ -17,23 +20,16 @@ import logging
 import os
 import ssl
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from ..protocol import (
-    AUDIO_STREAM,
-    MAX_CHUNK_BYTES,
-    AudioRequest,
-    BadRequest,
-    ConnRequest,
-    Final,
-    ServerProtocol,
-    StopRequest,
-)
+from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
 from .engines import Engine, engine_factory
+from .pool import EnginePool
+from .session import Connection, ConnectionSettings
 
 __all__ = ["PATH", "BkServer", "ServerConfig"]
 
@@ -55,58 +51,18 @@ class ServerConfig:
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed to connect (``Origin`` header); none by default
+    # Audio a connection may have queued, read but not yet decoded; beyond it the server stops
+    # reading that connection until the engine catches up (TCP backpressure slows the client).
+    max_queued_seconds: float = 60.0
+    # Continuous sound longer than this is cut into utterances (pocketsphinx and energy engines):
+    # noise or a talk without pauses cannot grow one utterance, and its final decode, without bound.
+    max_utterance_seconds: float = 20.0
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
         raw = os.environ.get("BK_SERVER_TOKENS", "")
         return tuple(t for t in raw.replace(",", " ").split() if t)
-
-
-class _EnginePool:
-    """At most ``size`` engines in use; idle ones are kept and reused."""
-
-    def __init__(self, make: Callable[[], Engine], size: int) -> None:
-        self._make = make
-        self._size = size
-        self._busy = 0
-        self._idle: list[Engine] = []
-
-    def try_reserve(self) -> bool:
-        if self._busy >= self._size:
-            return False
-        self._busy += 1
-        return True
-
-    def take(self) -> Engine:
-        """Called in a worker thread after ``try_reserve`` succeeded."""
-        return self._idle.pop() if self._idle else self._make()
-
-    def give_back(self, engine: Engine | None) -> None:
-        self._busy -= 1
-        if engine is not None:
-            self._idle.append(engine)
-
-    @property
-    def busy(self) -> int:
-        return self._busy
-
-    def close(self) -> None:
-        for engine in self._idle:
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
-        self._idle.clear()
-
-
-class _Session:
-    """Bookkeeping of one open session on one connection."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.engine: Engine | None = None
-        self.samples = 0
-        self.finals = 0
-        self.last_end = 0.0
 
 
 class BkServer:
@@ -115,17 +71,26 @@ class BkServer:
     def __init__(self, config: ServerConfig) -> None:
         if config.workers < 1:
             raise ValueError("workers must be at least 1")
+        if config.max_queued_seconds <= 0:
+            raise ValueError("max_queued_seconds must be positive")
         self.config = config
         self._tokens = tuple(config.tokens)
-        make = engine_factory(config.engine, **config.engine_options)  # checks the name now, in this process
+        origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
+        self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
+        self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
+        options = dict(config.engine_options)
+        if config.engine in ("pocketsphinx", "energy"):
+            options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
+        make = engine_factory(config.engine, **options)  # checks the name now, in this process
         if config.processes:
             from .processes import ProcessEngine
 
             def make() -> Engine:
-                return ProcessEngine(config.engine, config.engine_options)
+                return ProcessEngine(config.engine, options)
 
-        self._pool = _EnginePool(make, config.workers)
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
+        self._pool = EnginePool(make, config.workers, self._executor)
+        self._settings = ConnectionSettings(config.idle_timeout, config.max_queued_seconds)
         self._server: Any = None
         self.port: int | None = None
 
@@ -180,6 +145,16 @@ class BkServer:
         parts = urllib.parse.urlsplit(request.path)
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
+        # A browser names the page that opened the socket; any web page could otherwise use this server.
+        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        origins = request.headers.get_all("Origin")
+        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        if refused:
+            if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
+                self._refused_origins.add(refused[0])
+                logger.warning("refused handshakes from origin %s (allow it with --allow-origin)",
+                               ascii(refused[0][:100]))
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)\n")
         if not self._tokens:
             return None
         given = dict(urllib.parse.parse_qsl(parts.query)).get("token", "")
@@ -189,104 +164,23 @@ class BkServer:
 
     # ------------------------------------------------------------- connection
     async def _handle(self, ws: Any) -> None:
-        protocol = ServerProtocol()
-        session: _Session | None = None
-        try:
-            while True:
-                try:
-                    message = await asyncio.wait_for(ws.recv(), self.config.idle_timeout)
-                except asyncio.TimeoutError:
-                    await ws.send(protocol.error(AUDIO_STREAM, f"closed: idle for {self.config.idle_timeout:g} s"))
-                    await ws.close(1000, "idle timeout")
-                    return
-                request = protocol.receive(message)
-                if isinstance(request, ConnRequest):
-                    session = await self._open_session(ws, protocol)
-                elif isinstance(request, BadRequest):
-                    await ws.send(protocol.error(request.stage, request.message))
-                elif isinstance(request, AudioRequest):
-                    assert session is not None
-                    await self._feed(ws, session, request.audio)
-                elif isinstance(request, StopRequest):
-                    assert session is not None
-                    await self._stop_session(ws, protocol, session)
-                    session = None
-        except Exception as exc:  # noqa: BLE001 - a connection's failure must not touch others
-            from websockets.exceptions import ConnectionClosed
+        await Connection(ws, self._pool, self._settings).run()
 
-            if not isinstance(exc, ConnectionClosed):
-                logger.exception("connection failed")
-        finally:
-            if session is not None:
-                self._log_session(session, "connection closed before audioStop")
-                await self._release(session)
 
-    async def _open_session(self, ws: Any, protocol: ServerProtocol) -> _Session | None:
-        if not self._pool.try_reserve():
-            await ws.send(protocol.refuse("worker not available"))
-            return None
-        session = _Session("")
-        try:
-            session.engine = await self._run(self._pool.take)
-        except Exception:
-            self._pool.give_back(None)
-            logger.exception("engine failed to start")
-            await ws.send(protocol.refuse("engine failed to start; see the server log"))
-            return None
-        await ws.send(protocol.accept())
-        session.session_id = protocol.session_id or ""
-        return session
+def _origin_key(origin: str) -> str:
+    """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
+    return origin.strip().rstrip("/").lower()
 
-    async def _feed(self, ws: Any, session: _Session, audio: bytes) -> None:
-        assert session.engine is not None
-        session.samples += len(audio) // 2
-        await self._reply(ws, session, await self._run(session.engine.feed, audio))
 
-    async def _stop_session(self, ws: Any, protocol: ServerProtocol, session: _Session) -> None:
-        assert session.engine is not None
-        await self._reply(ws, session, await self._run(session.engine.flush))
-        await ws.send(protocol.stopped())
-        self._log_session(session, "stopped")
-        await self._release(session)
+def check_origin(origin: str) -> str:
+    """Return ``origin`` if it is a browser origin (``scheme://host[:port]`` or ``null``), else raise UsageError."""
+    from ..errors import UsageError
 
-    async def _reply(self, ws: Any, session: _Session, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, Final):
-                # An engine that does not know its times gets them estimated from the audio.
-                end = event.end if event.end is not None else session.samples / 16_000
-                start = event.start if event.start is not None else min(session.last_end, end)
-                session.finals += 1
-                session.last_end = end
-                await ws.send(ServerProtocol.final(event.text, start, end))
-            else:
-                await ws.send(ServerProtocol.partial(event.text))
-
-    async def _release(self, session: _Session) -> None:
-        engine, session.engine = session.engine, None
-        if engine is None:
-            return
-        try:
-            await self._run(engine.reset)
-        except Exception:  # noqa: BLE001 - a broken engine is dropped, not reused
-            logger.exception("engine reset failed; dropping it")
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
-            engine = None
-        self._pool.give_back(engine)
-
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    @staticmethod
-    def _log_session(session: _Session, how: str) -> None:
-        logger.info(
-            "session %s: %.1f s of audio, %d finals, %s",
-            session.session_id,
-            session.samples / 16_000,
-            session.finals,
-            how,
-        )
+    parts = urllib.parse.urlsplit(origin.strip())
+    if origin.strip() == "null" or (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                     and not parts.query and not parts.fragment):
+        return origin
+    raise UsageError(f"not an origin: {origin!r}; write it as a browser sends it, e.g. http://localhost:8888")
 
 
 def _token_ok(given: str, tokens: Iterable[str]) -> bool:

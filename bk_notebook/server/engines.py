@@ -11,6 +11,8 @@ blocking code: the server calls them from worker threads, never on its loop.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Protocol, Union
 
@@ -42,16 +44,27 @@ class EnergyEngine:
     """Deterministic, dependency-free: one final per stretch of sound between silences.
 
     A 10 ms frame is sound when its level is above ``threshold_db`` dBFS; a
-    stretch ends after ``silence`` seconds without sound.  Texts describe the
-    stretch: partial ``"sound 0.40 s"`` while it grows, final ``"sound 1.20 s"``.
+    stretch ends after ``silence`` seconds without sound, or after
+    ``max_utterance_seconds`` of sound (the next frame of sound starts a new
+    stretch).  Texts describe the stretch: partial ``"sound 0.40 s"`` while it
+    grows, final ``"sound 1.20 s"``.
     """
 
     FRAME = 160  # samples: 10 ms
 
-    def __init__(self, threshold_db: float = -40.0, silence: float = 0.3, min_sound: float = 0.05) -> None:
+    def __init__(
+        self,
+        threshold_db: float = -40.0,
+        silence: float = 0.3,
+        min_sound: float = 0.05,
+        max_utterance_seconds: float = 20.0,
+    ) -> None:
+        if max_utterance_seconds <= 0:
+            raise UsageError("max_utterance_seconds must be positive")
         self.threshold = 32768.0 * 10 ** (threshold_db / 20)
         self.silence_frames = max(1, round(silence * 100))
         self.min_frames = max(1, round(min_sound * 100))
+        self.max_frames = max(self.min_frames, round(max_utterance_seconds * 100))
         self.reset()
 
     def reset(self) -> None:
@@ -73,6 +86,8 @@ class EnergyEngine:
                 if self._start is None:
                     self._start = self._frame
                 self._last_sound = self._frame
+                if self._frame + 1 - self._start >= self.max_frames:
+                    events.extend(self._close())  # forced endpoint: a stretch never grows without bound
             elif self._start is not None and self._frame - self._last_sound >= self.silence_frames:
                 events.extend(self._close())
             self._frame += 1
@@ -87,7 +102,7 @@ class EnergyEngine:
         assert self._start is not None
         start, end = self._start, self._last_sound + 1
         self._start, self._reported = None, 0
-        if end - start < self.min_frames:
+        if end - start < self.min_frames:  # no partial was shown for it either
             return []
         return [Final(f"sound {(end - start) / 100:.2f} s", start / 100, end / 100)]
 
@@ -105,18 +120,28 @@ class PocketSphinxEngine:
     grammar : str, optional
         A JSGF grammar restricting what can be recognised (near-exact text for
         known sentences, as in teaching material); default: the open language model.
+    max_utterance_seconds : float
+        Force an endpoint after this much continuous sound (default 20 s).  Noise
+        or speech without pauses otherwise makes one endless utterance whose
+        final decode grows with it (and holds the GIL while it runs).
     **config
         Passed to ``pocketsphinx.Decoder`` (e.g. ``hmm=``, ``lm=``, ``dict=``).
+        ``loglevel`` defaults to ``"ERROR"``: PocketSphinx warns once per frame
+        on long noisy utterances (hundreds of MB of stderr), errors still show.
     """
 
-    def __init__(self, grammar: str | None = None, **config: object) -> None:
+    def __init__(self, grammar: str | None = None, max_utterance_seconds: float = 20.0, **config: object) -> None:
         try:
             from pocketsphinx import Decoder
         except ImportError as exc:
             raise MissingDependency(
                 "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
             ) from exc
+        if max_utterance_seconds <= 0:
+            raise UsageError("max_utterance_seconds must be positive")
+        self.max_utterance_seconds = float(max_utterance_seconds)
         config.setdefault("dither", False)  # dither draws random numbers: results would vary run to run
+        config.setdefault("loglevel", "ERROR")
         self._decoder = Decoder(samprate=SAMPLE_RATE, **config)
         if grammar:
             self._decoder.add_jsgf_string("bk_grammar", grammar)
@@ -136,29 +161,45 @@ class PocketSphinxEngine:
         self._carry = b""
         self._in_utt = False
         self._last_partial: str | None = None
+        self._position = 0.0  # session time (s) of the end of the speech decoded so far
+        self._region_start = 0.0  # where the endpointer's current stretch of speech began
+        self._utt_start = 0.0  # where the current utterance began (a forced cut starts one mid-stretch)
+        self._utt_cmn = self._initial_cmn
 
     def feed(self, pcm: bytes) -> list[EngineEvent]:
         ep = self._endpointer
         data = self._carry + pcm
         size = ep.frame_bytes  # 960 bytes: does not divide 3200, hence the carry
-        whole = len(data) - len(data) % size
+        # Keep at least one byte back: flush() then always has a non-empty last frame for
+        # end_stream(), which raises IndexError on an empty one and drops the buffered speech.
+        whole = (len(data) - 1) // size * size if data else 0
         events: list[EngineEvent] = []
         for offset in range(0, whole, size):
             was_in_speech = ep.in_speech
             speech = ep.process(data[offset : offset + size])
             if speech is not None:
-                events.extend(self._decode(speech, starting=not was_in_speech))
+                if not was_in_speech:
+                    self._position = self._region_start = float(ep.speech_start)
+                events.extend(self._decode(speech))
             if self._in_utt and not ep.in_speech:
                 events.extend(self._end_utterance())
+            elif self._in_utt and self._position - self._utt_start >= self.max_utterance_seconds:
+                events.extend(self._end_utterance(forced=True))
         self._carry = data[whole:]
         return events
 
-    def _decode(self, speech: bytes, *, starting: bool) -> list[EngineEvent]:
-        if starting or not self._in_utt:
+    def _decode(self, speech: bytes) -> list[EngineEvent]:
+        if not speech:
+            return []
+        if not self._in_utt:
+            if self._position == self._region_start:  # a new stretch of speech, not a forced cut in one
+                self._utt_cmn = self._decoder.get_cmn()
             self._decoder.start_utt()
             self._in_utt = True
             self._last_partial = None
+            self._utt_start = self._position
         self._decoder.process_raw(speech, full_utt=False)
+        self._position += len(speech) / (2 * SAMPLE_RATE)
         hyp = self._decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         if text and text != self._last_partial:
@@ -166,23 +207,27 @@ class PocketSphinxEngine:
             return [Partial(text)]
         return []
 
-    def _end_utterance(self) -> list[EngineEvent]:
+    def _end_utterance(self, *, forced: bool = False) -> list[EngineEvent]:
         self._decoder.end_utt()  # second pass: the final may differ from the last partial
         self._in_utt = False
+        if forced:
+            # Live CMN has adapted to the whole endless stretch (noise, typically); decoding the
+            # next piece from that estimate costs ~10x more CPU and finds nothing, so restore
+            # the estimate from before the stretch.
+            self._decoder.set_cmn(self._utt_cmn)
         hyp = self._decoder.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        start, end = self._endpointer.speech_start, self._endpointer.speech_end
+        # A very short utterance (a stop just after speech began) can lose its words in the
+        # second pass; the user already saw the partial, so it becomes the final.
+        text = (hyp.hypstr if hyp is not None else "") or self._last_partial or ""
+        self._last_partial = None
         if not text:
             return []
-        return [Final(text, float(start), float(max(end, start)))]
+        return [Final(text, self._utt_start, self._position)]  # _position > _utt_start: speech was decoded
 
     def flush(self) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        # end_stream() indexes into its argument: an empty stream (audioStop with no audio) must skip it.
-        rest = self._endpointer.end_stream(self._carry) if self._carry else None
-        self._carry = b""
-        if rest is not None:
-            events.extend(self._decode(rest, starting=not self._in_utt))
+        if self._carry and self._endpointer.in_speech:  # end_stream() is for the end of a speech region only
+            events.extend(self._decode(self._endpointer.end_stream(self._carry) or b""))
         if self._in_utt:
             events.extend(self._end_utterance())
         self.reset()
@@ -194,6 +239,9 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
 
     ``name`` is ``"pocketsphinx"``, ``"energy"``, or ``"module:Class"`` naming a
     user's class with ``reset``/``feed``/``flush`` (for instance a Vosk wrapper).
+    The module is imported with the current directory on ``sys.path`` (appended,
+    as uvicorn does for ``module:app``), so ``bk-notebook serve --engine
+    my_engines:MyEngine`` finds ``./my_engines.py``.
     """
     if name == "pocketsphinx":
         try:
@@ -208,6 +256,8 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
     module_name, _, class_name = name.partition(":")
     if not module_name or not class_name:
         raise UsageError(f"unknown engine {name!r}: use 'pocketsphinx', 'energy' or 'module:Class'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

@@ -99,6 +99,7 @@ def local_server(
     certfile: str | None = None,
     keyfile: str | None = None,
     processes: bool = False,
+    allow_origins: tuple[str, ...] = (),
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -115,6 +116,9 @@ def local_server(
     processes : bool
         Run each engine in its own worker process, so that sessions decode on
         every core (PocketSphinx holds the GIL while it decodes).
+    allow_origins : tuple of str
+        Browser origins (``http://localhost:8888``) allowed to connect; a
+        handshake from any other ``Origin`` is refused with HTTP 403.
     certfile, keyfile : str, optional
         A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
@@ -128,6 +132,6 @@ def local_server(
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
-        processes=processes,
+        processes=processes, allow_origins=tuple(allow_origins),
     )
     return LocalServer(config)

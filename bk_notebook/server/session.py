@@ -1,0 +1,347 @@
+"""One connection of the local server: a reader that keeps reading, a decoder that answers.
+
+Theory of operation
+-------------------
+Each websocket connection runs two tasks joined by an :class:`Inbox`:
+
+* the **reader** only receives messages and puts them in the inbox, so the
+  socket keeps being read (keepalive pings are answered, a close is seen)
+  while the engine lags behind.  The inbox is bounded by the size of the
+  queued messages (``max_queued_seconds`` of audio); when it is full the
+  reader waits for space, and the client is slowed by TCP backpressure, never
+  disconnected;
+* the **decoder** takes messages in order, parses them with the
+  :class:`~bk_notebook.protocol.ServerProtocol`, runs the engine in a worker
+  thread and is the only task that sends, so replies keep request order.
+
+Every ``audioStream`` request gets exactly one reply, sent once its chunk is
+decoded (:class:`ChunkAnswers`): the chunk's final, else the newest partial if
+its text changed, else an empty acknowledgement.  Clients use these answers
+for flow control (how much audio is sent but not yet decoded).  The session's
+worker is held by a :class:`~bk_notebook.server.pool.Lease` that the
+connection releases in one ``finally``, whatever ended it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol import (
+    AUDIO_STREAM,
+    AudioRequest,
+    BadRequest,
+    ConnRequest,
+    Final,
+    Partial,
+    ServerProtocol,
+    StopRequest,
+)
+from .pool import EnginePool, Lease
+
+__all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox"]
+
+logger = logging.getLogger("bk_notebook.server")
+
+SAMPLE_RATE = 16_000
+# What a queued message costs in the inbox beyond its length: tiny messages are not free.
+MESSAGE_OVERHEAD = 256
+
+
+class ChunkAnswers:
+    """Exactly one reply per ``audioStream`` chunk, in order (sans-I/O).
+
+    A chunk's reply carries, by priority: a final (the oldest one not yet sent:
+    when one chunk ends two utterances, the second final rides on the next
+    chunk's reply), else the newest partial of the utterance under way if its
+    text differs from the last one sent, else an acknowledgement.  Partials
+    that a final overtook are dropped.  :meth:`stop` returns the finals still
+    held plus those of the engine's flush, one message each.
+    """
+
+    def __init__(self) -> None:
+        self.samples = 0  # audio decoded so far, for engines that do not time their finals
+        self.finals = 0
+        self._last_end = 0.0
+        self._held: deque[str] = deque()
+        self._partial: str | None = None  # newest partial of the utterance under way
+        self._shown: str | None = None  # the partial last sent
+
+    def chunk(self, samples: int, events: Sequence[Partial | Final]) -> str:
+        """The one reply to a chunk of ``samples`` samples whose decoding gave ``events``."""
+        self.samples += samples
+        self._take(events)
+        if self._held:
+            return self._held.popleft()
+        if self._partial is not None and self._partial != self._shown:
+            self._shown = self._partial
+            return ServerProtocol.partial(self._partial)
+        return ServerProtocol.acknowledge()
+
+    def stop(self, events: Sequence[Partial | Final]) -> list[str]:
+        """The finals to send before the ``audioStop`` reply."""
+        self._take(events)
+        held, self._held = list(self._held), deque()
+        self._partial = self._shown = None
+        return held
+
+    def _take(self, events: Sequence[Partial | Final]) -> None:
+        for event in events:
+            if isinstance(event, Final):
+                # An engine that does not know its times gets them estimated from the audio.
+                end = event.end if event.end is not None else self.samples / SAMPLE_RATE
+                start = event.start if event.start is not None else min(self._last_end, end)
+                self.finals += 1
+                self._last_end = end
+                self._held.append(ServerProtocol.final(event.text, start, end))
+                self._partial = self._shown = None
+            else:
+                self._partial = event.text
+
+
+class Inbox:
+    """Messages read but not yet handled, bounded by their total size (one reader, one decoder)."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[tuple[Any, int]] = deque()
+        self._size = 0
+        self._limit = limit
+        self._not_empty = asyncio.Event()
+        self._space = asyncio.Event()
+        self.closed = False
+
+    async def put(self, item: Any, size: int) -> bool:
+        """Queue ``item``, waiting while the inbox is full; False once the inbox is closed."""
+        while not self.closed and self._items and self._size + size > self._limit:
+            self._space.clear()
+            await self._space.wait()
+        if self.closed:
+            return False
+        self._items.append((item, size))
+        self._size += size
+        self._not_empty.set()
+        return True
+
+    def put_last(self, item: Any) -> None:
+        """Queue a marker that ends the stream of messages (never waits)."""
+        self._items.append((item, 0))
+        self._not_empty.set()
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        item, size = self._items.popleft()
+        self._size -= size
+        self._space.set()
+        return item
+
+    def close(self) -> None:
+        """The decoder is gone: wake and refuse the reader."""
+        self.closed = True
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a connection needs of the server's configuration."""
+
+    idle_timeout: float
+    max_queued_seconds: float
+
+    @property
+    def inbox_limit(self) -> int:
+        """``max_queued_seconds`` of 16 kHz int16 audio, as base64 text."""
+        return int(self.max_queued_seconds * SAMPLE_RATE * 2 * 4 / 3)
+
+
+class _EngineFailed(Exception):
+    """The engine raised: the client was told (status 500) and the connection is closing."""
+
+
+class _Closed:
+    """Inbox marker: the client closed the connection."""
+
+
+class _Idle:
+    """Inbox marker: nothing arrived for ``idle_timeout`` and nothing was left to do."""
+
+
+class Connection:
+    """One websocket connection; :meth:`run` returns when it is over, its worker released."""
+
+    def __init__(self, ws: Any, pool: EnginePool, settings: ConnectionSettings) -> None:
+        self._ws = ws
+        self._pool = pool
+        self._settings = settings
+        self._protocol = ServerProtocol()
+        self._inbox = Inbox(settings.inbox_limit)
+        self._lease: Lease | None = None
+        self._answers = ChunkAnswers()
+        self._session_id = ""
+        self._working = False  # the decoder is handling a message
+        self._gone = False  # the client closed: nothing more can be sent
+
+    async def run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        decoder = asyncio.create_task(self._decode_all())
+        try:
+            await self._read_all()
+            await decoder  # handles what was read before the close, without the engine
+        except ConnectionClosed:
+            pass
+        except Exception:  # noqa: BLE001 - a connection's failure must not touch others
+            logger.exception("connection failed")
+        finally:
+            decoder.cancel()
+            self._release()  # the one place a session's worker goes back, however the connection ended
+
+    # ------------------------------------------------------------------ reader
+    async def _read_all(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            try:
+                message = await asyncio.wait_for(self._ws.recv(), self._settings.idle_timeout)
+            except asyncio.TimeoutError:
+                if len(self._inbox) or self._working:
+                    continue  # the client waits for replies to what it sent: that is not idleness
+                self._inbox.put_last(_Idle())
+                return
+            except ConnectionClosed:
+                self._gone = True
+                self._inbox.put_last(_Closed())
+                return
+            if not await self._inbox.put(message, len(message) + MESSAGE_OVERHEAD):
+                return  # the decoder ended the connection
+
+    # ----------------------------------------------------------------- decoder
+    async def _decode_all(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                item = await self._inbox.get()
+                if isinstance(item, _Closed):
+                    self._end_session("connection closed before audioStop")
+                    return
+                if isinstance(item, _Idle):
+                    await self._close_idle()
+                    return
+                self._working = True
+                try:
+                    await self._handle(item)
+                except ConnectionClosed:
+                    continue  # the client left: what it sent before is handled without the engine
+                except _EngineFailed:
+                    return
+                finally:
+                    self._working = False
+        finally:
+            self._inbox.close()
+
+    async def _handle(self, message: str | bytes) -> None:
+        request = self._protocol.receive(message)
+        if isinstance(request, AudioRequest):
+            await self._chunk(request.audio)
+        elif isinstance(request, StopRequest):
+            await self._stop()
+        elif isinstance(request, ConnRequest):
+            await self._open()
+        elif isinstance(request, BadRequest):
+            await self._send(self._protocol.error(request.stage, request.message))
+
+    async def _open(self) -> None:
+        lease = self._pool.try_lease()
+        if lease is None:
+            await self._send(self._protocol.refuse("worker not available"))
+            return
+        self._lease = lease  # from here on, the connection's finally gives it back
+        try:
+            await lease.start()
+        except Exception:  # noqa: BLE001 - reported to the client, logged here
+            logger.exception("engine failed to start")
+            self._release()
+            await self._send(self._protocol.refuse("engine failed to start; see the server log"))
+            return
+        self._answers = ChunkAnswers()
+        await self._send(self._protocol.accept())
+        self._session_id = self._protocol.session_id or ""
+
+    async def _chunk(self, audio: bytes) -> None:
+        if self._gone:  # nobody will read the reply: do not spend the engine on it
+            self._answers.samples += len(audio) // 2
+            return
+        events = await self._engine("feed", audio)
+        await self._send(self._answers.chunk(len(audio) // 2, events))
+
+    async def _stop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        if self._gone:
+            self._end_session("client sent audioStop and closed before the reply")
+            return
+        try:
+            for final in self._answers.stop(await self._engine("flush")):
+                await self._send(final)
+            await self._send(self._protocol.stopped())
+        except ConnectionClosed:
+            self._end_session("client sent audioStop and closed before the reply")
+            raise
+        self._end_session("stopped")
+
+    async def _engine(self, method: str, *args: Any) -> list[Partial | Final]:
+        from websockets.exceptions import ConnectionClosed
+
+        assert self._lease is not None
+        try:
+            return await self._lease.call(method, *args)  # type: ignore[no-any-return]
+        except Exception:
+            logger.exception("session %s: engine %s failed", self._session_id, method)
+            self._release(reuse=False)
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(ServerProtocol.error(AUDIO_STREAM, "the engine failed; see the server log", 500))
+                await self._ws.close(1011, "engine failed")
+            raise _EngineFailed from None
+
+    async def _close_idle(self) -> None:
+        idle = self._settings.idle_timeout
+        await self._send(self._protocol.error(AUDIO_STREAM, f"closed: idle for {idle:g} s"))
+        await self._ws.close(1000, "idle timeout")
+        self._end_session(f"closed after {idle:g} s idle")
+
+    async def _send(self, text: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed:
+            self._gone = True
+            raise
+
+    # ----------------------------------------------------------------- session
+    def _end_session(self, how: str) -> None:
+        if self._lease is None:
+            return
+        logger.info(
+            "session %s: %.1f s of audio, %d finals, %s",
+            self._session_id,
+            self._answers.samples / SAMPLE_RATE,
+            self._answers.finals,
+            how,
+        )
+        self._release()
+
+    def _release(self, *, reuse: bool = True) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release(reuse=reuse)
