@@ -268,6 +268,10 @@ def test_cli_recursive_out_resume(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--out", str(out),
            "--local", "--engine", "energy", "--speed", "max", "--format", "jsonl"]
+    for flat in ([c for c in cmd if c != "--recursive"], cmd[:5] + ["--local", "--engine", "energy"]):
+        refused = subprocess.run(flat, capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 2 and "--recursive" in refused.stderr, refused.stderr
+    assert not out.exists()
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
     keys = sorted(r["key"] for r in lines(out))

@@ -153,6 +153,15 @@ async def test_interrupting_a_cluster_batch_keeps_what_finished(dask_client, tmp
         release.touch()
 
 
+def test_the_token_travels_to_workers_but_is_never_shown() -> None:
+    from bk_notebook.dask import _settings
+
+    settings = _settings(bk.Client("ws://127.0.0.1:9/v1/prod/stream", token="s3cret-t0ken"), None, {"speed": None})
+    assert settings.token == "s3cret-t0ken" and settings.url == "ws://127.0.0.1:9/v1/prod/stream"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+    assert settings.client_options["connect_retries"] == 5 and settings.transcribe_options == {"speed": None}
+
+
 async def test_bad_cluster_arguments(dask_client) -> None:
     with pytest.raises(bk.UsageError, match="dask.distributed.Client"):
         await bk.transcribe_many(make_items(1), progress=False, cluster=object())
