@@ -121,8 +121,14 @@ async def transcribe_many(
         raise UsageError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
     source = as_items(items, column=column, sr_column=sr_column, id_column=id_column, pattern=pattern)
     pending = [_split_item(item) for item in source.items]  # malformed items fail before any traffic
-    if cluster is not None and any(kwargs.get(name) for name in _CALLBACKS):
-        raise UsageError(f"{', '.join(_CALLBACKS)} run in the caller's kernel: not available with cluster=")
+    if cluster is not None:
+        if any(kwargs.get(name) for name in _CALLBACKS):
+            raise UsageError(f"{', '.join(_CALLBACKS)} run in the caller's kernel: not available with cluster=")
+        from .dask import check_cluster
+
+        check_cluster(cluster, client, worker_server, kwargs)
+    elif worker_server is not None:
+        raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
     keyed = checkpoint is not None or cluster is not None
     keys = [item_key(item) for item in source.items] if keyed else [str(i) for i in range(len(pending))]
     store = Checkpoint(checkpoint) if checkpoint is not None else None

@@ -29,7 +29,7 @@ from .checkpoint import record_of
 from .client import Client
 from .errors import MissingDependency, UsageError
 
-__all__ = ["WorkerSettings", "run_on_cluster", "transcribe_item"]
+__all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
 
 _CLIENT_OPTIONS = ("connect_timeout", "reply_timeout", "drain_timeout", "connect_retries", "retry_backoff",
                    "reconnect", "resume_buffer_seconds", "window_seconds")
@@ -112,6 +112,22 @@ def _outcome(future: Any) -> Any:
         return RuntimeError(f"the task was cancelled on the cluster: {exc!r}")
 
 
+def check_cluster(
+    cluster: Any, client: Client | None, worker_server: dict[str, Any] | None, kwargs: dict[str, Any]
+) -> WorkerSettings:
+    """Check the cluster and the settings before anything is written or sent; return the workers' settings."""
+    try:
+        from distributed import Client as DaskClient
+    except ImportError as exc:
+        raise MissingDependency("cluster= needs Dask: pip install 'bk-notebook[dask]'") from exc
+    if not isinstance(cluster, DaskClient):
+        raise UsageError(f"cluster must be a dask.distributed.Client, e.g. Client(LocalCluster()); "
+                         f"got {type(cluster).__name__}")
+    if getattr(cluster, "asynchronous", False):
+        raise UsageError("cluster must be a synchronous dask.distributed.Client (asynchronous=False)")
+    return _settings(client, worker_server, kwargs)
+
+
 async def run_on_cluster(
     cluster: Any,
     work: list[tuple[str, Any, float | None]],
@@ -141,16 +157,7 @@ async def run_on_cluster(
     **kwargs
         Passed to :meth:`Client.transcribe` on the workers (``speed``, ...).
     """
-    try:
-        from distributed import Client as DaskClient
-    except ImportError as exc:
-        raise MissingDependency("cluster= needs Dask: pip install 'bk-notebook[dask]'") from exc
-    if not isinstance(cluster, DaskClient):
-        raise UsageError(f"cluster must be a dask.distributed.Client, e.g. Client(LocalCluster()); "
-                         f"got {type(cluster).__name__}")
-    if getattr(cluster, "asynchronous", False):
-        raise UsageError("cluster must be a synchronous dask.distributed.Client (asynchronous=False)")
-    settings = _settings(client, worker_server, kwargs)
+    settings = check_cluster(cluster, client, worker_server, kwargs)
     if not work:
         return
     loop = asyncio.get_running_loop()

@@ -162,9 +162,15 @@ def test_the_token_travels_to_workers_but_is_never_shown() -> None:
     assert settings.client_options["connect_retries"] == 5 and settings.transcribe_options == {"speed": None}
 
 
-async def test_bad_cluster_arguments(dask_client) -> None:
+async def test_bad_cluster_arguments(dask_client, tmp_path: Path) -> None:
     with pytest.raises(bk.UsageError, match="dask.distributed.Client"):
-        await bk.transcribe_many(make_items(1), progress=False, cluster=object())
+        await bk.transcribe_many(make_items(1), progress=False, cluster=object(), checkpoint=tmp_path / "c.jsonl")
+    assert not (tmp_path / "c.jsonl").exists()  # refused before anything was written
+    with pytest.raises(bk.UsageError, match="with cluster= only"):
+        await bk.transcribe_many(make_items(1), progress=False, worker_server={"engine": "energy"})
+    with pytest.raises(bk.UsageError, match="applies when no client"):
+        await bk.transcribe_many(make_items(1), progress=False, cluster=dask_client,
+                                 client=bk.Client("ws://127.0.0.1:9/x"), worker_server={"engine": "energy"})
     with pytest.raises(bk.UsageError, match="not available with cluster"):
         await bk.transcribe_many(make_items(1), progress=False, cluster=dask_client, on_final=print)
     with pytest.raises(bk.UsageError, match="processes=True"):
