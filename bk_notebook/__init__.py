@@ -14,6 +14,7 @@ from .errors import (
     BkError,
     ConnectError,
     ConnectionLost,
+    DeviceError,
     MissingDependency,
     ProtocolError,
     ServiceError,
@@ -23,6 +24,7 @@ from .errors import (
 )
 from .scoring import evaluate
 from .server.local import LocalServer, local_server
+from .soundcard import SoundCard
 from .transcript import Transcript
 
 __version__ = "0.1.0"
@@ -35,10 +37,12 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "DeviceError",
     "LocalServer",
     "MissingDependency",
     "ProtocolError",
     "ServiceError",
+    "SoundCard",
     "Stream",
     "StreamTimeout",
     "Transcript",

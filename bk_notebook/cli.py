@@ -1,4 +1,4 @@
-"""``bk-notebook``: serve, transcribe, demo and token from the command line.
+"""``bk-notebook``: serve, transcribe, listen, demo and token from the command line.
 
 Exit codes: 0 success, 2 usage error, 1 any other failure; each failure is one
 line on stderr.  Results go to stdout, progress and partials to stderr.
@@ -22,6 +22,7 @@ from .errors import BkError
 from .redact import RedactingFilter
 
 FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
+LISTEN_FORMATS = ("table", "jsonl", "srt")
 _REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
 
 
@@ -107,6 +108,26 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
+
+    listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
+    given = listen.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="after Ctrl-C, wait this long for the server's last finals (default 10)")
+    listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
+    listen.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
+    listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
+                        "(default: the system's default input)")
+    listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
+    listen.add_argument("--format", choices=LISTEN_FORMATS, default="table", help="output format (default table)")
+    listen.add_argument("--out", type=Path, metavar="FILE", help="also write the finals to FILE, in --format")
+    listen.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="stop after S seconds of audio (default: at Ctrl-C)")
 
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
@@ -353,6 +374,129 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(args: argparse.Namespace) -> int:
+    """Live transcription of the sound card: partial and level meter on one line, finals below."""
+    from .client import Client
+    from .errors import DeviceError
+    from .live import level_dbfs
+    from .soundcard import SoundCard
+
+    if args.list_devices:
+        devices = SoundCard.devices()
+        rows = [("", "index", "name", "host", "channels", "rate")] + [
+            ("*" if d.is_default else "", str(d.index), d.name, d.hostapi, str(d.channels), f"{d.default_samplerate:g}")
+            for d in devices
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if not devices:
+            print("bk-notebook: no input devices: is a microphone connected and the sound server running?",
+                  file=sys.stderr)
+        return 0 if devices else 1
+    if args.url and args.local:
+        raise _usage("give --url or --local, not both")
+    if args.token_on_command_line is not None:
+        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
+                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise _usage(f"cannot write --out {args.out}: no such folder {args.out.parent}")
+    # A bad URL or token option is reported before the device opens.
+    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
+                                            drain_timeout=args.drain_timeout)
+    card = SoundCard(args.device)  # no such device: one line, before any network traffic
+    live = sys.stderr.isatty()
+    shown: dict[str, Any] = {"partial": "", "level": -100.0}
+
+    def meter() -> str:
+        cells = max(0, min(10, round((shown["level"] + 60.0) / 6.0)))  # -60..0 dBFS in ten cells
+        return f"[{'#' * cells}{'.' * (10 - cells)}] {shown['level']:4.0f} dB"
+
+    def draw() -> None:
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        print(f"\r\033[K{meter()} {shown['partial']}"[: width + 4], end="", file=sys.stderr, flush=True)
+
+    def show_partial(text: str) -> None:
+        shown["partial"] = text
+        if live:
+            draw()
+        else:
+            print(f"partial: {meter()} {text}", file=sys.stderr, flush=True)
+
+    def show_final(record: dict[str, Any]) -> None:
+        shown["partial"] = ""
+        prefix = "\r\033[K" if live else ""
+        print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr)
+        if live:
+            draw()
+
+    async def session(client: Client) -> Any:
+        loop = asyncio.get_running_loop()
+        feed = card.chunks()  # opens the device: busy, or a rate it refuses, fails here, before connecting
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            print(f"listening to {card.device.name} ({card.native_rate:g} Hz, {card.channels} ch) for {client.url}; "
+                  + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C stops"),
+                  file=sys.stderr, flush=True)
+            async with client.stream(on_partial=show_partial, on_final=show_final) as stream:
+                failure: BkError | None = None
+                try:
+                    async for chunk in feed:
+                        await stream.send(chunk)
+                        shown["level"] = level_dbfs(chunk)
+                        if live:
+                            draw()
+                        if args.duration and stream.seconds_sent >= args.duration:
+                            card.stop()  # the chunks already captured still arrive, then the feed ends
+                except DeviceError as exc:  # the device went away: finish the utterance it heard, then say so
+                    failure = exc
+                transcript = await stream.stop()
+                if failure is not None:
+                    failure.transcript = transcript
+                    raise failure
+                return transcript
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            feed.close()
+
+    def interrupted() -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)  # a second Ctrl-C aborts at once
+        card.stop()
+
+    async def run() -> Any:
+        if client is not None:
+            return await session(client)
+        from .server import local_server
+
+        with local_server(engine=args.engine, workers=1) as server:
+            return await session(Client(server.url, drain_timeout=args.drain_timeout))
+
+    def output(transcript: Any) -> None:
+        if live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        text = _render(args.format, [(card.device.name, transcript)])
+        sys.stdout.write(text)
+        if args.out is not None:
+            args.out.write_text(text, encoding="utf-8")
+
+    try:
+        transcript = asyncio.run(run())
+    except BkError as exc:  # keep what was transcribed before the failure
+        if exc.transcript is not None and exc.transcript.finals:
+            output(exc.transcript)
+        raise
+    output(transcript)
+    if card.dropped_seconds:
+        print(f"bk-notebook: warning: {card.dropped_seconds:.1f} s of audio were dropped (the consumer fell "
+              "behind)", file=sys.stderr)
+    if not transcript.complete:
+        print(f"bk-notebook: error: {transcript.incomplete_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from .auth import TOKEN_URL, get_token
 
@@ -394,7 +538,7 @@ def _failure(message: str) -> BkError:
     return BkError(message)
 
 
-_COMMANDS = {"serve": _serve, "transcribe": _transcribe, "demo": _demo, "token": _token}
+_COMMANDS = {"serve": _serve, "transcribe": _transcribe, "demo": _demo, "token": _token, "listen": _listen}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -18,8 +18,9 @@ from .audio import open_audio
 from .blocking import Awaitable, run_blocking
 from .errors import UsageError
 from .redact import redact
-from .stream import Stream, _positive
+from .stream import Stream
 from .transcript import Transcript
+from .waits import positive_seconds
 
 __all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe", "transcribe_sync"]
 
@@ -106,9 +107,9 @@ class Client:
         rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
         self.url = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
         self._token = token or url_token or os.environ.get("BK_TOKEN") or None
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        self.reply_timeout = _positive("reply_timeout", reply_timeout)
-        self.drain_timeout = _positive("drain_timeout", drain_timeout)
+        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self.reply_timeout = positive_seconds("reply_timeout", reply_timeout)
+        self.drain_timeout = positive_seconds("drain_timeout", drain_timeout)
         if isinstance(connect_retries, bool) or not isinstance(connect_retries, int) or connect_retries < 1:
             raise UsageError(f"connect_retries must be a whole number >= 1, got {connect_retries!r}")
         self.connect_retries = connect_retries
@@ -119,8 +120,8 @@ class Client:
         if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
             raise UsageError(f"reconnect must be a whole number >= 0, got {reconnect!r}")
         self.reconnect = reconnect
-        self.resume_buffer_seconds = _positive("resume_buffer_seconds", resume_buffer_seconds)
-        self.window_seconds = None if window_seconds is None else _positive("window_seconds", window_seconds)
+        self.resume_buffer_seconds = positive_seconds("resume_buffer_seconds", resume_buffer_seconds)
+        self.window_seconds = None if window_seconds is None else positive_seconds("window_seconds", window_seconds)
         if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size < 1:
             raise UsageError(f"history_size must be a whole number >= 1, got {history_size!r}")
         self._history: deque[Transcript] = deque(maxlen=history_size)

@@ -24,10 +24,7 @@ final (see ``resume.py``), so the joined transcript has no gap and no repeat.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import sys
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,11 +42,13 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .events import EventBacklog
 from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
 from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State
 from .resume import ResumeBuffer
 from .speed import parse_speed
 from .transcript import Transcript
+from .waits import call_back, call_back_sync, deadline
 from .window import SendWindow
 
 if TYPE_CHECKING:
@@ -58,34 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["Stream"]
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
-EVENT_BACKLOG = 1000  # events() keeps at most this many unread events (the oldest partials go first)
 ABANDON_SECONDS = 1.0  # an interrupted or failed session's socket is closed within this
 logger = logging.getLogger("bk_notebook.client")
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-if sys.version_info >= (3, 11):
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def _deadline(delay: float | None) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        assert task is not None
-        handle = asyncio.get_running_loop().call_later(delay, task.cancel) if delay else None
-        try:
-            yield
-        except asyncio.CancelledError as exc:
-            raise TimeoutError from exc
-        finally:
-            if handle:
-                handle.cancel()
-
 
 
 class Stream:
@@ -108,10 +81,7 @@ class Stream:
         self._protocol = ClientProtocol()
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._events: deque[Partial | Final] = deque()  # unread by events(); bounded by EVENT_BACKLOG
-        self._events_dropped = 0
-        self._events_changed = asyncio.Event()
-        self._events_done = False
+        self._events = EventBacklog()  # unread by events(), bounded
         self._window = self._new_window()
         self._room = asyncio.Event()  # set by the reader whenever the server answers a chunk
         self._last_heard = 0.0  # loop time of the last message from the server
@@ -188,8 +158,7 @@ class Stream:
 
     def _end(self, how: str) -> None:
         self._ended = how
-        self._events_done = True  # events() iterators end with the session
-        self._events_changed.set()
+        self._events.end()  # events() iterators end with the session
         self._room.set()
 
     async def _abandon(self) -> None:
@@ -197,7 +166,7 @@ class Stream:
         ws = self._ws
         if ws is not None and self._protocol.state is State.STREAMING and ws.state is self._ws_open:
             try:
-                async with _deadline(ABANDON_SECONDS / 4):
+                async with deadline(ABANDON_SECONDS / 4):
                     await ws.send(self._protocol.stop())
             except Exception:  # noqa: BLE001 - best effort: the socket closes next whatever happened
                 logger.debug("audioStop on leaving the session was not sent", exc_info=True)
@@ -240,7 +209,7 @@ class Stream:
 
         try:
             await self._ws.send(self._protocol.connect())
-            async with _deadline(self._client.reply_timeout):
+            async with deadline(self._client.reply_timeout):
                 while True:
                     for event in self._protocol.receive(await self._ws.recv()):
                         if isinstance(event, (Connected, ServerError)):
@@ -283,8 +252,7 @@ class Stream:
         finally:
             self._room.set()  # a sender waiting on the window learns of the failure at once
             if not self._resumable():  # a resumed session goes on feeding the same events() iterators
-                self._events_done = True
-                self._events_changed.set()
+                self._events.end()
 
     async def _dispatch(self, event: Event) -> None:
         if isinstance(event, Final):
@@ -294,25 +262,13 @@ class Stream:
             record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent)
             if self._resume is not None:
                 self._resume.final_ended_at(int(record["end"] * BYTES_PER_SECOND))
-            await _call(self._on_final, record)
+            await call_back(self._on_final, record)
         elif isinstance(event, Partial):
-            await _call(self._on_partial, event.text)
+            await call_back(self._on_partial, event.text)
         elif isinstance(event, ServerError):
             self._fail(ServiceError(f"the server failed the session: {event.message}", status=event.status))
         if isinstance(event, (Partial, Final)):
-            self._publish(event)
-
-    def _publish(self, event: Partial | Final) -> None:
-        events = self._events
-        if len(events) >= EVENT_BACKLOG:  # nobody reads: keep memory bounded, partials go first
-            oldest_partial = next((e for e in events if isinstance(e, Partial)), None)
-            if oldest_partial is not None:
-                events.remove(oldest_partial)
-            else:
-                events.popleft()  # a final stays in .transcript in any case
-            self._events_dropped += 1
-        events.append(event)
-        self._events_changed.set()
+            self._events.publish(event)
 
     def _fail(self, error: BkError) -> None:
         if self._failure is None:
@@ -324,20 +280,14 @@ class Stream:
         """Partial and final events as they arrive, until the session ends.
 
         Events wait for a reader in one queue shared by every iterator, bounded
-        at ``EVENT_BACKLOG`` (1000) unread events: past that the oldest partials
-        are dropped (every final stays in ``.transcript``).  Raises the session's
-        error (carrying ``.transcript``) if it failed.
+        at 1000 unread events: past that the oldest partials are dropped (every
+        final stays in ``.transcript``).  Raises the session's error (carrying
+        ``.transcript``) if it failed.
         """
-        while True:
-            if self._events:
-                yield self._events.popleft()
-                continue
-            if self._events_done:
-                if self._failure:
-                    raise self._failure
-                return
-            self._events_changed.clear()
-            await self._events_changed.wait()
+        async for event in self._events.read():
+            yield event
+        if self._failure:
+            raise self._failure
 
     # ------------------------------------------------------------------ sending
     async def send(self, pcm: np.ndarray | bytes) -> None:
@@ -384,7 +334,7 @@ class Stream:
         self._sent += len(chunk)
         self.transcript.duration = self._sent / BYTES_PER_SECOND
         if self._on_progress is not None and self._sent % BYTES_PER_SECOND < len(chunk):
-            _call_sync(self._on_progress, self.transcript.duration)
+            call_back_sync(self._on_progress, self.transcript.duration)
 
     async def _wait_for_room(self) -> None:
         """Wait until the server has answered enough chunks, or give the window up on a stall."""
@@ -393,7 +343,7 @@ class Stream:
             self._room.clear()
             patience = window.wait_limit
             try:
-                async with _deadline(patience):
+                async with deadline(patience):
                     await self._room.wait()
             except (TimeoutError, asyncio.TimeoutError):
                 window.on_stall()
@@ -410,7 +360,7 @@ class Stream:
             if self._fits_write_buffer(text):
                 await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
             else:
-                async with _deadline(self._client.reply_timeout):
+                async with deadline(self._client.reply_timeout):
                     await self._ws.send(text)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
@@ -460,8 +410,7 @@ class Stream:
         except BkError as exc:
             exc.transcript = self.transcript
             self._failure = exc
-            self._events_done = True  # no session follows: events() ends with this error
-            self._events_changed.set()
+            self._events.end()  # no session follows: events() ends with this error
             raise
         assert self._resume is not None  # _resumable() checked it
         start, audio, gap = self._resume.resume()
@@ -542,7 +491,7 @@ class Stream:
         if self._ws is not None:
             ws, self._ws = self._ws, None
             try:
-                async with _deadline(timeout):
+                async with deadline(timeout):
                     await ws.close()  # can wait on a full write buffer, with no timeout of its own
             except (TimeoutError, asyncio.TimeoutError):
                 logger.debug("the server did not take the close frame within %.1f s", timeout)
@@ -556,23 +505,3 @@ def _close_reason(exc: Any) -> str:
     if frame is None:
         return "no close frame"
     return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
-
-
-async def _call(callback: Callable[..., Any] | None, arg: Any) -> None:
-    if callback is None:
-        return
-    try:
-        result = callback(arg)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:  # a user's callback must not lose the session's finals
-        logger.exception("callback %r raised; the session goes on", callback)
-
-
-def _call_sync(callback: Callable[[Any], Any], arg: Any) -> None:
-    try:
-        callback(arg)
-    except Exception:  # a display or progress callback must not end the session
-        logger.exception("callback %r raised; the session goes on", callback)
-
-

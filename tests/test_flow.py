@@ -148,7 +148,7 @@ async def test_unread_events_are_bounded() -> None:
             t = await s.stop()
             unread = [e async for e in s.events()]
     assert len(t) == 3000  # the result keeps every final
-    assert len(unread) == bk.stream.EVENT_BACKLOG and unread[-1].text == "w3000"
+    assert len(unread) == bk.events.EVENT_BACKLOG and unread[-1].text == "w3000"
 
 
 async def test_an_error_caught_inside_the_block_already_carries_the_transcript() -> None:

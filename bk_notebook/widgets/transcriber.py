@@ -21,6 +21,7 @@ from typing import Any
 
 from ..client import Client
 from ..errors import BkError
+from ..soundcard import SoundCard
 from ..transcript import Transcript, finals_table_html
 from ._deps import ipywidgets as w
 from .microphone import Microphone
@@ -42,8 +43,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Transcriber(w.VBox):
     """Live transcription in a notebook.
 
-    The source is the microphone (default), an ``ipywebrtc.AudioRecorder`` or
-    an ``ipywidgets.FileUpload``.
+    The source is the browser's microphone (default), the kernel's
+    :class:`~bk_notebook.SoundCard`, an ``ipywebrtc.AudioRecorder`` or an
+    ``ipywidgets.FileUpload``.
 
     Parameters
     ----------
@@ -85,8 +87,10 @@ class Transcriber(w.VBox):
             widget.add_class(name)
 
         controls: list[Any] = []
-        if isinstance(self.source, Microphone):
-            self.source.show_button = False  # one Start/Stop pair: the transcriber's
+        is_card = isinstance(self.source, SoundCard)  # the kernel's sound card: a live source, not a widget
+        if isinstance(self.source, Microphone) or is_card:
+            if not is_card:
+                self.source.show_button = False  # one Start/Stop pair: the transcriber's
             self.source.on_chunk(self._on_chunk)
             self.source.on_stop(self._finish_run)
             self.source.on_error(self._on_source_error)
@@ -98,8 +102,10 @@ class Transcriber(w.VBox):
         elif is_file_upload(self.source):
             self.source.observe(self._on_upload, names="value")
         else:
-            raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
-        super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
+            raise BkError("source must be None (microphone), a SoundCard, an ipywebrtc AudioRecorder or an "
+                          "ipywidgets FileUpload")
+        shown = [] if is_card else [self.source]
+        super().__init__([*shown, *controls, self.status, self.partial, self.table], **kwargs)
         self.add_class("bk-transcriber")
 
     # ------------------------------------------------------------------- results
@@ -145,8 +151,15 @@ class Transcriber(w.VBox):
         self._queue = queue
         self._set_status("connecting")
         self.start_button.disabled, self.stop_button.disabled = True, False
+        try:
+            self.source.start()  # a SoundCard that cannot open (busy, gone) fails here, before any connection
+        except BkError as exc:
+            self._queue, self._active = None, False
+            self.start_button.disabled, self.stop_button.disabled = False, True
+            self._set_status("error", str(exc))
+            self._finished.set()
+            return
         self._in_loop(self._spawn, self._run_live(queue))
-        self.source.start()
 
     def _spawn(self, coroutine: Any) -> None:
         self._task = self._loop.create_task(coroutine)
@@ -158,7 +171,8 @@ class Transcriber(w.VBox):
         self.stop_button.disabled = True
         self.source.stop()
         # The browser confirms with "stopped" after its last chunk; do not wait forever for it.
-        self._in_loop(self._arm_stop_timer)
+        if not isinstance(self.source, SoundCard):  # the card has confirmed already: stop() returns after it
+            self._in_loop(self._arm_stop_timer)
 
     def _arm_stop_timer(self) -> None:
         self._stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
@@ -217,6 +231,8 @@ class Transcriber(w.VBox):
             transcript = exc.transcript
             outcome = ("error", str(exc))
             if isinstance(self.source, Microphone) and self.source.status == "recording":
+                self.source.stop()
+            elif isinstance(self.source, SoundCard):
                 self.source.stop()
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
             outcome = ("error", f"{type(exc).__name__}: {exc}")
