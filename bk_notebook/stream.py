@@ -240,7 +240,8 @@ class Stream:
                     self._room.set()
                 if protocol.state in (State.CLOSED, State.FAILED):
                     return
-            self._fail(ConnectionLost("the server closed the connection before the audioStop reply"))
+            self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
+                                      f"({self._close_frame()})"))
         except ConnectionClosed as exc:
             sent = getattr(exc, "sent", None)
             if sent is not None and sent.code == 1009:
@@ -347,7 +348,7 @@ class Stream:
                     await self._room.wait()
             except (TimeoutError, asyncio.TimeoutError):
                 window.on_stall()
-                logger.info("no answer to %d chunks in flight for %.0f s: pacing by speed alone from now on",
+                logger.info("no answer to %d chunks in flight for %.2g s: pacing by speed alone from now on",
                             window.in_flight, patience)
 
     async def _send(self, text: str, what: str) -> None:

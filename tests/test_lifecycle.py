@@ -58,7 +58,8 @@ async def until(condition: Any, seconds: float = 10.0) -> None:
 async def test_an_interrupt_in_every_phase_closes_the_socket_and_keeps_the_finals(phase: str, caplog) -> None:
     server = Stuck(phase)
     before = set(asyncio.all_tasks())
-    async with scripted_server(server, process_request=server.process_request) as url:
+    # open_timeout: the stuck handshake gives up on the server's side soon after the client has left.
+    async with scripted_server(server, process_request=server.process_request, open_timeout=2) as url:
         port = int(url.split(":")[2].split("/")[0])
         c = client(url, drain_timeout=60.0, reply_timeout=60.0, retry_backoff=30.0)
         speed = 1.0 if phase == "streaming" else None
@@ -170,8 +171,10 @@ def test_transcribe_sync_in_a_script(energy_server) -> None:
 
 async def test_transcribe_sync_inside_a_running_loop(energy_server) -> None:
     # A notebook cell without await: asyncio.run would refuse here; the facade runs on its own loop.
+    pending = asyncio.sleep(0)
     with pytest.raises(RuntimeError):
-        asyncio.run(asyncio.sleep(0))
+        asyncio.run(pending)
+    pending.close()
     t = bk.Client(energy_server.url).transcribe_sync(bk.sample_path(), speed=None)
     assert t.complete and len(t) >= 2
 

@@ -126,19 +126,36 @@ class BkServer:
     async def serve_forever(self) -> None:
         await self._server.serve_forever()
 
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; give running sessions ``grace`` seconds, then close them."""
+    async def close(self, grace: float = 5.0, close_timeout: float = 0.5) -> None:
+        """Stop listening at once; give running sessions ``grace`` seconds, then end them.
+
+        Sessions still open after ``grace`` get close code 1001 (going away); a
+        client that does not answer the close within ``close_timeout`` seconds
+        (its loop may be the one waiting for this call) has its socket aborted.
+        Everything is bounded: this returns within ``grace + 2 * close_timeout``
+        seconds plus the time the engines take to end.
+        """
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        server, self._server = self._server, None
+        server.close(close_connections=False)  # the port is released now; running sessions go on
         try:
-            await asyncio.wait_for(self._server.wait_closed(), grace)
+            await asyncio.wait_for(server.wait_closed(), grace)
         except asyncio.TimeoutError:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
+            closing = set()
+            for connection in list(server.connections):
+                connection.close_timeout = close_timeout
+                closing.add(asyncio.ensure_future(connection.close(1001, "server shutting down")))
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2 * close_timeout)
+            except asyncio.TimeoutError:  # a handler stuck in an engine call: stop waiting for it
+                stuck = list(getattr(server, "handler_tasks", ()))
+                for task in stuck:
+                    task.cancel()
+                if stuck:
+                    await asyncio.wait(stuck, timeout=close_timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
-        self._server = None
 
     # --------------------------------------------------------------- handshake
     def _check_request(self, connection: Any, request: Any) -> Any:

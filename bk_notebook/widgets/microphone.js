@@ -2,6 +2,8 @@
 //
 // One capture per widget model, however many views show it: captures live in a module-level map
 // keyed by the model's capture id, and every view only renders what that capture reports.
+// When the last view leaves the page (its cell re-ran, its output was cleared, the widget was
+// closed), the capture stops and the kernel hears "detached": nobody can see it or press Stop.
 
 const CHUNK_SAMPLES = 1600; // 3200 bytes = 100 ms at 16 kHz
 
@@ -126,6 +128,7 @@ async function start(model, cap) {
     cap.started = performance.now();
     model.send({ type: "started", sample_rate: ctx.sampleRate });
     notify(cap);
+    if (cap.listeners.size === 0) stop(model, cap); // every view left while the browser was starting
   } catch (err) {
     stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();
@@ -141,7 +144,15 @@ async function stop(model, cap) {
   cap.level = 0;
   notify(cap);
   await release();
-  model.send({ type: "stopped" });
+  safeSend(model, { type: "stopped" });
+}
+
+function safeSend(model, content) {
+  try {
+    model.send(content);
+  } catch (err) {
+    // The widget was closed in the kernel: nobody is left to tell.
+  }
 }
 
 function render({ model, el }) {
@@ -194,6 +205,10 @@ function render({ model, el }) {
     cap.listeners.delete(paint);
     model.off("msg:custom", onCustom);
     model.off("change:show_button", paint);
+    if (cap.listeners.size === 0) {
+      stop(model, cap);
+      safeSend(model, { type: "detached" });
+    }
   };
 }
 
