@@ -5,6 +5,7 @@ from __future__ import annotations
 from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
 from .auth import get_token
 from .batch import transcribe_many
+from .checkpoint import read_checkpoint
 from .client import Client, Stream, transcribe, transcribe_sync
 from .errors import (
     AudioError,
@@ -21,6 +22,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .scoring import evaluate
 from .server.local import LocalServer, local_server
 from .soundcard import SoundCard
 from .transcript import Transcript
@@ -48,10 +50,12 @@ __all__ = [
     "WorkerUnavailable",
     "__version__",
     "chunk_pcm",
+    "evaluate",
     "get_token",
     "load_audio",
     "local_server",
     "open_audio",
+    "read_checkpoint",
     "sample_path",
     "to_pcm16",
     "transcribe",

@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
     transcribe.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
     transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
+    transcribe.add_argument("--recursive", action="store_true", help="a FILE that is a folder: its audio files, "
+                            "in subfolders too")
+    transcribe.add_argument("--out", type=Path, help="checkpoint: append each finished file's finals to this "
+                            "JSON Lines file as it finishes")
+    transcribe.add_argument("--resume", action="store_true", help="with --out: skip the files already in it")
 
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
@@ -205,9 +210,12 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.token_on_command_line is not None:
         raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
                      "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
+    if args.recursive or args.out or args.resume:
+        args.files = _batch_files(args)
     folders = [str(f) for f in args.files if f.is_dir()]
     if folders:
-        raise _usage(f"is a folder, not an audio file: {', '.join(folders)} (give the files, e.g. {folders[0]}/*.wav)")
+        raise _usage(f"is a folder, not an audio file: {', '.join(folders)} "
+                     f"(give the files, e.g. {folders[0]}/*.wav, or pass --recursive)")
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         raise _usage(f"no such file: {', '.join(missing)}")
@@ -217,7 +225,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     async def run() -> list[Any]:
         async def with_client(client: Client) -> list[Any]:
             return await transcribe_many(
-                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed
+                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed,
+                checkpoint=args.out,
             )
 
         if not args.local:
@@ -279,6 +288,27 @@ def _token_for_transcribe(args: argparse.Namespace) -> str | None:
         return None  # the Client reads $BK_TOKEN
     _REDACT.secrets.append(token)
     return token
+
+
+def _batch_files(args: argparse.Namespace) -> list[Path]:
+    """``--recursive``: folders become their audio files; ``--out``/``--resume``: checked before any traffic."""
+    from .datasets import AUDIO_SUFFIXES
+
+    if args.resume and not args.out:
+        raise _usage("--resume needs --out FILE (the checkpoint to resume)")
+    if args.out and not args.resume and args.out.exists() and args.out.stat().st_size:
+        raise _usage(f"{args.out} exists: pass --resume to continue it, or remove it")
+    files: list[Path] = []
+    for path in args.files:
+        if path.is_dir() and not args.recursive:
+            raise _usage(f"{path} is a folder: pass --recursive")
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES))
+        else:
+            files.append(path)
+    if not files:
+        raise _usage(f"no audio files in {', '.join(map(str, args.files))}")
+    return files
 
 
 def _render(fmt: str, results: list[tuple[str, Any]]) -> str:

@@ -217,6 +217,8 @@ class Client:
                 speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress
             ) as session:
                 for block in source:
+                    if live is not None:
+                        live.keep(block)  # for the player shown when it ends
                     await session.send(block)
                 transcript = await session.stop()
         except BaseException as exc:

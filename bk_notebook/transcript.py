@@ -142,6 +142,25 @@ class Transcript:
             f"{finals_table_html(self.finals)}</div>"
         )
 
+    def player(self, audio: Any, sr: float | None = None) -> Any:
+        """A widget: the waveform with each final as a region, the lines beside it; click one to hear it.
+
+        ``audio`` is what was transcribed (array with ``sr``, path or bytes).
+        See :class:`bk_notebook.widgets.player.Player` (needs the ``widgets`` extra).
+        """
+        from .widgets.player import Player
+
+        return Player(self, audio, sr=sr)
+
+    def plot(self, audio: Any, sr: float | None = None, ax: Any = None) -> Any:
+        """Waveform and spectrogram with each final as a labelled span; returns the spectrogram's Axes.
+
+        See :func:`bk_notebook.plot.plot_transcript` (needs the ``plot`` extra).
+        """
+        from .plot import plot_transcript
+
+        return plot_transcript(self, audio, sr=sr, ax=ax)
+
     @classmethod
     def join(cls, parts: list[Transcript]) -> Transcript:
         """One transcript of several sessions in order; segments renumbered, each keeps its session_id."""

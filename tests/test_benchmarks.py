@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
     ("bench_audio", ["--minutes", "1", "--curve", "1", "2"], "streaming_curve"),
     ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
     ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
+    ("bench_dask", ["--minutes", "0.1", "--repeat", "1", "--checkpoint-items", "10"], "speedup_2_over_1"),
     ("bench_flow", ["--minutes", "0.2", "--engine", "energy"], "ratio_window_over_floor"),
     ("bench_soundcard", ["--minutes", "0.1", "--repeat", "1", "--curve", "0.1"], "memory_curve"),
 ])

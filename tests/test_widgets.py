@@ -173,6 +173,10 @@ async def test_transcribe_with_display_shows_progress_partial_and_finals(energy_
     assert live.progress_bar.value == live.progress_bar.max == pytest.approx(3.5)
     assert "3.5 / 3.5 s" in live.progress_label.value
     assert "sound 2.50 s" in live.finals_html.value and t.text == "sound 2.50 s"
+    from bk_notebook.widgets import Player
+
+    [player] = [c for c in live.box.children if isinstance(c, Player)]  # when it ends: click a line, hear it
+    assert player.duration == pytest.approx(3.5) and len(player.finals) == 1
 
 
 async def test_a_stalled_session_drops_the_oldest_live_audio_and_says_so(energy_server) -> None:

@@ -100,7 +100,10 @@ class Transcriber(w.VBox):
         self.status = w.HTML(self._status_html("ready"))
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
-        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals")):
+        self.playback = w.VBox()  # after each run: its audio and finals in a Player (click a line, hear it)
+        self._run_audio: Any = None
+        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals"),
+                             (self.playback, "bk-playback")):
             widget.add_class(name)
 
         controls: list[Any] = []
@@ -111,7 +114,8 @@ class Transcriber(w.VBox):
             self.source.on_chunk(self._on_chunk)
             self.source.on_stop(self._finish_run)
             self.source.on_error(self._on_source_error)
-            self.source.on_detach(self._on_detach)
+            if not is_card:  # a browser view can go away; the kernel's sound card cannot
+                self.source.on_detach(self._on_detach)
             self.start_button.on_click(lambda _: self.start())
             self.stop_button.on_click(lambda _: self.stop())
             controls = [w.HBox([self.start_button, self.stop_button])]
@@ -123,7 +127,7 @@ class Transcriber(w.VBox):
             raise BkError("source must be None (microphone), a SoundCard, an ipywebrtc AudioRecorder or an "
                           "ipywidgets FileUpload")
         shown = [] if is_card else [self.source]
-        super().__init__([*shown, *controls, self.status, self.partial, self.table], **kwargs)
+        super().__init__([*shown, *controls, self.status, self.partial, self.table, self.playback], **kwargs)
         self.add_class("bk-transcriber")
         cells.replace_earlier(self, cells.current_cell())  # re-running a cell never stacks sessions
 
@@ -323,6 +327,7 @@ class Transcriber(w.VBox):
             self._stop_timer = None
         if transcript is not None and (transcript.finals or transcript.duration):
             self._runs.append(transcript)
+            self._show_playback(transcript)
         self._current = []
         self.partial.value = ""
         self._paint_finals()
@@ -362,6 +367,7 @@ class Transcriber(w.VBox):
         self._active = True
         self._connected = self._session_started = False
         self._source_error = ""
+        self._run_audio = pcm  # for this run's player
         self._finished = asyncio.Event()
         self._task = asyncio.current_task()
 
@@ -370,6 +376,16 @@ class Transcriber(w.VBox):
                 yield chunk
 
         await self._session(chunks())
+
+    def _show_playback(self, transcript: Transcript) -> None:
+        if self._closed:  # a run ending after close(): no new widget may outlive the Transcriber
+            return
+        audio = self.source.recording if isinstance(self.source, Microphone) else self._run_audio
+        try:
+            if audio is not None and len(audio):
+                self.playback.children = [transcript.player(audio, sr=16_000)]
+        except BkError as exc:  # never let the player cost the run its results
+            self.playback.children = [w.HTML(f"no playback: {html.escape(str(exc))}")]
 
     # ------------------------------------------------------------------ painting
     def _show_partial(self, text: str) -> None:
