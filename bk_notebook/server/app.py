@@ -51,7 +51,7 @@ class ServerConfig:
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
-    # Audio a connection may have read but not yet decoded (about 43 kB of memory per second);
+    # Audio a connection may have read but not yet decoded (about 46 kB of memory per second);
     # a chunk beyond it is refused with a 400.  Clients that wait for the per-chunk replies never
     # come near it; the service's sample (10x real time, no waiting) stays under it for files of
     # a few minutes even when the engine decodes at 2x.

@@ -47,13 +47,14 @@ from ..protocol import (
 )
 from .pool import EnginePool, Lease
 
-__all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox"]
+__all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox", "Refused"]
 
 logger = logging.getLogger("bk_notebook.server")
 
 SAMPLE_RATE = 16_000
 # What a queued message costs in the inbox beyond its length: tiny messages are not free.
 MESSAGE_OVERHEAD = 256
+JSON_AROUND_AUDIO = 130  # an audioStream message's text around its base64 audio
 
 
 class ChunkAnswers:
@@ -177,8 +178,9 @@ class ConnectionSettings:
 
     @property
     def inbox_limit(self) -> int:
-        """``max_queued_seconds`` of 16 kHz int16 audio, as base64 text."""
-        return int(self.max_queued_seconds * SAMPLE_RATE * 2 * 4 / 3)
+        """``max_queued_seconds`` of 16 kHz int16 audio sent as the protocol's 100 ms messages."""
+        per_second = SAMPLE_RATE * 2 * 4 / 3 + 10 * (MESSAGE_OVERHEAD + JSON_AROUND_AUDIO)
+        return int(self.max_queued_seconds * per_second)
 
 
 class _EngineFailed(Exception):
