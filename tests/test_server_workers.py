@@ -9,12 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from websockets.asyncio.client import connect
-
-from bk_notebook.server.engines import engine_factory
-from bk_notebook.server.pool import EnginePool
-from bk_notebook.server.session import Connection, ConnectionSettings
-
 from test_server_flow import (
     STOPPED,
     audio_message,
@@ -26,6 +20,11 @@ from test_server_flow import (
     unpaced_session,
     wait_until,
 )
+from websockets.asyncio.client import connect
+
+from bk_notebook.server.engines import engine_factory
+from bk_notebook.server.pool import EnginePool
+from bk_notebook.server.session import Connection, ConnectionSettings
 
 WORKERS = 4
 CONN = json.dumps({"bk": {"service": "stt", "type": "audioConn"}})
@@ -35,7 +34,7 @@ async def all_workers_serve(url: str) -> None:
     """``WORKERS`` sessions open at the same time, each transcribed to the end."""
     async with contextlib_stack(WORKERS, url) as sockets:
         ids = [await open_session(ws) for ws in sockets]  # every audioConn accepted: no worker leaked
-        for ws, sess_id in zip(sockets, ids):
+        for ws, sess_id in zip(sockets, ids, strict=True):
             for c in chunks_of(tone(0.4).tobytes()):
                 await ws.send(audio_message(sess_id, c))
             await ws.send(stop_message(sess_id))

@@ -208,11 +208,13 @@ class Connection:
         self._answers = ChunkAnswers()
         self._session_id = ""
         self._working = False  # the decoder is handling a message
+        self._last_activity = 0.0  # loop time of the last message received or answered
         self._gone = False  # the client closed: nothing more can be sent
 
     async def run(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        self._last_activity = asyncio.get_running_loop().time()
         decoder = asyncio.create_task(self._decode_all())
         try:
             await self._read_all()
@@ -226,14 +228,18 @@ class Connection:
             self._release()  # the one place a session's worker goes back, however the connection ended
 
     # ------------------------------------------------------------------ reader
+    def _idle_left(self) -> float:
+        """Seconds until the connection counts as idle: nothing received or answered meanwhile."""
+        return self._settings.idle_timeout - (asyncio.get_running_loop().time() - self._last_activity)
+
     async def _read_all(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
         while True:
             try:
-                message = await asyncio.wait_for(self._ws.recv(), self._settings.idle_timeout)
+                message = await asyncio.wait_for(self._ws.recv(), max(0.01, self._idle_left()))
             except asyncio.TimeoutError:
-                if len(self._inbox) or self._working:
+                if len(self._inbox) or self._working or self._idle_left() > 0:
                     continue  # the client waits for replies to what it sent: that is not idleness
                 self._inbox.put_last(_Idle())
                 return
@@ -241,6 +247,7 @@ class Connection:
                 self._gone = True
                 self._inbox.put_last(_Closed())
                 return
+            self._last_activity = asyncio.get_running_loop().time()
             self._inbox.offer(message, len(message) + MESSAGE_OVERHEAD)
 
     # ----------------------------------------------------------------- decoder
@@ -264,6 +271,7 @@ class Connection:
                 return
             finally:
                 self._working = False
+                self._last_activity = asyncio.get_running_loop().time()
 
     async def _handle(self, message: str | bytes | Refused) -> None:
         if isinstance(message, Refused):
