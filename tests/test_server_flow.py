@@ -153,7 +153,7 @@ async def test_each_chunk_gets_exactly_its_reply_in_order_through_the_server() -
 
 
 async def test_pings_are_answered_while_the_engine_lags_and_a_backlog_is_not_idleness() -> None:
-    with server(engine="tests.slow_engine:SlowEngine", workers=1, idle_timeout=1.0,
+    with server(engine="tests.slow_engine:SlowEngine", workers=1, idle_timeout=3.0,
                 engine_options={"inner": "energy", "speed": 1.0}) as s:
         async with connect(s.url) as ws:
             sess_id = await open_session(ws)
@@ -169,7 +169,9 @@ async def test_pings_are_answered_while_the_engine_lags_and_a_backlog_is_not_idl
                 if pong_before_stop_reply is None and replies[-1] == STOPPED:
                     pong_before_stop_reply = pong.done()
             assert pong_before_stop_reply  # the reader kept reading behind the engine
-            # 6 s of decoding was not idleness: the idle clock starts at the last reply.
+            # 6 s of decoding was not idleness: the idle clock starts at the last reply, so a
+            # client that thinks for a moment (far less than idle_timeout) still has its connection.
+            await asyncio.sleep(0.3)
             await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"]["status"] == 200
     assert len(replies) == len(chunks) + 1 and all(r["status"] == 200 for r in replies)
