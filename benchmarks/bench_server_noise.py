@@ -9,6 +9,12 @@ chunk once it is decoded); first alone, then while one more client streams `--no
 random int16 noise unpaced.  Reported per phase: the longest pause between two replies a paced
 client saw, and its final latency (arrival minus the moment the utterance's end was sent).
 Memory: resident memory of the server and its engine processes, idle and with every engine built.
+
+    python -m benchmarks.bench_server_noise --longest-call 300
+
+Engine alone: the longest single PocketSphinx call (a chunk's feed, or the flush) on that much
+unpaced noise, with the default max_utterance_seconds (20 s) and without a cut (1e9 s).  In
+threads that call holds the GIL: every other session and the event loop wait for it.
 """
 
 from __future__ import annotations
@@ -118,13 +124,37 @@ async def phase(url: str, pcm: bytes, n: int, noise: float) -> dict[str, object]
     return out
 
 
+def longest_call(seconds: float, max_utterance: float) -> dict[str, float]:
+    from bk_notebook.server.engines import PocketSphinxEngine
+
+    engine = PocketSphinxEngine(max_utterance_seconds=max_utterance)
+    noise = np.random.default_rng(0).integers(-32768, 32767, int(16000 * seconds), dtype=np.int16).tobytes()
+    longest, started = 0.0, time.perf_counter()
+    for offset in range(0, len(noise), 3200):
+        t = time.perf_counter()
+        engine.feed(noise[offset:offset + 3200])
+        longest = max(longest, time.perf_counter() - t)
+    t = time.perf_counter()
+    engine.flush()
+    flush = time.perf_counter() - t
+    return {"max_utterance_s": max_utterance, "longest_feed_s": round(longest, 3), "flush_s": round(flush, 3),
+            "total_s": round(time.perf_counter() - started, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--longest-call", type=float, default=0.0, help="seconds of noise for the engine alone")
     parser.add_argument("--noise", type=float, default=300.0, help="seconds of noise, sent unpaced")
     parser.add_argument("--paced", type=int, default=2, help="real-time clients")
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per real-time client")
     parser.add_argument("--processes", action="store_true")
     args = parser.parse_args()
+    if args.longest_call:
+        rows = [longest_call(args.longest_call, m) for m in (20.0, 1e9)]
+        for row in rows:
+            print(row, flush=True)
+        save("engine_longest_call", {"noise_s": args.longest_call, "rows": rows})
+        return
     sample = bk.to_pcm16(bk.sample_path())
     pcm = np.tile(sample, int(np.ceil(args.seconds * 16000 / len(sample))))[: int(args.seconds * 16000)].tobytes()
     workers = args.paced + 1

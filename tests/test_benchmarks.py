@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
     ("bench_concurrency", ["--streams", "3", "--seconds", "1"], "rows"),
     ("bench_audio", ["--minutes", "1", "--curve", "1", "2"], "streaming_curve"),
     ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
+    ("bench_server_noise", ["--noise", "5", "--paced", "1", "--seconds", "3"], "with_noise"),
     ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
 ])
 def test_benchmark_runs_at_tiny_size(module: str, args: list[str], key: str, tmp_path: Path) -> None:
