@@ -257,3 +257,48 @@ async def wait_until(condition: Any, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.mark.slow
+async def test_a_noise_client_unpaced_for_300_s_beside_a_real_time_client(capfd) -> None:
+    """Issue 12.2: the real-time client gets every reply and its own words; the noise is cut into
+    bounded utterances; stderr stays quiet (it was one PocketSphinx warning per frame).  The pauses
+    the real-time client sees are measured in benchmarks/bench_server_noise.py, not asserted here."""
+    require("pocketsphinx", "the default engine")
+    from bk_notebook.server.engines import PocketSphinxEngine
+
+    noise = np.random.default_rng(3).integers(-32768, 32767, 16000 * 300, dtype=np.int16).tobytes()
+    speech = sf.read(SAMPLE, dtype="int16")[0].tobytes()
+
+    async def real_time(url: str) -> list[dict[str, Any]]:
+        async with connect(url) as ws:
+            sess_id = await open_session(ws)
+            replies: list[dict[str, Any]] = []
+
+            async def receive() -> None:
+                while not replies or replies[-1] != STOPPED:
+                    replies.append(json.loads(await ws.recv())["bk"])
+
+            receiver = asyncio.create_task(receive())
+            for c in chunks_of(speech):
+                await ws.send(audio_message(sess_id, c))
+                await asyncio.sleep(0.1)  # a microphone: 100 ms of audio per 100 ms
+            await ws.send(stop_message(sess_id))
+            await asyncio.wait_for(receiver, 600)
+        return replies
+
+    with server(engine="pocketsphinx", workers=2) as s:
+        noisy = asyncio.create_task(unpaced_session(s.url, chunks_of(noise), timeout=600))
+        paced = await real_time(s.url)
+        noise_replies = await noisy
+    engine, expected = PocketSphinxEngine(), []
+    for c in chunks_of(speech):
+        expected += [e for e in engine.feed(c) if isinstance(e, Final)]
+    expected += [e for e in engine.flush() if isinstance(e, Final)]
+    assert len(paced) == len(chunks_of(speech)) + 1 and all(r["status"] == 200 for r in paced)
+    assert [r["data"]["final"] for r in paced if "final" in r.get("data", {})] == [e.text for e in expected]
+    noise_finals = [r["data"] for r in noise_replies if "final" in r.get("data", {})]
+    assert noise_replies[-1] == STOPPED and all(r["status"] == 200 for r in noise_replies)
+    assert len(noise_finals) >= 5 and all(f["end"] - f["start"] <= 20.03 for f in noise_finals)
+    err = capfd.readouterr().err
+    assert len(err.encode()) < 64 * 1024, err[-2000:]
