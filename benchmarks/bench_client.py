@@ -26,8 +26,15 @@ from benchmarks.common import null_server, save, speechlike
 
 
 async def bk_client(url: str, pcm: np.ndarray) -> None:
+    """The default client: the null server acknowledges every chunk, so the send window is on."""
     t = await bk.Client(url).transcribe(pcm, 16000, speed=None)
-    assert t.duration == len(pcm) / 16000
+    assert t.duration == len(pcm) / 16000 and t.complete
+
+
+async def bk_client_no_window(url: str, pcm: np.ndarray) -> None:
+    """The same without flow control (as before the send window): what the window costs."""
+    t = await bk.Client(url, window_seconds=None).transcribe(pcm, 16000, speed=None)
+    assert t.duration == len(pcm) / 16000 and t.complete
 
 
 async def sample_loop(url: str, pcm: np.ndarray) -> None:
@@ -121,10 +128,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     pcm = speechlike(args.minutes * 60)
-    runs: dict[str, list[dict[str, float | str]]] = {"bk_notebook": [], "sample_loop": [], "floor": []}
+    runs: dict[str, list[dict[str, float | str]]] = {"bk_notebook": [], "bk_notebook_no_window": [],
+                                                     "sample_loop": [], "floor": []}
     with null_server() as url:
-        for _ in range(args.repeat):  # interleaved, so drift hits all three alike
+        for _ in range(args.repeat):  # interleaved, so drift hits all alike
             runs["bk_notebook"].append(measure(bk_client, url, pcm, False))
+            runs["bk_notebook_no_window"].append(measure(bk_client_no_window, url, pcm, False))
             runs["sample_loop"].append(measure(sample_loop, url, pcm, False))
             runs["floor"].append(measure(floor, url, pcm, False))
         profiles = {name: measure(fn, url, pcm, True)["profile"] for name, fn in
@@ -136,6 +145,8 @@ def main() -> None:
         "results": best,
         "cpu_ratio_sample_over_bk": round(best["sample_loop"]["cpu_s"] / best["bk_notebook"]["cpu_s"], 2),
         "cpu_ratio_bk_over_floor": round(best["bk_notebook"]["cpu_s"] / best["floor"]["cpu_s"], 2),
+        "cpu_ratio_window_over_no_window": round(
+            best["bk_notebook"]["cpu_s"] / best["bk_notebook_no_window"]["cpu_s"], 2),
         "profiles": profiles,
     }
     save("client", result)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
 from .auth import get_token
 from .batch import transcribe_many
-from .client import Client, Stream, transcribe
+from .checkpoint import read_checkpoint
+from .client import Client, Stream, transcribe, transcribe_sync
 from .errors import (
     AudioError,
     AuthError,
@@ -13,6 +14,7 @@ from .errors import (
     BkError,
     ConnectError,
     ConnectionLost,
+    DeviceError,
     MissingDependency,
     ProtocolError,
     ServiceError,
@@ -20,7 +22,9 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .scoring import evaluate
 from .server.local import LocalServer, local_server
+from .soundcard import SoundCard
 from .transcript import Transcript
 
 __version__ = "0.1.0"
@@ -33,10 +37,12 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "DeviceError",
     "LocalServer",
     "MissingDependency",
     "ProtocolError",
     "ServiceError",
+    "SoundCard",
     "Stream",
     "StreamTimeout",
     "Transcript",
@@ -44,12 +50,15 @@ __all__ = [
     "WorkerUnavailable",
     "__version__",
     "chunk_pcm",
+    "evaluate",
     "get_token",
     "load_audio",
     "local_server",
     "open_audio",
+    "read_checkpoint",
     "sample_path",
     "to_pcm16",
     "transcribe",
     "transcribe_many",
+    "transcribe_sync",
 ]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import urllib.error
-import urllib.request
 from typing import Any
 
 from .errors import AuthError, ConnectError, ProtocolError
@@ -31,6 +29,9 @@ def get_token(email: str, password: str, *, url: str = TOKEN_URL, timeout: float
     ProtocolError
         The reply did not hold a token.
     """
+    import urllib.error  # here, not at the top: urllib.request costs ~50 ms at `import bk_notebook`
+    import urllib.request
+
     basic = base64.b64encode(f"{email}:{password}".encode()).decode("ascii")
     request = urllib.request.Request(url, method="POST", data=b"", headers={"Authorization": f"Basic {basic}"})
     try:

@@ -1,16 +1,36 @@
-"""Many recordings at once: bounded concurrency, a progress bar, no lost results."""
+"""Many recordings at once: bounded concurrency, a progress bar, a checkpoint, no lost results.
+
+Theory of operation
+-------------------
+The input (a list, a DataFrame, a folder or a Hugging Face Dataset: see
+``datasets.py``) becomes a list of items.  With a checkpoint, each item gets a
+key (``checkpoint.item_key``); items already in the file are taken from it and
+items with the same key run once.  The rest run locally as tasks behind a
+semaphore, or on a Dask cluster (``dask.py``).  Each item's result is handled
+the moment it finishes, on the caller's loop: it is written to the checkpoint
+(one line, fsync'd) and counted on the progress bar.  An interrupt cancels the
+running items and returns within ``CANCEL_GRACE`` seconds; what finished is in
+the checkpoint.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+import os
 from typing import Any
 
+from .checkpoint import Checkpoint, item_key, record_of, transcript_of
 from .client import Client
+from .datasets import as_items
 from .errors import BatchError, UsageError
 from .transcript import Transcript
 
-__all__ = ["transcribe_many"]
+__all__ = ["CANCEL_GRACE", "transcribe_many"]
+
+CANCEL_GRACE = 1.5  # seconds an interrupted batch waits for its items to close their sessions
+logger = logging.getLogger("bk_notebook.batch")
+_CALLBACKS = ("on_partial", "on_final", "on_progress", "display")
 
 
 def _split_item(item: Any) -> tuple[Any, float | None]:
@@ -26,71 +46,138 @@ def _split_item(item: Any) -> tuple[Any, float | None]:
     return item, None
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, done: int, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm  # a widget bar in notebooks, text in terminals
 
-    return tqdm(total=total, desc="transcribing", unit="item")
+    return tqdm(total=total, initial=done, desc="transcribing", unit="item")
 
 
 async def transcribe_many(
-    items: Iterable[Any],
+    items: Any,
     concurrency: int = 4,
     progress: bool = True,
     return_exceptions: bool = False,
     *,
     client: Client | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    cluster: Any = None,
+    worker_server: dict[str, Any] | None = None,
+    column: str | None = None,
+    sr_column: str | None = "sr",
+    id_column: str | None = "id",
+    pattern: str = "**/*",
     **kwargs: Any,
-) -> list[Any]:
+) -> Any:
     """Transcribe many recordings with at most ``concurrency`` sessions at once.
 
     Parameters
     ----------
-    items : iterable
-        Paths, encoded bytes, ``(array, sr)`` pairs or ``{"audio": ..., "sr": ...}`` dicts.
+    items : iterable, DataFrame, folder or datasets.Dataset
+        Paths, encoded bytes, ``(array, sr)`` pairs or ``{"audio": ..., "sr": ..., "id": ...}``
+        dicts; or a ``pandas.DataFrame`` with a column of paths or arrays (and an optional
+        ``sr`` and ``id`` column); or a folder (``str``/``Path`` of a directory: its audio files
+        matching ``pattern``); or a Hugging Face ``datasets.Dataset`` with an ``Audio`` column.
     concurrency : int
-        Sessions open at the same time.
+        Sessions open at the same time (with ``cluster``: per worker thread, one).
     progress : bool
         Show a tqdm progress bar of finished items.
     return_exceptions : bool
-        If true, a failed item's exception takes its place in the returned list.
-        If false, every item still runs to the end, then a :class:`BatchError`
-        is raised whose ``.results`` hold every transcript and error in order.
+        For list input: if true, a failed item's exception takes its place in the returned
+        list; if false, every item still runs to the end, then a :class:`BatchError` is raised
+        whose ``.results`` hold every transcript and error in order.  Tabular results always
+        report failures in their ``error`` column.
     client : Client, optional
-        Defaults to ``Client()`` (``$BK_STT_URL``, ``$BK_TOKEN``).
+        Defaults to ``Client()`` (``$BK_STT_URL``, ``$BK_TOKEN``).  With ``cluster``, each
+        worker connects to this client's URL with its token and settings; without one, each
+        worker starts its own embedded local server.
+    checkpoint : str or os.PathLike, optional
+        A JSON Lines file: each finished item is appended (and fsync'd) as one line with
+        ``key``, ``complete``, ``finals``, ``text``, ``duration``, ``session_id`` and ``gaps``; items
+        whose key is already there are not transcribed again.  Failed items are not written,
+        so a rerun retries them.
+    cluster : dask.distributed.Client, optional
+        Run the items on this Dask cluster's workers (see :mod:`bk_notebook.dask`).
+    worker_server : dict, optional
+        With ``cluster`` and no ``client``: arguments of each worker's
+        :func:`~bk_notebook.local_server` (default ``{"engine": "pocketsphinx"}``).
+    column, sr_column, id_column : str, optional
+        For DataFrame and Dataset input: the audio column (default: the first of ``audio``,
+        ``path``, ``file`` present), the sample-rate column and the key column, if present.
+    pattern : str
+        For a folder: the glob of files to take (default: every audio file, recursively).
     **kwargs
         Passed to :meth:`Client.transcribe` (``speed``, ``on_final``, ...).
 
     Returns
     -------
-    list
-        One :class:`Transcript` per item, in the order given.
+    list, DataFrame or datasets.Dataset
+        For a list: one :class:`Transcript` per item, in the order given.  For a DataFrame or
+        a folder: a DataFrame aligned with the input, with ``text``, ``finals``, ``complete``
+        and ``error`` columns added.  For a Dataset: the Dataset with those columns added.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
-    pending = [_split_item(item) for item in items]  # malformed items fail before any traffic
-    client = client or Client()
-    gate = asyncio.Semaphore(concurrency)
-    bar = _progress_bar(len(pending), progress)
+    source = as_items(items, column=column, sr_column=sr_column, id_column=id_column, pattern=pattern)
+    pending = [_split_item(item) for item in source.items]  # malformed items fail before any traffic
+    if cluster is not None:
+        if any(kwargs.get(name) for name in _CALLBACKS):
+            raise UsageError(f"{', '.join(_CALLBACKS)} run in the caller's kernel: not available with cluster=")
+        from .dask import check_cluster
 
-    async def one(audio: Any, sr: float | None) -> Transcript:
-        try:
-            async with gate:
-                return await client.transcribe(audio, sr, **kwargs)
-        finally:
-            if bar is not None:
-                bar.update(1)
+        check_cluster(cluster, client, worker_server, kwargs)
+    elif worker_server is not None:
+        raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
+    keyed = checkpoint is not None or cluster is not None
+    keys = [item_key(item) for item in source.items] if keyed else [str(i) for i in range(len(pending))]
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    results: list[Any] = [None] * len(pending)
+    todo: dict[str, list[int]] = {}  # key -> positions (one run per key when keyed)
+    for i, key in enumerate(keys):
+        if store is not None and key in store.done:
+            results[i] = transcript_of(store.done[key])
+        else:
+            todo.setdefault(key if keyed else str(i), []).append(i)
+    skipped = sum(1 for r in results if r is not None)
+    bar = _progress_bar(len(pending), skipped, progress)
 
+    def finished(key: str, result: Any) -> None:
+        """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
+        record: dict[str, Any] | None
+        if isinstance(result, dict):  # a record from a cluster worker
+            record, result = result, transcript_of(result)
+        else:
+            record = record_of(key, result) if isinstance(result, Transcript) else None
+        if store is not None and record is not None:
+            store.append({**record, "key": key})
+        for i in todo[key]:
+            results[i] = result
+        if bar is not None:
+            bar.update(len(todo[key]))
+
+    work = [(key, *pending[positions[0]]) for key, positions in todo.items()]
     try:
-        results = await asyncio.gather(*(one(audio, sr) for audio, sr in pending), return_exceptions=True)
+        if cluster is not None:
+            from .dask import run_on_cluster
+
+            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server, **kwargs)
+        else:
+            await _run_local(work, finished, client or Client(), concurrency, kwargs)
+    except BaseException:
+        done = sum(1 for r in results if isinstance(r, Transcript))
+        where = f"in the checkpoint {str(store.path)!r}" if store is not None else (
+            "not kept: pass checkpoint= to keep them across interrupts")
+        logger.warning("transcribe_many interrupted: %d of %d items had finished, %s", done, len(results), where)
+        raise
     finally:
         if bar is not None:
             bar.close()
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result  # cancellation and interrupts are not per-item failures
+        if store is not None:
+            store.close()
     failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
+    if source.wrap is not None:
+        return source.wrap(results)
     if failed and not return_exceptions:
         first = results[failed[0]]
         raise BatchError(
@@ -99,3 +186,31 @@ async def transcribe_many(
             results=list(results),
         )
     return list(results)
+
+
+async def _run_local(
+    work: list[tuple[str, Any, float | None]], finished: Any, client: Client, concurrency: int, kwargs: dict[str, Any]
+) -> None:
+    """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(key: str, audio: Any, sr: float | None) -> None:
+        async with gate:
+            try:
+                result: Any = await client.transcribe(audio, sr, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a per-item failure, reported in place
+                result = exc
+        finished(key, result)
+
+    tasks = [asyncio.ensure_future(one(key, audio, sr)) for key, audio, sr in work]
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        raise
+    for task in tasks:
+        task.result()  # an error of our own bookkeeping (e.g. a full disk for the checkpoint) surfaces here

@@ -1,4 +1,4 @@
-"""``bk-notebook``: serve, transcribe, demo and token from the command line.
+"""``bk-notebook``: serve, transcribe, listen, demo and token from the command line.
 
 Exit codes: 0 success, 2 usage error, 1 any other failure; each failure is one
 line on stderr.  Results go to stdout, progress and partials to stderr.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,8 +19,11 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import BkError
+from .redact import RedactingFilter
 
 FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
+LISTEN_FORMATS = ("table", "jsonl", "srt")
+_REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,13 +42,27 @@ def _positive_float(text: str) -> float:
 
 
 def _speed(text: str) -> float | None:
-    return None if text.lower() in ("none", "max", "0") else _positive_float(text)
+    from .speed import parse_speed
+
+    try:
+        return parse_speed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+TOKEN_HELP = """\
+token: read from $BK_TOKEN by default; --token-env NAME reads it from another
+variable, --token-prompt asks for it without echo.  A token is never taken on
+the command line, where other local users see it (ps) and the shell history
+keeps it.  Get one with: export BK_TOKEN=$(bk-notebook token --email EMAIL)
+"""
+EXTENSIONS = {"table": ".txt", "csv": ".csv", "jsonl": ".jsonl", "srt": ".srt", "vtt": ".vtt"}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bk-notebook", description="bahasakita streaming speech-to-text, in notebooks and here.")
     parser.add_argument("--version", action="version", version=f"bk-notebook {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (never tokens)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (credentials masked)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
@@ -52,25 +70,64 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--engine", default="pocketsphinx", help="pocketsphinx, energy or module:Class")
     serve.add_argument("--workers", type=int, default=4, help="concurrent sessions (default 4)")
-    serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable); "
-                       "else $BK_SERVER_TOKENS; none: any token is accepted")
+    serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable). Prefer "
+                       "$BK_SERVER_TOKENS (comma or space separated): a --token shows in ps to other local users. "
+                       "No token: any token is accepted")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let web pages of ORIGIN (e.g. http://localhost:8888) connect from a browser "
+                       "(repeatable); handshakes with any other Origin header get HTTP 403")
     serve.add_argument("--idle-timeout", type=_positive_float, default=60.0, help="close idle sessions after N s")
     serve.add_argument("--processes", action="store_true", help="run engines in worker processes (all cores)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
-    transcribe = commands.add_parser("transcribe", help="transcribe audio files")
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files", epilog=TOKEN_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
     transcribe.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
+    given = transcribe.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
     transcribe.add_argument("--speed", type=_speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
     transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    transcribe.add_argument("--out-dir", type=Path, metavar="DIR", help="write one file per input into DIR, "
+                            "named after it (x.wav -> DIR/x.srt); needed for several files in srt or vtt")
+    transcribe.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                            help="wait this long for the server's end-of-stream reply (default 10)")
     transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
     transcribe.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
     transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
+    transcribe.add_argument("--recursive", action="store_true", help="a FILE that is a folder: its audio files, "
+                            "in subfolders too")
+    transcribe.add_argument("--out", type=Path, help="checkpoint: append each finished file's finals to this "
+                            "JSON Lines file as it finishes")
+    transcribe.add_argument("--resume", action="store_true", help="with --out: skip the files already in it")
 
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
+
+    listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
+    given = listen.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="after Ctrl-C, wait this long for the server's last finals (default 10)")
+    listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
+    listen.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
+    listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
+                        "(default: the system's default input)")
+    listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
+    listen.add_argument("--format", choices=LISTEN_FORMATS, default="table", help="output format (default table)")
+    listen.add_argument("--out", type=Path, metavar="FILE", help="also write the finals to FILE, in --format")
+    listen.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="stop after S seconds of audio (default: at Ctrl-C)")
 
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
@@ -85,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # Every line on stderr goes through one filter: no logger (ours, websockets', an engine's) prints a credential.
+    secrets = [os.environ.get("BK_TOKEN", "")]
+    if args.command == "serve":
+        from .server.app import ServerConfig
+
+        secrets += [*ServerConfig.tokens_from_env(), *args.token]
+    _REDACT.secrets.extend(secret for secret in secrets if secret)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_REDACT)
     if not args.verbose:
         logging.getLogger("websockets").setLevel(logging.WARNING)
         if args.command != "serve":  # the embedded server's session lines are noise there
@@ -107,9 +173,13 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
         certfile=args.certfile, keyfile=args.keyfile, processes=args.processes,
+        allow_origins=tuple(args.allow_origin),
     )
     if config.workers < 1:
         raise _usage("--workers must be at least 1")
+    if args.token:
+        print("bk-notebook: warning: a token given with --token is visible to other local users (ps, /proc); "
+              "set BK_SERVER_TOKENS instead (comma or space separated)", file=sys.stderr)
 
     async def run() -> None:
         server = BkServer(config)
@@ -134,34 +204,111 @@ def _transcribe(args: argparse.Namespace) -> int:
     from .batch import transcribe_many
     from .client import Client
 
+    # Every check before any network traffic: a mistake costs nothing.
     if args.concurrency < 1:
         raise _usage("--concurrency must be at least 1")
+    if args.token_on_command_line is not None:
+        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
+                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
+    if args.recursive or args.out or args.resume:
+        args.files = _batch_files(args)
+    folders = [str(f) for f in args.files if f.is_dir()]
+    if folders:
+        raise _usage(f"is a folder, not an audio file: {', '.join(folders)} "
+                     f"(give the files, e.g. {folders[0]}/*.wav, or pass --recursive)")
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         raise _usage(f"no such file: {', '.join(missing)}")
+    outputs = _output_paths(args)
+    token = _token_for_transcribe(args)
 
     async def run() -> list[Any]:
         async def with_client(client: Client) -> list[Any]:
             return await transcribe_many(
-                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed
+                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed,
+                checkpoint=args.out,
             )
 
         if not args.local:
-            return await with_client(Client(args.url))
+            return await with_client(Client(args.url, token=token, drain_timeout=args.drain_timeout))
         from .server import local_server
 
         with local_server(engine=args.engine, workers=args.concurrency) as server:
-            return await with_client(Client(server.url))
+            return await with_client(Client(server.url, drain_timeout=args.drain_timeout))
 
     results = asyncio.run(run())
     done: list[tuple[str, Any]] = []
+    incomplete = 0
     for path, result in zip(args.files, results, strict=True):
         if isinstance(result, Exception):
             print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
+            continue
+        done.append((str(path), result))
+        if not result.complete:
+            incomplete += 1
+            print(f"bk-notebook: warning: {path}: {result.incomplete_reason} ({len(result.finals)} finals kept)",
+                  file=sys.stderr)
+    if done and outputs is not None:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, transcript in done:
+            outputs[name].write_text(_render(args.format, [(name, transcript)]), encoding="utf-8")
+            print(f"wrote {outputs[name]}", file=sys.stderr)
+    elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
+        sys.stdout.write(_render(args.format, done))
+    return 0 if len(done) == len(results) and not incomplete else 1
+
+
+def _output_paths(args: argparse.Namespace) -> dict[str, Path] | None:
+    """Where each input's result goes with --out-dir (None: stdout); refuses what cannot be written."""
+    if args.out_dir is None:
+        if len(args.files) > 1 and args.format in ("srt", "vtt"):
+            raise _usage(f"several files in --format {args.format} need --out-dir DIR (one .{args.format} per input)")
+        return None
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise _usage(f"--out-dir {args.out_dir} exists and is not a folder")
+    paths: dict[str, Path] = {}
+    for f in args.files:
+        paths[str(f)] = args.out_dir / (f.stem + EXTENSIONS[args.format])
+    clashes = sorted({p.name for p in paths.values() if list(paths.values()).count(p) > 1})
+    if clashes:
+        raise _usage(f"several inputs would write {', '.join(clashes)} in --out-dir; rename or run them apart")
+    return paths
+
+
+def _token_for_transcribe(args: argparse.Namespace) -> str | None:
+    if args.token_env:
+        token = os.environ.get(args.token_env, "")
+        if not token:
+            raise _usage(f"--token-env {args.token_env}: the environment variable ${args.token_env} is not set")
+    elif args.token_prompt:
+        token = _ask("token: ", secret=True).strip()
+        if not token:
+            raise _usage("no token given at the prompt")
+    else:
+        return None  # the Client reads $BK_TOKEN
+    _REDACT.secrets.append(token)
+    return token
+
+
+def _batch_files(args: argparse.Namespace) -> list[Path]:
+    """``--recursive``: folders become their audio files; ``--out``/``--resume``: checked before any traffic."""
+    from .datasets import AUDIO_SUFFIXES
+
+    if args.resume and not args.out:
+        raise _usage("--resume needs --out FILE (the checkpoint to resume)")
+    if args.out and not args.resume and args.out.exists() and args.out.stat().st_size:
+        raise _usage(f"{args.out} exists: pass --resume to continue it, or remove it")
+    files: list[Path] = []
+    for path in args.files:
+        if path.is_dir() and not args.recursive:
+            raise _usage(f"{path} is a folder: pass --recursive")
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES))
         else:
-            done.append((str(path), result))
-    sys.stdout.write(_render(args.format, done))
-    return 0 if len(done) == len(results) else 1
+            files.append(path)
+    if not files:
+        raise _usage(f"no audio files in {', '.join(map(str, args.files))}")
+    return files
 
 
 def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
@@ -174,16 +321,16 @@ def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if fmt == "csv":
         out = io.StringIO()
-        fields = ["file", "segment", "start", "end", "text", "session_id", "timing"]
+        fields = ["file", "segment", "start", "end", "text", "session_id"]
+        if any("timing" in r for r in records):  # "estimated": the server sent no times (most send them)
+            fields.append("timing")
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
         return out.getvalue()
     if fmt in ("srt", "vtt"):
-        parts = [(t.to_srt() if fmt == "srt" else t.to_vtt()) for _, t in results]
-        if len(results) == 1:
-            return parts[0]
-        return "\n".join(f"==> {name} <==\n{part}" for (name, _), part in zip(results, parts, strict=True))
+        [(_, transcript)] = results  # several files go to --out-dir, one at a time
+        return str(transcript.to_srt() if fmt == "srt" else transcript.to_vtt())
     return _table(records)
 
 
@@ -227,17 +374,158 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(args: argparse.Namespace) -> int:
+    """Live transcription of the sound card: partial and level meter on one line, finals below."""
+    from .client import Client
+    from .errors import DeviceError
+    from .live import level_dbfs
+    from .soundcard import SoundCard
+
+    if args.list_devices:
+        devices = SoundCard.devices()
+        rows = [("", "index", "name", "host", "channels", "rate")] + [
+            ("*" if d.is_default else "", str(d.index), d.name, d.hostapi, str(d.channels), f"{d.default_samplerate:g}")
+            for d in devices
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if not devices:
+            print("bk-notebook: no input devices: is a microphone connected and the sound server running?",
+                  file=sys.stderr)
+        return 0 if devices else 1
+    if args.url and args.local:
+        raise _usage("give --url or --local, not both")
+    if args.token_on_command_line is not None:
+        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
+                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise _usage(f"cannot write --out {args.out}: no such folder {args.out.parent}")
+    # A bad URL or token option is reported before the device opens.
+    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
+                                            drain_timeout=args.drain_timeout)
+    card = SoundCard(args.device)  # no such device: one line, before any network traffic
+    live = sys.stderr.isatty()
+    shown: dict[str, Any] = {"partial": "", "level": -100.0}
+
+    def meter() -> str:
+        cells = max(0, min(10, round((shown["level"] + 60.0) / 6.0)))  # -60..0 dBFS in ten cells
+        return f"[{'#' * cells}{'.' * (10 - cells)}] {shown['level']:4.0f} dB"
+
+    def draw() -> None:
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        print(f"\r\033[K{meter()} {shown['partial']}"[: width + 4], end="", file=sys.stderr, flush=True)
+
+    def show_partial(text: str) -> None:
+        shown["partial"] = text
+        if live:
+            draw()
+        else:
+            print(f"partial: {meter()} {text}", file=sys.stderr, flush=True)
+
+    def show_final(record: dict[str, Any]) -> None:
+        shown["partial"] = ""
+        prefix = "\r\033[K" if live else ""
+        print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr)
+        if live:
+            draw()
+
+    async def session(client: Client) -> Any:
+        loop = asyncio.get_running_loop()
+        feed = card.chunks()  # opens the device: busy, or a rate it refuses, fails here, before connecting
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            print(f"listening to {card.device.name} ({card.native_rate:g} Hz, {card.channels} ch) for {client.url}; "
+                  + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C stops"),
+                  file=sys.stderr, flush=True)
+            async with client.stream(on_partial=show_partial, on_final=show_final) as stream:
+                failure: BkError | None = None
+                try:
+                    async for chunk in feed:
+                        await stream.send(chunk)
+                        shown["level"] = level_dbfs(chunk)
+                        if live:
+                            draw()
+                        if args.duration and stream.seconds_sent >= args.duration:
+                            card.stop()  # the chunks already captured still arrive, then the feed ends
+                except DeviceError as exc:  # the device went away: finish the utterance it heard, then say so
+                    failure = exc
+                transcript = await stream.stop()
+                if failure is not None:
+                    failure.transcript = transcript
+                    raise failure
+                return transcript
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            feed.close()
+
+    def interrupted() -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)  # a second Ctrl-C aborts at once
+        card.stop()
+
+    async def run() -> Any:
+        if client is not None:
+            return await session(client)
+        from .server import local_server
+
+        with local_server(engine=args.engine, workers=1) as server:
+            return await session(Client(server.url, drain_timeout=args.drain_timeout))
+
+    def output(transcript: Any) -> None:
+        if live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        text = _render(args.format, [(card.device.name, transcript)])
+        sys.stdout.write(text)
+        if args.out is not None:
+            args.out.write_text(text, encoding="utf-8")
+
+    try:
+        transcript = asyncio.run(run())
+    except BkError as exc:  # keep what was transcribed before the failure
+        if exc.transcript is not None and exc.transcript.finals:
+            output(exc.transcript)
+        raise
+    output(transcript)
+    if card.dropped_seconds:
+        print(f"bk-notebook: warning: {card.dropped_seconds:.1f} s of audio were dropped (the consumer fell "
+              "behind)", file=sys.stderr)
+    if not transcript.complete:
+        print(f"bk-notebook: error: {transcript.incomplete_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from .auth import TOKEN_URL, get_token
 
-    email = args.email or input("e-mail: ").strip()
-    password = getpass.getpass("password: ")
+    email = args.email or _ask("e-mail: ").strip()
+    if not email:
+        raise _usage("no e-mail given")
+    password = _ask("password: ", secret=True)
     token = get_token(email, password, url=args.auth_url or TOKEN_URL)
     if sys.stdout.isatty():  # keep the secret off the screen and out of terminal logs
         print("got a token; to use it: export BK_TOKEN=$(bk-notebook token --email EMAIL)", file=sys.stderr)
     else:
         print(token)
     return 0
+
+
+def _ask(prompt: str, *, secret: bool = False) -> str:
+    """One line from the user; the prompt never goes to stdout (it may be captured by `$(...)`)."""
+    if secret and sys.stdin.isatty():
+        try:
+            return getpass.getpass(prompt)  # prompts and reads on the terminal, without echo
+        except EOFError:
+            print(file=sys.stderr)
+            raise _usage(f"no {prompt.rstrip(': ')} given (end of input at the prompt)") from None
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        print(file=sys.stderr)  # the error goes on its own line, not after the prompt
+        raise _usage(f"no {prompt.rstrip(': ')} given (end of input at the prompt)")
+    return line.rstrip("\r\n")
 
 
 def _usage(message: str) -> BkError:
@@ -250,7 +538,7 @@ def _failure(message: str) -> BkError:
     return BkError(message)
 
 
-_COMMANDS = {"serve": _serve, "transcribe": _transcribe, "demo": _demo, "token": _token}
+_COMMANDS = {"serve": _serve, "transcribe": _transcribe, "demo": _demo, "token": _token, "listen": _listen}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -9,17 +9,20 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any
 
 from .audio import open_audio
+from .blocking import Awaitable, run_blocking
 from .errors import UsageError
 from .redact import redact
-from .stream import Stream, _positive
+from .stream import Stream
 from .transcript import Transcript
+from .waits import positive_seconds
 
-__all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe"]
+__all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe", "transcribe_sync"]
 
 DEFAULT_URL = "wss://api.bahasakita.co.id/v1/prod/stream"
 logger = logging.getLogger("bk_notebook.client")
@@ -40,7 +43,9 @@ class Client:
     reply_timeout : float
         Seconds to wait for the ``audioConn`` reply, and for a send to be accepted.
     drain_timeout : float
-        Seconds to wait for the ``audioStop`` reply before returning what arrived.
+        After ``audioStop``, the longest silence from the server tolerated before
+        returning what arrived (marked ``complete=False``); not a total: reading
+        goes on as long as replies keep coming.
     connect_retries : int
         Attempts of ``audioConn`` (and of the handshake on network errors) before
         giving up; waits grow exponentially with jitter from ``retry_backoff`` seconds.
@@ -54,6 +59,27 @@ class Client:
     resume_buffer_seconds : float
         Audio kept for resending after the last final (bounded memory); audio
         beyond it that a resumption would need is reported in ``Transcript.gaps``.
+    window_seconds : float or None
+        Flow control: against a server that answers every ``audioStream`` once
+        it has decoded it (the local server does), at most this much audio is
+        sent and not yet answered, so the recogniser paces an unpaced client and
+        the backlog at ``audioStop`` stays within it.  A server that answers only
+        some chunks is noticed and paced by ``speed`` alone.  ``None``: no window.
+    history_size : int
+        How many recent transcripts :attr:`history` keeps.
+
+    Attributes
+    ----------
+    history : list of Transcript
+        This client's recent transcripts, oldest first, the one in progress
+        included: after an interrupt or an error, ``client.history[-1]`` holds
+        the finals received (``complete`` is False).
+
+    Notes
+    -----
+    Memory is bounded per session: unread ``events()`` at 1000 (older partials
+    dropped), the resume buffer at ``resume_buffer_seconds``, audio in flight
+    at ``window_seconds``; the finals themselves are the result and are all kept.
     """
 
     def __init__(
@@ -69,6 +95,8 @@ class Client:
         ssl: SSLContext | None = None,
         reconnect: int = 0,
         resume_buffer_seconds: float = 300.0,
+        window_seconds: float | None = 3.0,
+        history_size: int = 20,
     ) -> None:
         raw = url or os.environ.get("BK_STT_URL") or DEFAULT_URL
         parts = urllib.parse.urlsplit(raw)
@@ -79,9 +107,9 @@ class Client:
         rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
         self.url = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
         self._token = token or url_token or os.environ.get("BK_TOKEN") or None
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        self.reply_timeout = _positive("reply_timeout", reply_timeout)
-        self.drain_timeout = _positive("drain_timeout", drain_timeout)
+        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self.reply_timeout = positive_seconds("reply_timeout", reply_timeout)
+        self.drain_timeout = positive_seconds("drain_timeout", drain_timeout)
         if isinstance(connect_retries, bool) or not isinstance(connect_retries, int) or connect_retries < 1:
             raise UsageError(f"connect_retries must be a whole number >= 1, got {connect_retries!r}")
         self.connect_retries = connect_retries
@@ -92,7 +120,19 @@ class Client:
         if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
             raise UsageError(f"reconnect must be a whole number >= 0, got {reconnect!r}")
         self.reconnect = reconnect
-        self.resume_buffer_seconds = _positive("resume_buffer_seconds", resume_buffer_seconds)
+        self.resume_buffer_seconds = positive_seconds("resume_buffer_seconds", resume_buffer_seconds)
+        self.window_seconds = None if window_seconds is None else positive_seconds("window_seconds", window_seconds)
+        if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size < 1:
+            raise UsageError(f"history_size must be a whole number >= 1, got {history_size!r}")
+        self._history: deque[Transcript] = deque(maxlen=history_size)
+
+    @property
+    def history(self) -> list[Transcript]:
+        """Recent transcripts of this client, oldest first (bounded by ``history_size``)."""
+        return list(self._history)
+
+    def _remember(self, transcript: Transcript) -> None:
+        self._history.append(transcript)
 
     @property
     def has_token(self) -> bool:
@@ -130,7 +170,29 @@ class Client:
         """
         return Stream(self, speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress)
 
-    async def transcribe(
+    def transcribe(self, audio: Any, sr: float | None = None, **kwargs: Any) -> Any:
+        """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.
+
+        A coroutine: ``t = await client.transcribe(...)``.  The audio is
+        validated before any connection is made.  ``speed`` is the multiple of
+        real time to send at (10x by default, as the service's own sample does);
+        ``None`` sends as fast as the connection (and the send window) allows.
+        ``display=True`` shows, in the calling cell's output, a progress bar of
+        audio seconds sent, the live partial and the finals as they arrive.
+        ``on_partial(text)``, ``on_final(record)`` and ``on_progress(seconds)``
+        are called as they happen (coroutine functions are awaited).
+        """
+        return Awaitable(self._transcribe(audio, sr, **kwargs), "client.transcribe(...)")
+
+    def transcribe_sync(self, audio: Any, sr: float | None = None, **kwargs: Any) -> Transcript:
+        """:meth:`transcribe` for scripts and teaching cells: blocks until the Transcript is ready.
+
+        Runs on a private event loop in a worker thread, so it also works inside
+        a running notebook (where ``asyncio.run`` refuses); the cell waits.
+        """
+        return run_blocking(self._transcribe(audio, sr, **kwargs))
+
+    async def _transcribe(
         self,
         audio: Any,
         sr: float | None = None,
@@ -141,14 +203,6 @@ class Client:
         on_progress: Callable[[float], Any] | None = None,
         display: bool = False,
     ) -> Transcript:
-        """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.
-
-        The audio is validated before any connection is made.  ``speed`` is the
-        multiple of real time to send at (10x by default, as the service's own
-        sample does); ``None`` sends as fast as the connection allows.
-        ``display=True`` shows, in the calling cell's output, a progress bar of
-        audio seconds sent, the live partial and the finals as they arrive.
-        """
         source = open_audio(audio, sr)
         live = None
         if display:
@@ -163,6 +217,8 @@ class Client:
                 speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress
             ) as session:
                 for block in source:
+                    if live is not None:
+                        live.keep(block)  # for the player shown when it ends
                     await session.send(block)
                 transcript = await session.stop()
         except BaseException as exc:
@@ -186,12 +242,18 @@ def _both(first: Callable[[Any], Any], second: Callable[[Any], Any] | None) -> C
     return both
 
 
-async def transcribe(audio: Any, sr: float | None = None, **kwargs: Any) -> Transcript:
-    """Transcribe with a default :class:`Client` (``$BK_STT_URL``, ``$BK_TOKEN``).
+def transcribe(audio: Any, sr: float | None = None, **kwargs: Any) -> Any:
+    """Transcribe with a default :class:`Client` (``$BK_STT_URL``, ``$BK_TOKEN``); a coroutine.
 
     Keyword arguments for :meth:`Client.transcribe` pass through; ``client=``
     uses a given client instead.
     """
     client = kwargs.pop("client", None) or Client()
-    return await client.transcribe(audio, sr, **kwargs)
+    return Awaitable(client._transcribe(audio, sr, **kwargs), "bk.transcribe(...)")
+
+
+def transcribe_sync(audio: Any, sr: float | None = None, **kwargs: Any) -> Transcript:
+    """:func:`transcribe` that blocks until the Transcript is ready (scripts, teaching cells)."""
+    client = kwargs.pop("client", None) or Client()
+    return client.transcribe_sync(audio, sr, **kwargs)
 

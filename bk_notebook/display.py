@@ -30,6 +30,7 @@ class LiveDisplay:
     def __init__(self, duration: float | None, *, force_widgets: bool | None = None) -> None:
         self.duration = duration
         self.records: list[dict[str, Any]] = []
+        self._audio: list[Any] = []  # the 16 kHz PCM sent, for the player shown at the end (widgets only)
         use_widgets = _in_notebook() if force_widgets is None else force_widgets
         self._widgets = self._build_widgets() if use_widgets else None
         self._bar = None if self._widgets else self._build_text_bar()
@@ -56,6 +57,25 @@ class LiveDisplay:
         return tqdm(total=round(self.duration, 1) if self.duration else None, unit="s", desc="audio sent",
                     file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s")
 
+    def keep(self, block: Any) -> None:
+        """Keep a block of the audio sent, so that the finished display can play it back."""
+        if self._widgets is not None:
+            self._audio.append(block)
+
+    def _show_player(self, transcript: Transcript) -> None:
+        if not self._audio or not transcript.finals:
+            return
+        import numpy as np
+
+        try:
+            player = transcript.player(np.concatenate(self._audio), sr=16_000)
+        except Exception as exc:  # noqa: BLE001 - the transcript is the result; the player is a view of it
+            self.partial_html.value = f"<i>no playback: {html.escape(str(exc))}</i>"
+            return
+        finally:
+            self._audio = []
+        self.box.children = (*self.box.children, player)
+
     def progress(self, seconds: float) -> None:
         if self._widgets is not None:
             if self.duration is None and seconds > self.progress_bar.max:
@@ -81,10 +101,23 @@ class LiveDisplay:
     def close(self, transcript: Transcript | None = None, error: BaseException | None = None) -> None:
         if transcript is not None:
             self.progress(transcript.duration)
+            if self._widgets is not None:
+                self._show_player(transcript)
             if self._widgets is not None and self.duration is None:
                 self.progress_bar.max = max(transcript.duration, 0.1)
                 self.progress_bar.value = self.progress_bar.max
-        if self._widgets is not None and error is not None:
-            self.partial_html.value = f"<span style='color:#b00020'>error: {html.escape(str(error))}</span>"
+        if error is not None:
+            message = "interrupted" if not isinstance(error, Exception) else f"error: {error}"
+            kept = getattr(error, "transcript", None)
+            count = len(kept) if kept is not None else len(self.records)
+            message += f" ({count} finals kept, incomplete)"
+        elif transcript is not None and not transcript.complete:
+            message = transcript.incomplete_reason
+        else:
+            message = ""
+        if self._widgets is not None and message:
+            self.partial_html.value = f"<span class='bk-incomplete' style='color:#b00020'>{html.escape(message)}</span>"
         if self._bar is not None:
             self._bar.close()
+            if message:
+                print(f"bk_notebook: {message}", file=sys.stderr)

@@ -6,6 +6,7 @@
     ├── AudioError (also ValueError)        bad audio: nothing was sent
     ├── UsageError (also ValueError)        bad arguments or configuration: nothing was sent
     ├── MissingDependency (also ImportError) an optional extra is not installed
+    ├── DeviceError (also OSError)          the sound card cannot be opened or failed while recording
     ├── ConnectError (also ConnectionError) the websocket could not be opened or was lost
     │   ├── AuthError                       handshake refused (HTTP 401/403) or token refused
     │   └── ConnectionLost                  the connection dropped after the session started
@@ -38,6 +39,7 @@ __all__ = [
     "BkError",
     "ConnectError",
     "ConnectionLost",
+    "DeviceError",
     "MissingDependency",
     "ProtocolError",
     "ServiceError",
@@ -72,6 +74,10 @@ class UsageError(BkError, ValueError):
 
 class MissingDependency(BkError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class DeviceError(BkError, OSError):
+    """No such input device, or one that is busy, gone, or cannot record at the asked rate."""
 
 
 class ConnectError(BkError, ConnectionError):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
 import logging
 import random
+import re
+import urllib.parse
 from ssl import SSLError
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +29,31 @@ def backoff(base: float, attempt: int) -> float:
     return min(base * 2 ** (attempt - 1), 30.0) * random.uniform(0.5, 1.5)
 
 
-async def open_websocket(client: Client, attempt: int) -> Any:
-    """Open the websocket; None means a network error worth retrying (after a backoff)."""
+def _on_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refused(exc: BaseException) -> bool:
+    """Every address refused the connection (asyncio joins several into one OSError with their texts)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    codes = re.findall(r"\[Errno (\d+)\]", str(exc)) if isinstance(exc, OSError) and exc.errno is None else []
+    return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
+
+
+async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback: bool = True) -> Any:
+    """Open the websocket; None means a network error worth retrying (after a backoff).
+
+    A refused connection on this machine (127.0.0.0/8, ``::1``, ``localhost``)
+    means nothing listens there: it is raised at once, not retried, unless
+    ``fail_fast_on_loopback`` is False (a local server restarting under a resumed session).
+    """
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
     tls: dict[str, Any] = {"ssl": client.ssl} if client.ssl is not None else {}  # wss:// verifies by default
@@ -53,6 +80,10 @@ async def open_websocket(client: Client, attempt: int) -> Any:
                 f"TLS verification failed for {client.url}: {reason}; pass ssl=<SSLContext> to trust it"
             ) from None
         error = ConnectError(f"cannot connect to {client.url}: {reason}")
+        if fail_fast_on_loopback and _refused(exc) and _on_loopback(client.url):
+            error = ConnectError(f"cannot connect to {client.url}: connection refused, nothing is listening there "
+                                 "(is the server running? `bk-notebook serve` or bk.local_server())")
+            attempt = client.connect_retries  # raised below, outside this block: no foreign exception chained
     if attempt >= client.connect_retries:
         raise error
     logger.info("%s; retrying (attempt %d of %d)", error, attempt, client.connect_retries)

@@ -171,6 +171,46 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def _preview(value: str, limit: int = 40) -> str:
+    """A short ASCII quotation of client text for an error reply (never the whole, never unencodable)."""
+    return ascii(value[:limit]) + ("..." if len(value) > limit else "")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+#: The most arrays and objects one client message may hold (the protocol's own messages hold 3 objects).
+#: Counting them bounds nesting before the parser recurses, whatever the interpreter's recursion limit,
+#: at the cost of two ``str.count`` calls (brackets inside strings count too: no real message has any).
+MAX_CONTAINERS = 32
+
+
+def _request_of(data: str | bytes) -> dict[str, Any]:
+    """The ``bk`` object of a client's message; any malformed shape is a ProtocolError with a short message."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"received a binary frame of {len(data)} bytes; send JSON as a text frame")
+    if data.count("[") + data.count("{") > MAX_CONTAINERS:
+        raise ProtocolError(f"the message is nested too deeply or holds too many arrays and objects "
+                            f"(at most {MAX_CONTAINERS})")
+    try:
+        message = json.loads(data)
+    except RecursionError:
+        raise ProtocolError("the message is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"received text that is not JSON: {_preview(data)} ({exc.msg} at {exc.pos})") from None
+    except ValueError:  # e.g. an integer with more digits than Python converts
+        raise ProtocolError("the message holds a number too long to read") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"the message must be a JSON object with 'bk', got {_json_type(message)}")
+    bk = message.get("bk")
+    if not isinstance(bk, dict):
+        what = "no 'bk' object" if bk is None else f"'bk' as {_json_type(bk)}, not an object"
+        raise ProtocolError(f"received JSON with {what}")
+    return bk
+
+
 class _Machine:
     """An explicit state with checked transitions."""
 
@@ -197,6 +237,8 @@ class ClientProtocol(_Machine):
         self.session_id: str | None = None
         self._stream_prefix = ""
         self._ack = ""  # the last acknowledgement's exact text: most replies repeat it
+        self.answered = 0  # audioStream replies received (each answers one chunk on a per-chunk server)
+        self.acknowledged = 0  # of which empty 200 acknowledgements: only a per-chunk server sends those
 
     def connect(self) -> str:
         """Return the ``audioConn`` request (again after a refusal, to retry)."""
@@ -227,7 +269,9 @@ class ClientProtocol(_Machine):
     def receive(self, data: str | bytes) -> list[Event]:
         """Parse one reply and return the events it carries (zero or one)."""
         if data == self._ack and self.state in (State.STREAMING, State.STOPPING):
-            return []  # the same text as the last acknowledgement means the same: skip parsing it again
+            self.answered += 1  # the same text as the last acknowledgement means the same: skip parsing it
+            self.acknowledged += 1
+            return []
         try:
             return self._remember_ack(data, self._receive(_decode(data)))
         except ProtocolError:
@@ -249,10 +293,12 @@ class ClientProtocol(_Machine):
         if kind == AUDIO_STOP:
             self._to(State.CLOSED)
             return [Stopped()]
+        self.answered += 1
         if "final" in data:  # a reply with both: the final wins
             return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")))]
         if "partial" in data:
             return [Partial(str(data["partial"]))]
+        self.acknowledged += 1
         return []  # an acknowledgement
 
     def _remember_ack(self, data: str | bytes, events: list[Event]) -> list[Event]:
@@ -320,14 +366,25 @@ class ServerProtocol(_Machine):
         self._new_session_id = new_session_id
 
     def receive(self, data: str | bytes) -> Request:
-        """Parse one client message into a request; bad ones become :class:`BadRequest`."""
+        """Parse one client message into a request; bad ones become :class:`BadRequest`.
+
+        Nothing a client sends can make this raise: any shape of bad input
+        (binary frames, deep nesting, numbers too long to convert, wrong types
+        in any field) is a ``BadRequest`` whose message is short, ASCII and
+        never quotes more than a few characters of what was sent.
+        """
         try:
-            bk = _decode(data)
-            kind = _type_of(bk)
+            bk = _request_of(data)
         except ProtocolError as exc:
             return BadRequest(exc.message, "")
+        kind = bk.get("type")
         if kind is None:
             return BadRequest("the message has no 'type'", "")
+        if not isinstance(kind, str):
+            return BadRequest(f"'type' must be a string, got {_json_type(kind)}", "")
+        if kind.lower() not in _CANONICAL:
+            return BadRequest(f"unknown message type {_preview(kind)}", "")
+        kind = _CANONICAL[kind.lower()]
         if kind == AUDIO_CONN:
             if self.state is State.STREAMING:
                 return BadRequest("a session is already open on this connection; send audioStop first", kind)
@@ -342,8 +399,10 @@ class ServerProtocol(_Machine):
     def _session_problem(self, session_id: Any) -> str | None:
         if self.state is not State.STREAMING:
             return "no open session: send audioConn first"
-        if not session_id:
+        if session_id is None or session_id == "":
             return "sess_id is missing"
+        if not isinstance(session_id, str):
+            return f"sess_id must be a string, got {_json_type(session_id)}"
         if session_id != self.session_id:
             return "unknown sess_id: it does not belong to this connection"
         return None
@@ -351,9 +410,13 @@ class ServerProtocol(_Machine):
     @staticmethod
     def _audio(bk: dict[str, Any], kind: str) -> Request:
         data = bk.get("data")
-        encoded = data.get("audio") if isinstance(data, dict) else None
-        if not isinstance(encoded, str):
+        if data is not None and not isinstance(data, dict):
+            return BadRequest(f"data must be an object holding 'audio', got {_json_type(data)}", kind)
+        encoded = data.get("audio") if data else None
+        if encoded is None:
             return BadRequest("data.audio is missing: send base64 of raw 16-bit PCM", kind)
+        if not isinstance(encoded, str):
+            return BadRequest(f"data.audio must be a base64 string, got {_json_type(encoded)}", kind)
         if len(encoded) > MAX_CHUNK_BYTES * 4 // 3 + 4:
             return BadRequest(f"audio chunk is over {MAX_CHUNK_BYTES} bytes; send 3200-byte chunks", kind)
         try:

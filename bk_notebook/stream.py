@@ -8,10 +8,15 @@ reader task then feeds every reply to the sans-I/O
 :class:`~bk_notebook.protocol.ClientProtocol` and dispatches its events: finals
 go into the :class:`~bk_notebook.transcript.Transcript` at once, so a failure
 later never loses them.  ``send`` re-chunks PCM to 3200 bytes and paces it at
-``speed`` times real time; websockets' flow control makes it wait (bounded by
-``reply_timeout``) when the server reads slowly, so memory stays flat.
-``stop`` sends ``audioStop`` and keeps reading until its reply, or until
-``drain_timeout``.  With ``Client(reconnect=N)``, a connection lost mid-stream
+``speed`` times real time.  Against a server that answers every chunk once it
+has decoded it, a send window (``window.py``) keeps at most ``window_seconds``
+of audio unanswered, so the recogniser itself paces an unpaced client and the
+backlog at ``audioStop`` is one window; websockets' flow control makes a send
+wait (bounded by ``reply_timeout``) when the server reads slowly.  ``stop``
+sends ``audioStop`` and keeps reading while replies keep coming, until its
+reply or ``drain_timeout`` of silence; ``Transcript.complete`` says which.
+Every wait has a bound, closing the socket included; an interrupt sends a
+best-effort ``audioStop`` and closes within a second.  With ``Client(reconnect=N)``, a connection lost mid-stream
 is replaced by a new session that is sent again the audio after the last
 final (see ``resume.py``), so the joined transcript has no gap and no repeat.
 """
@@ -19,9 +24,7 @@ final (see ``resume.py``), so the joined transcript has no gap and no repeat.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import sys
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -39,10 +42,14 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
+from .events import EventBacklog
 from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
-from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State, Stopped
+from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State
 from .resume import ResumeBuffer
+from .speed import parse_speed
 from .transcript import Transcript
+from .waits import call_back, call_back_sync, deadline
+from .window import SendWindow
 
 if TYPE_CHECKING:
     from .client import Client
@@ -50,32 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["Stream"]
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+ABANDON_SECONDS = 1.0  # an interrupted or failed session's socket is closed within this
 logger = logging.getLogger("bk_notebook.client")
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-if sys.version_info >= (3, 11):
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def _deadline(delay: float | None) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        assert task is not None
-        handle = asyncio.get_running_loop().call_later(delay, task.cancel) if delay else None
-        try:
-            yield
-        except asyncio.CancelledError as exc:
-            raise TimeoutError from exc
-        finally:
-            if handle:
-                handle.cancel()
-
 
 
 class Stream:
@@ -90,17 +73,19 @@ class Stream:
         on_final: Callable[[dict[str, Any]], Any] | None,
         on_progress: Callable[[float], Any] | None = None,
     ) -> None:
-        if speed is not None:
-            _positive("speed", speed)
         self._client = client
-        self._speed = speed
+        self._speed = parse_speed(speed)  # a multiple of real time; None or "max": unpaced
         self._on_partial = on_partial
         self._on_final = on_final
         self._on_progress = on_progress
         self._protocol = ClientProtocol()
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._events = EventBacklog()  # unread by events(), bounded
+        self._window = self._new_window()
+        self._room = asyncio.Event()  # set by the reader whenever the server answers a chunk
+        self._last_heard = 0.0  # loop time of the last message from the server
+        self._ended: str | None = None  # "closed", "failed" or "cancelled" once the stream is over
         self._failure: BkError | None = None
         self._carry = b""
         self._sent = 0  # bytes of PCM sent (each byte once, whatever resumptions resent)
@@ -118,21 +103,74 @@ class Stream:
     def seconds_sent(self) -> float:
         return self._sent / BYTES_PER_SECOND
 
+    @property
+    def state(self) -> str:
+        """``connecting``, ``streaming``, ``stopping``, or how it ended: ``closed``, ``failed``, ``cancelled``."""
+        if self._ended:
+            return self._ended
+        return "connecting" if self._protocol.state in (State.IDLE, State.CONNECTING) else self._protocol.state.value
+
+    def __repr__(self) -> str:
+        return (f"Stream(state={self.state!r}, session_id={self.session_id!r}, "
+                f"seconds_sent={self.seconds_sent:.1f}, finals={len(self.transcript)})")
+
+    def _new_window(self) -> SendWindow:
+        seconds = self._client.window_seconds
+        return SendWindow(None if seconds is None else max(1, round(seconds * 10)))
+
+    def _check_usable(self, action: str) -> None:
+        if self._ended is not None:
+            failure = f" ({type(self._failure).__name__}: {self._failure})" if self._failure else ""
+            raise UsageError(f"cannot {action}: this stream is {self._ended}{failure}; its finals are in "
+                             ".transcript. Open a new session with client.stream()")
+
     # ------------------------------------------------------------------ opening
     async def __aenter__(self) -> Stream:
-        await self._open()
+        if self._ended is not None or self._reader is not None:
+            raise UsageError("a Stream opens once: use a new client.stream() for another session")
+        try:
+            await self._open()
+        except BaseException as exc:  # an interrupt mid-handshake must not leak the socket
+            await self._close(ABANDON_SECONDS)
+            self._end("cancelled" if not isinstance(exc, Exception) else "failed")
+            raise
+        self._client._remember(self.transcript)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is None and self._protocol.state is State.STREAMING:
+        if exc is None and self._ended is None and self._protocol.state is State.STREAMING:
             await self.stop()
             return
         if isinstance(exc, BkError) and exc.transcript is None and self.session_id:
             exc.transcript = self.transcript
-        await self._close()
-        self._events.put_nowait(None)  # events() iterators end with the session
+        interrupted = exc is not None and not isinstance(exc, Exception)  # CancelledError, KeyboardInterrupt
+        try:
+            await self._abandon()
+        finally:
+            if interrupted and self.session_id:
+                logger.warning("transcription interrupted: %d finals kept in client.history (session %s, "
+                               "%.1f s of audio sent, complete=False)",
+                               len(self.transcript), self.session_id, self.seconds_sent)
+            if self._ended is None:
+                self._end("cancelled" if interrupted else "failed" if exc is not None else "closed")
+
+    def _end(self, how: str) -> None:
+        self._ended = how
+        self._events.end()  # events() iterators end with the session
+        self._room.set()
+
+    async def _abandon(self) -> None:
+        """Leave a session that did not stop normally: a best-effort audioStop, then close within a second."""
+        ws = self._ws
+        if ws is not None and self._protocol.state is State.STREAMING and ws.state is self._ws_open:
+            try:
+                async with deadline(ABANDON_SECONDS / 4):
+                    await ws.send(self._protocol.stop())
+            except Exception:  # noqa: BLE001 - best effort: the socket closes next whatever happened
+                logger.debug("audioStop on leaving the session was not sent", exc_info=True)
+        await self._close(ABANDON_SECONDS)
 
     async def _open(self, resuming: bool = False) -> None:
         from websockets.protocol import State as WebSocketState
@@ -142,7 +180,8 @@ class Stream:
         refusal: ServerError | None = None
         for attempt in range(1, client.connect_retries + 1):
             if self._ws is None:
-                self._ws = await open_websocket(client, attempt)
+                # A local server restarting under a resumed session is worth its retries.
+                self._ws = await open_websocket(client, attempt, fail_fast_on_loopback=not resuming)
                 if self._ws is None:
                     continue
             event = await self._request_session()
@@ -150,6 +189,7 @@ class Stream:
                 self.transcript.session_id = event.session_id
                 if not resuming:
                     self._t0 = asyncio.get_running_loop().time()
+                self._window = self._new_window()  # a new session answers from its first chunk
                 self._reader = asyncio.create_task(self._read())
                 logger.debug("session %s open", event.session_id)
                 return
@@ -169,7 +209,7 @@ class Stream:
 
         try:
             await self._ws.send(self._protocol.connect())
-            async with _deadline(self._client.reply_timeout):
+            async with deadline(self._client.reply_timeout):
                 while True:
                     for event in self._protocol.receive(await self._ws.recv()):
                         if isinstance(event, (Connected, ServerError)):
@@ -188,13 +228,20 @@ class Stream:
     async def _read(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
         try:
             async for message in self._ws:
-                for event in self._protocol.receive(message):
+                self._last_heard = loop.time()
+                for event in protocol.receive(message):
                     await self._dispatch(event)
-                if self._protocol.state in (State.CLOSED, State.FAILED):
+                if protocol.answered != self._window.answered:
+                    self._window.on_answers(protocol.answered, protocol.acknowledged)
+                    self._room.set()
+                if protocol.state in (State.CLOSED, State.FAILED):
                     return
-            self._fail(ConnectionLost("the server closed the connection before the audioStop reply"))
+            self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
+                                      f"({self._close_frame()})"))
         except ConnectionClosed as exc:
             sent = getattr(exc, "sent", None)
             if sent is not None and sent.code == 1009:
@@ -204,8 +251,9 @@ class Stream:
         except ProtocolError as exc:
             self._fail(exc)
         finally:
+            self._room.set()  # a sender waiting on the window learns of the failure at once
             if not self._resumable():  # a resumed session goes on feeding the same events() iterators
-                self._events.put_nowait(None)
+                self._events.end()
 
     async def _dispatch(self, event: Event) -> None:
         if isinstance(event, Final):
@@ -215,13 +263,13 @@ class Stream:
             record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent)
             if self._resume is not None:
                 self._resume.final_ended_at(int(record["end"] * BYTES_PER_SECOND))
-            await _call(self._on_final, record)
+            await call_back(self._on_final, record)
         elif isinstance(event, Partial):
-            await _call(self._on_partial, event.text)
+            await call_back(self._on_partial, event.text)
         elif isinstance(event, ServerError):
             self._fail(ServiceError(f"the server failed the session: {event.message}", status=event.status))
-        if not isinstance(event, (ServerError, Stopped)):
-            self._events.put_nowait(event)
+        if isinstance(event, (Partial, Final)):
+            self._events.publish(event)
 
     def _fail(self, error: BkError) -> None:
         if self._failure is None:
@@ -232,16 +280,15 @@ class Stream:
     async def events(self) -> AsyncIterator[Partial | Final]:
         """Partial and final events as they arrive, until the session ends.
 
-        Raises the session's error (carrying ``.transcript``) if it failed.
+        Events wait for a reader in one queue shared by every iterator, bounded
+        at 1000 unread events: past that the oldest partials are dropped (every
+        final stays in ``.transcript``).  Raises the session's error (carrying
+        ``.transcript``) if it failed.
         """
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)  # later iterators end too
-                if self._failure:
-                    raise self._failure
-                return
-            yield event  # type: ignore[misc]
+        async for event in self._events.read():
+            yield event
+        if self._failure:
+            raise self._failure
 
     # ------------------------------------------------------------------ sending
     async def send(self, pcm: np.ndarray | bytes) -> None:
@@ -250,6 +297,7 @@ class Stream:
         It is re-chunked to 3200-byte ``audioStream`` messages; a remainder waits
         for the next call or for :meth:`stop`.
         """
+        self._check_usable("send audio")
         data = pcm_bytes(pcm, "send")
         if self._carry:
             head = CHUNK_BYTES - len(self._carry)
@@ -270,6 +318,8 @@ class Stream:
             delay = due - asyncio.get_running_loop().time()
             if delay > 0:
                 await asyncio.sleep(delay)
+        if not self._window.may_send():
+            await self._wait_for_room()
         if self._failure:  # the reader may have failed while we waited
             await self._recover_or_raise()
         if self._protocol.state is not State.STREAMING:
@@ -279,22 +329,39 @@ class Stream:
         except ConnectionLost:
             await self._recover_or_raise()  # resends what the new session needs, this chunk excluded
             await self._send(self._protocol.audio(chunk), "audioStream")
+        self._window.on_sent()
         if self._resume is not None:
             self._resume.sent(chunk)
         self._sent += len(chunk)
         self.transcript.duration = self._sent / BYTES_PER_SECOND
         if self._on_progress is not None and self._sent % BYTES_PER_SECOND < len(chunk):
-            _call_sync(self._on_progress, self.transcript.duration)
+            call_back_sync(self._on_progress, self.transcript.duration)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the server has answered enough chunks, or give the window up on a stall."""
+        window = self._window
+        while not window.may_resume() and self._failure is None:
+            self._room.clear()
+            patience = window.wait_limit
+            try:
+                async with deadline(patience):
+                    await self._room.wait()
+            except (TimeoutError, asyncio.TimeoutError):
+                window.on_stall()
+                logger.info("no answer to %d chunks in flight for %.2g s: pacing by speed alone from now on",
+                            window.in_flight, patience)
 
     async def _send(self, text: str, what: str) -> None:
         if self._ws.state is not self._ws_open:  # the server's close frame arrived: sending would wait for nothing
+            if self._reader is not None:
+                await asyncio.wait([self._reader], timeout=1.0)  # its reason is the better one
             self._fail(ConnectionLost(f"the server closed the connection before {what} ({self._close_frame()})"))
             raise self._failure  # type: ignore[misc]
         try:
             if self._fits_write_buffer(text):
                 await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
             else:
-                async with _deadline(self._client.reply_timeout):
+                async with deadline(self._client.reply_timeout):
                     await self._ws.send(text)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
@@ -344,7 +411,7 @@ class Stream:
         except BkError as exc:
             exc.transcript = self.transcript
             self._failure = exc
-            self._events.put_nowait(None)  # no session follows: events() ends with this error
+            self._events.end()  # no session follows: events() ends with this error
             raise
         assert self._resume is not None  # _resumable() checked it
         start, audio, gap = self._resume.resume()
@@ -354,27 +421,45 @@ class Stream:
                            gap[0] / BYTES_PER_SECOND, gap[1] / BYTES_PER_SECOND)
         self._offset = start
         for at in range(0, len(audio), CHUNK_BYTES):
+            if not self._window.may_send():
+                await self._wait_for_room()
             await self._send(self._protocol.audio(audio[at : at + CHUNK_BYTES]), "audioStream")
+            self._window.on_sent()
 
     # ----------------------------------------------------------------- stopping
     async def stop(self) -> Transcript:
-        """Send ``audioStop``, read until its reply (or ``drain_timeout``), return the Transcript.
+        """Send ``audioStop``, read until its reply, return the Transcript.
 
-        Finals that arrive after ``audioStop`` belong to the result.  If the reply
-        never comes, the transcript received so far is returned and a warning logged.
+        Finals that arrive after ``audioStop`` belong to the result; reading goes
+        on as long as replies keep coming (``drain_timeout`` is the longest
+        silence tolerated, not a total).  If the reply never comes, the finals
+        received are returned with ``complete=False`` and a warning is logged.
         """
-        if self._protocol.state is State.STREAMING:
-            try:
-                if self._carry:
-                    await self._send_chunk(self._carry)
-                    self._carry = b""
-                while not await self._drain():
-                    await self._recover_or_raise()  # lost while draining: resume, then stop again
-            finally:
-                await self._close()
-        if self._failure:
-            raise self._failure
-        return self.transcript
+        self._check_usable("stop")
+        try:
+            if self._protocol.state is State.STREAMING:
+                try:
+                    if self._carry:
+                        await self._send_chunk(self._carry)
+                        self._carry = b""
+                    while not await self._drain():
+                        await self._recover_or_raise()  # lost while draining: resume, then stop again
+                finally:
+                    await self._close()
+            transcript = self.transcript
+            transcript.complete = (self._failure is None and self._protocol.state is State.CLOSED
+                                   and not transcript.gaps)
+            if self._failure:
+                raise self._failure
+            return transcript
+        except BaseException as exc:
+            await self._close(ABANDON_SECONDS)
+            if not isinstance(exc, Exception):
+                self._end("cancelled")
+            raise
+        finally:
+            if self._ended is None:
+                self._end("failed" if self._failure else "closed")
 
     async def _drain(self) -> bool:
         """Send audioStop and read until its reply; False when the connection was lost meanwhile."""
@@ -383,22 +468,37 @@ class Stream:
         except ConnectionLost:
             return False
         assert self._reader is not None
-        done, _ = await asyncio.wait([self._reader], timeout=self._client.drain_timeout)
+        loop = asyncio.get_running_loop()
+        self._last_heard = loop.time()
+        done: set[Any] = set()
+        while not done:  # as long as the server keeps talking, it is still working for us
+            silence = self._client.drain_timeout - (loop.time() - self._last_heard)
+            if silence <= 0:
+                break
+            done, _ = await asyncio.wait([self._reader], timeout=silence)
         if not done and self._ws.state is not self._ws_open:
             self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
                                       f"({self._close_frame()})"))
         elif not done:
-            logger.warning("no audioStop reply within %.1f s; returning the %d finals received",
-                           self._client.drain_timeout, len(self.transcript))
+            logger.warning("no audioStop reply (the server was silent for %.1f s); returning the %d finals "
+                           "received, marked incomplete", self._client.drain_timeout, len(self.transcript))
         return not isinstance(self._failure, ConnectionLost)
 
-    async def _close(self) -> None:
+    async def _close(self, timeout: float = 2.0) -> None:
+        """Close the socket; a server that does not take the close frame within ``timeout`` is cut off."""
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._ws is not None:
             ws, self._ws = self._ws, None
-            await ws.close()
+            try:
+                async with deadline(timeout):
+                    await ws.close()  # can wait on a full write buffer, with no timeout of its own
+            except (TimeoutError, asyncio.TimeoutError):
+                logger.debug("the server did not take the close frame within %.1f s", timeout)
+            finally:
+                if ws.transport is not None and not ws.transport.is_closing():
+                    ws.transport.abort()
 
 
 def _close_reason(exc: Any) -> str:
@@ -406,23 +506,3 @@ def _close_reason(exc: Any) -> str:
     if frame is None:
         return "no close frame"
     return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
-
-
-async def _call(callback: Callable[..., Any] | None, arg: Any) -> None:
-    if callback is None:
-        return
-    try:
-        result = callback(arg)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:  # a user's callback must not lose the session's finals
-        logger.exception("callback %r raised; the session goes on", callback)
-
-
-def _call_sync(callback: Callable[[Any], Any], arg: Any) -> None:
-    try:
-        callback(arg)
-    except Exception:  # a display or progress callback must not end the session
-        logger.exception("callback %r raised; the session goes on", callback)
-
-

@@ -41,12 +41,18 @@ class Transcript:
     gaps : list of (start, end)
         Stretches of audio that could not be transcribed: a resumption after a
         lost connection needed audio older than the client's resume buffer.
+    complete : bool
+        True only when the server's ``audioStop`` reply arrived and nothing
+        failed: every final of the audio sent is here.  False while a session
+        runs, and for a session that ended by an error, an interrupt, a missing
+        ``audioStop`` reply or a gap; the finals it has are still valid.
     """
 
     finals: list[dict[str, Any]] = field(default_factory=list)
     session_id: str | None = None
     duration: float = 0.0
     gaps: list[tuple[float, float]] = field(default_factory=list)
+    complete: bool = False
 
     def add_final(self, text: str, start: float | None, end: float | None, *, sent: float) -> dict[str, Any]:
         """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates)."""
@@ -113,22 +119,57 @@ class Transcript:
         preview = self.text if len(self.text) <= 60 else self.text[:57] + "..."
         return (
             f"Transcript({len(self.finals)} finals, {self.duration:.1f} s of audio, "
-            f"session_id={self.session_id!r}, text={preview!r})"
+            f"{'complete' if self.complete else 'INCOMPLETE'}, session_id={self.session_id!r}, text={preview!r})"
         )
 
+    @property
+    def incomplete_reason(self) -> str:
+        """Why ``complete`` is False, in words for a status line ("" when complete)."""
+        if self.complete:
+            return ""
+        if self.gaps:
+            lost = sum(end - start for start, end in self.gaps)
+            return f"incomplete: {lost:.1f} s of audio could not be transcribed (see .gaps)"
+        return "incomplete: the session did not end with the server's audioStop reply; later finals may be missing"
+
     def _repr_html_(self) -> str:
+        warning = (
+            "" if self.complete
+            else f"<div class='bk-incomplete' style='color:#b00020'>&#9888; {html.escape(self.incomplete_reason)}</div>"
+        )
         return (
-            f"<div><b>Transcript</b>: {len(self.finals)} finals, {self.duration:.1f} s of audio"
+            f"<div><b>Transcript</b>: {len(self.finals)} finals, {self.duration:.1f} s of audio{warning}"
             f"{finals_table_html(self.finals)}</div>"
         )
+
+    def player(self, audio: Any, sr: float | None = None) -> Any:
+        """A widget: the waveform with each final as a region, the lines beside it; click one to hear it.
+
+        ``audio`` is what was transcribed (array with ``sr``, path or bytes).
+        See :class:`bk_notebook.widgets.player.Player` (needs the ``widgets`` extra).
+        """
+        from .widgets.player import Player
+
+        return Player(self, audio, sr=sr)
+
+    def plot(self, audio: Any, sr: float | None = None, ax: Any = None) -> Any:
+        """Waveform and spectrogram with each final as a labelled span; returns the spectrogram's Axes.
+
+        See :func:`bk_notebook.plot.plot_transcript` (needs the ``plot`` extra).
+        """
+        from .plot import plot_transcript
+
+        return plot_transcript(self, audio, sr=sr, ax=ax)
 
     @classmethod
     def join(cls, parts: list[Transcript]) -> Transcript:
         """One transcript of several sessions in order; segments renumbered, each keeps its session_id."""
-        joined = cls(session_id=parts[-1].session_id if parts else None)
+        joined = cls(session_id=parts[-1].session_id if parts else None,
+                     complete=bool(parts) and all(part.complete for part in parts))
         for part in parts:
             for record in part.finals:
                 joined.finals.append({**record, "segment": len(joined.finals)})
+            joined.gaps.extend(part.gaps)
             joined.duration += part.duration
         return joined
 

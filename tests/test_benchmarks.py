@@ -21,6 +21,9 @@ pytestmark = pytest.mark.slow
     ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
     ("bench_server_noise", ["--noise", "5", "--paced", "1", "--seconds", "3"], "with_noise"),
     ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
+    ("bench_dask", ["--minutes", "0.1", "--repeat", "1", "--checkpoint-items", "10"], "speedup_2_over_1"),
+    ("bench_flow", ["--minutes", "0.2", "--engine", "energy"], "ratio_window_over_floor"),
+    ("bench_soundcard", ["--minutes", "0.1", "--repeat", "1", "--curve", "0.1"], "memory_curve"),
 ])
 def test_benchmark_runs_at_tiny_size(module: str, args: list[str], key: str, tmp_path: Path) -> None:
     env = {**os.environ, "BK_BENCH_OUT": str(tmp_path)}

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import bk_notebook as bk
 
-from conftest import FIXTURES
+from conftest import FIXTURES, reply, scripted_server
 from test_auth import auth_api
 
 pytestmark = pytest.mark.slow
@@ -28,8 +32,21 @@ def cli() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "bk_notebook.cli"]
 
 
-def run(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli(), *args], capture_output=True, text=True, input=stdin, timeout=timeout)
+def run(*args: str, stdin: str | None = None, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "BK_TOKEN"} | (env or {})
+    return subprocess.run([*cli(), *args], capture_output=True, text=True, input=stdin, timeout=timeout, env=environ)
+
+
+async def arun(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``run`` for tests whose server lives on this event loop."""
+    environ = {k: v for k, v in os.environ.items() if k != "BK_TOKEN"} | (env or {})
+    proc = await asyncio.create_subprocess_exec(*cli(), *args, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                env=environ)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def test_demo_prints_partials_and_the_finals_table() -> None:
@@ -48,7 +65,7 @@ def test_transcribe_local_with_pocketsphinx_table() -> None:
     assert "100%" in result.stderr  # the progress bar goes to stderr
 
 
-@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl", "srt", "vtt"])
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl"])
 def test_transcribe_local_each_format(fmt: str) -> None:
     files = [str(FIXTURES / "hello.wav"), str(FIXTURES / "numbers.wav")]
     result = run("transcribe", *files, "--local", "--engine", "energy", "--speed", "max", "--format", fmt)
@@ -57,13 +74,10 @@ def test_transcribe_local_each_format(fmt: str) -> None:
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
         assert [r["file"] for r in rows] == files and rows[0]["text"].startswith("sound ")
+        assert list(rows[0]) == ["file", "segment", "start", "end", "text", "session_id"]  # no empty timing
     elif fmt == "jsonl":
         rows = [json.loads(line) for line in out.splitlines()]
         assert [r["file"] for r in rows] == files and all(r["end"] > r["start"] for r in rows)
-    elif fmt == "srt":
-        assert "1\n00:00:00," in out and " --> " in out and out.count("==> ") == 2
-    elif fmt == "vtt":
-        assert out.count("WEBVTT") == 2
     else:
         assert out.splitlines()[0].split() == ["file", "segment", "start", "end", "text"]
         assert len(out.splitlines()) == 3
@@ -122,20 +136,56 @@ def test_sigterm_lets_a_running_session_finish() -> None:
     (["bogus"], "invalid choice"),
     (["transcribe"], "required: FILE"),
     (["transcribe", "missing.wav"], "no such file: missing.wav"),
-    (["transcribe", str(FIXTURES / "hello.wav"), "--speed", "fast"], "not a number"),
+    (["transcribe", str(FIXTURES)], "is a folder"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--speed", "fast"], "a positive multiple of real time"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--speed", "0"], "a positive multiple of real time"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--speed", "-2"], "a positive multiple of real time"),
+    (["transcribe", str(FIXTURES / "hello.wav"), str(FIXTURES / "numbers.wav"), "--format", "srt"], "--out-dir"),
+    (["transcribe", str(FIXTURES / "hello.wav"), str(FIXTURES / "numbers.wav"), "--format", "vtt"], "--out-dir"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--token", "tok-ON-COMMAND-LINE"], "--token-env NAME"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--token-env", "BK_TEST_UNSET_VARIABLE"], "is not set"),
+    (["transcribe", str(FIXTURES / "hello.wav"), "--token-env", "X", "--token-prompt"], "not allowed with"),
+    (["serve", "--allow-origin", "localhost:8888"], "not an origin"),
     (["transcribe", str(FIXTURES / "hello.wav"), "--format", "xml"], "invalid choice"),
     (["serve", "--workers", "0"], "--workers must be at least 1"),
 ])
 def test_usage_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
-    result = run(*args)
-    assert result.returncode == 2
-    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # Pointed at a port where nothing listens: a check that ran after connecting would say "cannot connect".
+    url = ["--url", "ws://127.0.0.1:9/v1/prod/stream"] if args[0] == "transcribe" and len(args) > 1 else []
+    result = run(*args, *url, stdin="")
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "tok-ON-COMMAND-LINE" not in result.stderr and result.stdout == ""
 
 
-def test_unreachable_server_exits_1_with_one_line_per_file() -> None:
-    result = run("transcribe", str(FIXTURES / "hello.wav"), "--url", "ws://127.0.0.1:9/v1/prod/stream")
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl"])
+def test_unreachable_server_exits_1_with_one_line_per_file_and_nothing_on_stdout(fmt: str) -> None:
+    files = [str(FIXTURES / "hello.wav"), str(FIXTURES / "numbers.wav")]
+    result = run("-v", "transcribe", *files, "--url", "ws://127.0.0.1:9/v1/prod/stream", "--format", fmt)
     assert result.returncode == 1
-    assert "error: " in result.stderr and "cannot connect" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 2 and all("cannot connect" in e and "nothing is listening" in e for e in errors)
+    assert result.stdout == ""  # `> out.csv` is not left holding a header alone
+    assert "retrying" not in result.stderr  # a refused loopback port fails at once: nothing listens there
+
+
+def test_token_command_prompts_on_stderr_so_that_stdout_is_the_token_alone() -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.cli.token"
+    with auth_api({"bk": {"messsage": "success", "data": {"token": token}}}) as (url, seen):
+        result = run("token", "--auth-url", url, stdin="me@example.org\npw-secret\n")  # as in $(bk-notebook token)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == token + "\n"
+    assert "e-mail: " in result.stderr and "password: " in result.stderr
+    assert seen[0][1] == "Basic " + base64.b64encode(b"me@example.org:pw-secret").decode()
+
+
+@pytest.mark.parametrize("stdin, needle", [("", "no e-mail given"), ("me@example.org\n", "no password given")])
+def test_token_command_end_of_input_at_a_prompt_is_one_line(stdin: str, needle: str) -> None:
+    with auth_api({"bk": {"data": {"token": "never"}}}) as (url, seen):
+        result = run("token", "--auth-url", url, stdin=stdin)
+    assert result.returncode == 2 and result.stdout == "" and not seen
+    assert "Traceback" not in result.stderr and "EOFError" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"bk-notebook: error: {needle} (end of input at the prompt)"
 
 
 def test_token_command_reads_the_password_at_a_prompt_and_prints_only_when_piped() -> None:
@@ -152,3 +202,111 @@ def test_version() -> None:
     assert run("--version").stdout.strip() == f"bk-notebook {bk.__version__}"
 
 
+
+
+# --------------------------------------------------------------------- the first hour of a new user
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "csv", "jsonl", "table"])
+def test_out_dir_writes_one_file_per_input_named_after_it(tmp_path: Path, fmt: str) -> None:
+    names = ["hello", "numbers"]
+    out = tmp_path / "subtitles"
+    result = run("transcribe", *(str(FIXTURES / f"{n}.wav") for n in names), "--local", "--engine", "energy",
+                 "--speed", "max", "--format", fmt, "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    ext = {"table": "txt"}.get(fmt, fmt)
+    assert sorted(p.name for p in out.iterdir()) == [f"{n}.{ext}" for n in names]
+    for name in names:
+        text = (out / f"{name}.{ext}").read_text()
+        assert "==>" not in text and f"wrote {out / f'{name}.{ext}'}" in result.stderr
+        if fmt == "srt":
+            assert text.startswith("1\n00:00:00,") and " --> " in text
+        elif fmt == "vtt":
+            assert text.startswith("WEBVTT") and text.count("WEBVTT") == 1
+        elif fmt == "csv":
+            assert {r["file"] for r in csv.DictReader(io.StringIO(text))} == {str(FIXTURES / f"{name}.wav")}
+        elif fmt == "jsonl":
+            assert all(json.loads(line)["file"].endswith(f"{name}.wav") for line in text.splitlines())
+        else:
+            assert text.splitlines()[0].split() == ["file", "segment", "start", "end", "text"]
+
+
+def test_out_dir_refuses_two_inputs_that_would_write_the_same_file(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in "ab":
+        shutil.copy(FIXTURES / "hello.wav", tmp_path / folder / "hello.wav")
+    result = run("transcribe", str(tmp_path / "a/hello.wav"), str(tmp_path / "b/hello.wav"), "--format", "srt",
+                 "--out-dir", str(tmp_path / "out"), "--url", "ws://127.0.0.1:9/v1/prod/stream")
+    assert result.returncode == 2 and "hello.srt" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_single_file_srt_still_goes_to_stdout() -> None:
+    result = run("transcribe", str(FIXTURES / "hello.wav"), "--local", "--engine", "energy", "--speed", "max",
+                 "--format", "srt")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1\n00:00:00,") and "==>" not in result.stdout
+
+
+def test_transcribe_help_says_where_the_token_comes_from() -> None:
+    text = run("transcribe", "--help").stdout
+    assert "$BK_TOKEN" in text and "--token-env" in text and "--token-prompt" in text and "--out-dir" in text
+
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.cli-transcribe.NEVER-SHOWN"
+
+
+@pytest.mark.parametrize("how", ["token-env", "token-prompt", "BK_TOKEN", "none"])
+async def test_transcribe_takes_a_token_without_showing_it(how: str) -> None:
+    from bk_notebook.server import local_server
+
+    args: list[str] = []
+    env: dict[str, str] = {}
+    stdin = ""
+    if how == "token-env":
+        args, env = ["--token-env", "MY_BK_TOKEN"], {"MY_BK_TOKEN": TOKEN}
+    elif how == "token-prompt":
+        args, stdin = ["--token-prompt"], TOKEN + "\n"
+    elif how == "BK_TOKEN":
+        env = {"BK_TOKEN": TOKEN}
+    async with local_server(engine="energy", workers=1, tokens=(TOKEN,)) as server:
+        code, out, err = await arun("-v", "transcribe", str(FIXTURES / "hello.wav"), "--url", server.url,
+                                    "--speed", "max", "--format", "csv", *args, stdin=stdin, env=env)
+    if how == "none":
+        assert code == 1 and "refused the token" in err and out == ""
+    else:
+        assert code == 0, err
+        assert "sound " in out and "?token=***" in err  # -v showed the handshake, redacted
+    assert TOKEN not in out + err
+
+
+async def test_an_incomplete_result_warns_and_exits_1_keeping_the_finals() -> None:
+    """A server that never answers audioStop: the finals so far are printed, with a warning and exit 1."""
+
+    async def never_stops(ws: Any) -> None:
+        async for raw in ws:
+            kind = json.loads(raw)["bk"]["type"]
+            if kind == "audioConn":
+                await ws.send(reply("audioConn", sess_id="b" * 32))
+            elif kind == "audioStream":
+                await ws.send(reply("audioStream", final="kept words"))  # no times: the client estimates them
+            # audioStop: never answered
+
+    async with scripted_server(never_stops) as url:
+        code, out, err = await arun("transcribe", str(FIXTURES / "hello.wav"), "--url", url, "--speed", "max",
+                                    "--format", "csv", "--drain-timeout", "0.5")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and all(r["text"] == "kept words" for r in rows)
+    assert rows[0]["timing"] == "estimated"  # the timing column appears when a record has it
+    assert code == 1, err
+    assert "warning: " in err and "incomplete: the session did not end with the server's audioStop reply" in err
+
+
+def test_parse_speed_accepts_what_the_cli_accepts() -> None:
+    from bk_notebook.speed import parse_speed
+
+    assert [parse_speed(v) for v in (None, "max", "MAX", "none", 2, 0.5, "10", np.float32(3))] == [
+        None, None, None, None, 2.0, 0.5, 10.0, 3.0]
+    for bad in (0, -1, "0", float("nan"), float("inf"), True, "fast", [1]):
+        with pytest.raises(bk.UsageError, match="multiple of real time") as info:
+            parse_speed(bad)
+        assert "seconds" not in str(info.value)

@@ -50,6 +50,7 @@ class Recorder:
                     await ws.send(json.dumps({"bk": {"type": "audioConn", "status": 400,
                                                      "message": "worker not available"}}))
                 else:
+                    self.accepted_at = asyncio.get_running_loop().time()
                     await ws.send(reply("audioConn", sess_id=SID))
             elif kind == "audioStream":
                 assert bk_msg["sess_id"] == SID
@@ -195,6 +196,7 @@ async def test_missing_audiostop_reply_returns_what_arrived_after_drain_timeout(
         client = bk.Client(url, drain_timeout=0.3)
         t = await client.transcribe(speech(1.5), 16000, speed=None)
     assert t.text == "first"
+    assert t.complete is False and "INCOMPLETE" in repr(t) and "incomplete" in t._repr_html_()
     assert "no audioStop reply" in caplog.text
 
 
@@ -230,10 +232,10 @@ async def test_pacing_never_sends_ahead_of_the_asked_rate(speed: float) -> None:
     server = Recorder(partial_every=1000)
     async with scripted_server(server) as url:
         await fast_client(url).transcribe(speech(1.0), 16000, speed=speed)
-    first = server.arrivals[0]
-    # Chunk i carries audio from i*0.1 s: at `speed`, it may not leave before i*0.1/speed.
+    # Chunk i carries audio from i*0.1 s: at `speed`, it may not leave before i*0.1/speed after the
+    # session opened, and the session opened after the server sent its audioConn reply.
     for i, arrived in enumerate(server.arrivals):
-        assert arrived - first >= i * 0.1 / speed - 0.002
+        assert arrived - server.accepted_at >= i * 0.1 / speed
     assert len(server.arrivals) == 10
 
 

@@ -11,14 +11,17 @@ import bk_notebook as bk
 def test_all_is_complete_and_sorted() -> None:
     public = {name for name in vars(bk) if not name.startswith("_")}
     modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
-               "widgets", "cli", "display", "annotations", "stream", "resume", "handshake"}
+               "widgets", "cli", "display", "annotations", "stream", "resume", "handshake", "window", "blocking",
+               "speed", "events", "waits", "soundcard", "live", "devices", "plot", "checkpoint", "datasets",
+               "scoring", "dask"}
     assert public - modules <= set(bk.__all__)
     assert bk.__all__ == sorted(bk.__all__)
     assert all(hasattr(bk, name) for name in bk.__all__)
 
 
 def test_import_does_not_load_heavy_backends() -> None:
-    heavy = ("librosa", "pocketsphinx", "pandas", "ipywidgets", "websockets")
+    heavy = ("librosa", "pocketsphinx", "pandas", "ipywidgets", "websockets", "urllib.request", "sounddevice",
+             "jiwer", "dask", "distributed", "datasets")
     code = f"import sys, bk_notebook; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

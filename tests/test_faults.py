@@ -45,7 +45,8 @@ async def test_close_mid_stream(code: int, reason: str) -> None:
         await ws.close(code, reason)
         return False
 
-    async with scripted_server(Recorder(on_chunk=after_chunks(5, close))) as url:
+    # close_timeout: the server stopped reading before the client's close frame came back.
+    async with scripted_server(Recorder(on_chunk=after_chunks(5, close)), close_timeout=1) as url:
         err = await expect(url, bk.ConnectionLost)
     assert f"code {code}" in str(err) and reason in str(err) and err.transcript.text == "early words"
 
@@ -79,6 +80,7 @@ async def test_status_400_after_audiostop() -> None:
     assert "flush failed" in str(err) and err.transcript.text == "first last"
 
 
+@pytest.mark.slow  # 10 minutes of audio through a slow reader
 async def test_a_slow_reading_server_makes_the_client_wait_not_queue() -> None:
     """The server reads one chunk per 2 ms; the client may run ahead only by the socket buffers."""
     received = 0

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ chunks = st.one_of(
 )
 
 
+@pytest.mark.slow  # a real server, 60 generated sessions: out of the fast loop
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(messages, chunks.map(lambda c: ("CHUNK", c))), min_size=1, max_size=12))
 def test_the_running_server_answers_bad_messages_and_keeps_serving(energy_server, batch: list[Any]) -> None:
@@ -100,6 +102,7 @@ def test_the_running_server_answers_bad_messages_and_keeps_serving(energy_server
     asyncio.run(run())
 
 
+@pytest.mark.slow  # a load test: 50 clients at once
 async def test_load_50_clients_30_seconds_unpaced(energy_server) -> None:
     """Every session gets every final and its audioStop reply (numbers in BENCHMARKS.md)."""
     import time

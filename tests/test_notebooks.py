@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 def test_there_are_notebooks() -> None:
     assert [p.stem for p in NOTEBOOKS] == [
-        "01_quickstart", "02_live_microphone", "03_batch_dataset", "04_protocol_walkthrough", "05_ipywebrtc_recorder"]
+        "01_quickstart", "02_live_microphone", "03_batch_dataset", "04_protocol_walkthrough", "05_ipywebrtc_recorder",
+        "06_where_did_it_cut", "07_transcribe_and_score"]
 
 
 def outputs_text(nb) -> str:
@@ -47,12 +48,15 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch) ->
     assert not errors
     text = outputs_text(nb)
     expected = {
-        "01_quickstart": ["hello world", "weather", "00:00:00,"],
+        "01_quickstart": ["hello world", "weather", "00:00:00,", "Player(2 finals", "image/png"],
         "02_live_microphone": ["Transcriber", "captured so far: 0.0 s"],
         "03_batch_dataset": ["hello world", "NaN", "segment", "image/png"],
         "04_protocol_walkthrough": ['"type": "audioConn"', '"sess_id"', '"final"', '"audioStop"', '"status":400',
-                                    "Connected(session_id="],
+                                    "Connected(session_id=", "Player(2 finals", "image/png"],
         "05_ipywebrtc_recorder": ["4.4", "hello"],
+        "06_where_did_it_cut": ["hello world", "Player(2 finals", "image/png", "], [("],
+        "07_transcribe_and_score": ["24 items", "interrupted", "the checkpoint kept", "none twice: True",
+                                    "normalisation: Normaliser(", "'ref_words': 183", "image/png"],
     }[path.stem]
     for needle in expected:
         assert needle in text, f"{needle!r} not in the outputs of {path.name}"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import logging
 import re
 import shutil
+import signal
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +93,229 @@ async def test_wss_verifies_certificates_by_default_and_takes_a_custom_context(c
         trusted = ssl.create_default_context(cafile=cert)
         t = await bk.Client(server.url, token=TOKEN, ssl=trusted).transcribe(tone, 16000, speed=None)
         assert t.text == "sound 0.50 s"
+
+
+# ------------------------------------------------------------------ origin policy
+def tone_pcm16(seconds: float = 0.3) -> np.ndarray:
+    return np.concatenate([np.zeros(8000), 0.3 * np.sin(np.arange(int(16000 * seconds)) / 3), np.zeros(8000)])
+
+
+async def handshake_status(url: str, **headers: str) -> int:
+    """HTTP status of a websocket handshake sent with ``headers`` (101 when it opened)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        async with connect(url, additional_headers=headers, origin=None):
+            return 101
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+
+
+async def test_origin_refused_allowed_and_absent() -> None:
+    allowed = ("http://localhost:8888", "HTTPS://Lab.Example.org/")
+    async with local_server(engine="energy", workers=2, allow_origins=allowed) as server:
+        assert await handshake_status(server.url, Origin="https://evil.example") == 403
+        assert await handshake_status(server.url, Origin="null") == 403  # file:// pages, sandboxed frames
+        assert await handshake_status(server.url, Origin="http://localhost:8889") == 403
+        assert await handshake_status(server.url, Origin="http://localhost:8888") == 101
+        assert await handshake_status(server.url, Origin="https://lab.example.org") == 101
+        assert await handshake_status(server.url) == 101  # no Origin: Python clients, the CLI
+        t = await bk.Client(server.url).transcribe(tone_pcm16(), 16000, speed=None)
+        assert t.text == "sound 0.30 s"
+    async with local_server(engine="energy", workers=1) as server:  # the default: no browser origin at all
+        assert await handshake_status(server.url, Origin="http://localhost:8888") == 403
+        assert await handshake_status(server.url) == 101
+
+
+async def test_origin_is_checked_before_the_token() -> None:
+    async with local_server(engine="energy", workers=1, tokens=("tok-1",)) as server:
+        assert await handshake_status(server.url + "?token=tok-1", Origin="https://evil.example") == 403
+        assert await handshake_status(server.url + "?token=tok-1") == 101
+
+
+def test_a_malformed_allowed_origin_is_a_usage_error() -> None:
+    with pytest.raises(bk.UsageError, match="not an origin"):
+        local_server(engine="energy", allow_origins=("localhost:8888",))
+
+
+# ------------------------------------------------------------------ several tokens
+async def test_a_server_with_several_tokens_accepts_each_of_them(monkeypatch) -> None:
+    tokens = ("first-token-1", "second-token-2", "third-token-3")
+    async with local_server(engine="energy", workers=1, tokens=tokens) as server:
+        for token in tokens:
+            t = await bk.Client(server.url, token=token).transcribe(tone_pcm16(), 16000, speed=None)
+            assert t.text == "sound 0.30 s", token
+        with pytest.raises(bk.AuthError):
+            await bk.Client(server.url, token="fourth-token-4").transcribe(tone_pcm16(), 16000)
+    monkeypatch.setenv("BK_SERVER_TOKENS", "env-a, env-b env-c")
+    from bk_notebook.server import ServerConfig
+
+    assert ServerConfig.tokens_from_env() == ("env-a", "env-b", "env-c")
+
+
+# ------------------------------------------------------------------ credentials in logs
+SECRETS = {
+    "server token": "srvTOKEN-one/+1",  # known to the server ($BK_SERVER_TOKENS): sent percent-encoded
+    "second server token": "srvTOKEN-two",
+    "wrong token": "wrongTOKEN-xyz",  # unknown to the server: only the patterns can hide it
+    "basic": base64.b64encode(b"me@example.org:pw-BASIC-secret").decode(),
+    "bearer": "eyJhbGciOiJIUzI1NiJ9.BEARER.secret",
+    "cookie": "COOKIE-secret-value",
+    "subprotocol": "PROTOCOL-secret-value",
+}
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("bk-notebook")
+    return [exe] if exe else [sys.executable, "-m", "bk_notebook.cli"]
+
+
+def _raw_handshake(port: int, path: str, *headers: str) -> bytes:
+    """A handshake written by hand (header values websockets' own client would refuse to send)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", *headers, "", ""]
+        sock.sendall("\r\n".join(lines).encode())
+        return sock.recv(4096)
+
+
+def test_a_verbose_server_log_that_saw_every_credential_holds_none() -> None:
+    import os
+    import urllib.parse
+
+    env = {**os.environ, "BK_SERVER_TOKENS": f"{SECRETS['server token']},{SECRETS['second server token']}"}
+    proc = subprocess.Popen([*_cli(), "-v", "serve", "--port", "0", "--engine", "energy",
+                             "--allow-origin", "http://localhost:8888"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line, seen = "", ""
+        while not re.search(r"listening on ws://\S+/v1/prod/stream", line):
+            line = proc.stderr.readline()
+            seen += line
+            assert line, "server exited before listening"
+        url = re.search(r"ws://\S+/v1/prod/stream", line).group(0)
+        port = int(url.split(":")[2].split("/")[0])
+        quoted = urllib.parse.quote(SECRETS["server token"], safe="")
+
+        async def clients() -> None:
+            from websockets.asyncio.client import connect
+
+            # The token in the query, its name percent-encoded: accepted (as the server decodes it).
+            async with connect(f"{url}?%74oken={quoted}", origin="http://localhost:8888",
+                               additional_headers={"Authorization": f"Basic {SECRETS['basic']}",
+                                                   "Cookie": f"session={SECRETS['cookie']}"},
+                               subprotocols=[SECRETS["subprotocol"]]) as ws:
+                await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+                await ws.recv()
+            t = await bk.Client(url, token=SECRETS["second server token"]).transcribe(tone_pcm16(), 16000,
+                                                                                       speed=None)
+            assert t.text == "sound 0.30 s"
+            refused = [(f"?tok%65n={SECRETS['wrong token']}", {"Authorization": f"Bearer {SECRETS['bearer']}"}),
+                       (f"?token={quoted}", {"Origin": "https://evil.example", "Cookie": f"s={SECRETS['cookie']}"})]
+            for query, headers in refused:
+                assert await handshake_status(url + query, **headers) in (401, 403)
+
+        asyncio.run(clients())
+        # Header values websockets refuses: its debug traceback must not quote them either.
+        answer = _raw_handshake(port, f"/v1/prod/stream?token={quoted}",
+                                f"Sec-WebSocket-Protocol: @@{SECRETS['subprotocol']}@@",
+                                f"Authorization: Bearer {SECRETS['bearer']}")
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        log = seen + proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The log saw all of it (so the check below is not vacuous) ...
+    assert "< GET /v1/prod/stream?%74oken=***" in log and "< GET /v1/prod/stream?tok%65n=***" in log
+    assert "< Authorization: ***" in log and "< Cookie: ***" in log and "< Sec-WebSocket-Protocol: ***" in log
+    assert "Traceback" in log  # websockets' debug traceback of the refused header, redacted
+    # ... and no credential in any form, anywhere.
+    for name, secret in SECRETS.items():
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+            assert form not in log, name
+    assert "pw-BASIC-secret" not in log
+
+
+def test_redact_masks_every_kind_of_credential() -> None:
+    from bk_notebook.redact import redact
+
+    cases = {
+        "GET /v1/prod/stream?%74oken=abc123 HTTP/1.1": "abc123",
+        "GET /v1/prod/stream?x=1&TOKEN=abc123": "abc123",
+        "/v1/prod/stream?%2574oken=abc123": "abc123",
+        "/v1?access_token=abc123#f": "abc123",
+        "> Authorization: Basic bWU6cHc=": "bWU6cHc=",
+        "< authorization: Bearer abc.def.ghi": "abc.def.ghi",
+        "< Cookie: a=1; s=abc123": "abc123",
+        "< Sec-WebSocket-Protocol: abc123": "abc123",
+        "Headers([('Cookie', 's=abc123')])": "abc123",
+    }
+    for text, secret in cases.items():
+        assert secret not in redact(text), text
+    assert redact("x my-secret y", ["my-secret"]) == "x *** y"
+    plain = "session 0af3: 1.5 s of audio, 2 finals, stopped; Basic authentication is off"
+    assert redact(plain) == plain
+
+
+def test_serve_with_token_warns_that_ps_shows_it() -> None:
+    proc = subprocess.Popen([*_cli(), "serve", "--port", "0", "--engine", "energy", "--token", "visible-TOKEN"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "visible to other local users" in first and "BK_SERVER_TOKENS" in first
+    assert "visible-TOKEN" not in first
+    help_text = subprocess.run([*_cli(), "serve", "--help"], capture_output=True, text=True).stdout
+    assert "BK_SERVER_TOKENS" in help_text and "ps" in help_text
+
+
+# ------------------------------------------------------------------ what the log says
+GATED_ENGINE = """
+import threading
+from bk_notebook.protocol import Final
+GATE = threading.Event()
+class Gated:
+    def reset(self): pass
+    def feed(self, pcm): return []
+    def flush(self):
+        GATE.wait(30)
+        return [Final("late", None, None)]
+"""
+
+
+async def test_a_client_that_closes_after_audiostop_is_logged_as_such(tmp_path, monkeypatch, caplog) -> None:
+    """The service's own sample sends audioStop and closes without waiting for the reply."""
+    from websockets.asyncio.client import connect
+
+    (tmp_path / "gated_engine.py").write_text(GATED_ENGINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gated_engine
+
+    caplog.set_level(logging.INFO, logger="bk_notebook.server")
+
+    def session_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("session ")]
+
+    async with local_server(engine="gated_engine:Gated", workers=2) as server:
+        async with connect(server.url) as ws:
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+            sid = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioStop", "sess_id": sid}}))
+        gated_engine.GATE.set()  # the flush ends after the client left
+        async with connect(server.url) as ws:  # and one that leaves without audioStop
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+            assert json.loads(await ws.recv())["bk"]["status"] == 200
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(session_lines()) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # waiting for the server thread to log both sessions' ends
+    lines = session_lines()
+    assert sum("client sent audioStop and closed before the reply" in line for line in lines) == 1, lines
+    assert sum("connection closed before audioStop" in line for line in lines) == 1, lines

@@ -96,8 +96,20 @@ async def test_finals_carry_times_of_the_session_audio(energy_server) -> None:
         ("sound 1.00 s", 0.5, 1.5), ("sound 0.40 s", 2.5, 2.9)]
 
 
-BAD = [
+def _stream(sid_field: Any = "SID", **data: Any) -> str:
+    """An audioStream request; "SID" is replaced by the open session's id."""
+    return "SID:" + json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": sid_field, **data}})
+
+
+def _deep(depth: int, inner: str = "0") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+# The malformed-input table: every shape a careless or hostile client sends, each answered with a 400
+# whose message says what is wrong, on a connection that stays usable.  (message, regex its reply matches)
+BAD: list[tuple[str | bytes, str]] = [
     ("{not json", "not JSON"),
+    ("", "not JSON"),
     (json.dumps({"bk": {"service": "stt", "type": "audioWhat"}}), "unknown message type"),
     (json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": "f" * 32, "data": {"audio": "AAAA"}}}),
      "does not belong"),
@@ -105,30 +117,132 @@ BAD = [
     ("STREAM:!!notbase64", "not valid base64"),
     ("STREAM:" + base64.b64encode(b"abc").decode(), "odd number"),
     ("STREAM:" + base64.b64encode(bytes(70000)).decode(), "over 65536"),
+    # Deep nesting: at the top, inside bk, in every field (was: a traceback and a closed connection).
+    (_deep(1000), "nested too deeply"),
+    (_deep(60_000), "nested too deeply"),
+    ('{"bk": {"type": ' + _deep(1000, '"audioConn"') + "}}", "nested too deeply"),
+    (_stream(data={"audio": "AAAAAA==", "x": json.loads(_deep(20))}), r"^$"),  # 20 deep: accepted
+    (_stream(data={"audio": "AAAAAA==", "x": json.loads(_deep(30))}), "nested too deeply"),
+    (_stream(data={"audio": "AAAAAA==", "x": [[]] * 40}), "too many arrays and objects"),
+    ('{"bk": {"type": "audioStream", "sess_id": "x", "data": ' + "{\"a\": " * 5000 + "0" + "}" * 5000 + "}}",
+     "nested too deeply"),
+    # Huge numbers.
+    ('{"bk": {"type": "audioStream", "sess_id": 1' + "0" * 5000 + "}}", "number too long|sess_id must be a string"),
+    ('{"bk": {"type": "audioStream", "sess_id": 1e999999}}', "sess_id must be a string, got a number"),
+    ('{"bk": {"type": "audioStream", "sess_id": NaN}}', "sess_id must be a string"),
+    ('{"bk": {"type": 1e999999}}', "'type' must be a string, got a number"),
+    (_stream(data={"audio": 10**300}), "data.audio must be a base64 string, got a number"),
+    # Invalid UTF-8 and unpaired surrogates.
+    (b'{"bk": {"type": "audioConn\xff\xfe"}}', "binary frame of 31 bytes"),
+    (b"\x00\x01\x02", "binary frame of 3 bytes"),
+    ('{"bk": {"type": "audio\\ud800Conn"}}', "unknown message type 'audio\\\\ud800Conn'"),
+    (_stream("\udc80"), "does not belong"),
+    # Wrong JSON types for every field.
+    ("[1, 2]", "must be a JSON object with 'bk', got an array"),
+    ('"audioConn"', "got a string"),
+    ("42", "got a number"),
+    ("null", "got null"),
+    (json.dumps({"data": {}}), "no 'bk' object"),
+    (json.dumps({"bk": ["audioConn"]}), "'bk' as an array"),
+    (json.dumps({"bk": "audioConn"}), "'bk' as a string"),
+    (json.dumps({"bk": 7}), "'bk' as a number"),
+    (json.dumps({"bk": {"service": "stt"}}), "no 'type'"),
+    (json.dumps({"bk": {"type": None}}), "no 'type'"),
+    (json.dumps({"bk": {"type": 3}}), "'type' must be a string, got a number"),
+    (json.dumps({"bk": {"type": True}}), "'type' must be a string, got a boolean"),
+    (json.dumps({"bk": {"type": ["audioConn"]}}), "'type' must be a string, got an array"),
+    (json.dumps({"bk": {"type": {"audioConn": 1}}}), "'type' must be a string, got an object"),
+    (json.dumps({"bk": {"type": "x" * 100_000}}), r"unknown message type 'x{40}'\.\.\.$"),
+    (_stream(12345, data={"audio": "AAAA"}), "sess_id must be a string, got a number"),
+    (_stream(["SID"], data={"audio": "AAAA"}), "sess_id must be a string, got an array"),
+    (_stream({"id": 1}, data={"audio": "AAAA"}), "sess_id must be a string, got an object"),
+    (_stream(True, data={"audio": "AAAA"}), "sess_id must be a string, got a boolean"),
+    (_stream("", data={"audio": "AAAA"}), "sess_id is missing"),
+    (_stream(data=["AAAA"]), "data must be an object holding 'audio', got an array"),
+    (_stream(data="AAAA"), "data must be an object holding 'audio', got a string"),
+    (_stream(data=5), "data must be an object holding 'audio', got a number"),
+    (_stream(data={}), "data.audio is missing"),
+    (_stream(data={"audio": None}), "data.audio is missing"),
+    (_stream(data={"audio": 5}), "data.audio must be a base64 string, got a number"),
+    (_stream(data={"audio": ["AAAA"]}), "data.audio must be a base64 string, got an array"),
+    (_stream(data={"audio": {"b64": "AAAA"}}), "data.audio must be a base64 string, got an object"),
+    (_stream(data={"audio": False}), "data.audio must be a base64 string, got a boolean"),
+    (json.dumps({"bk": {"type": "audioStop", "sess_id": 0}}), "sess_id must be a string, got a number"),
+    (json.dumps({"bk": {"type": "audioConn"}}), "a session is already open"),
 ]
 
 
-async def test_every_bad_input_gets_its_400_and_the_connection_stays_usable(energy_server) -> None:
-    async with connect(energy_server.url) as ws:
+async def test_every_bad_input_gets_its_400_and_the_connection_stays_usable(energy_server, caplog) -> None:
+    import logging
+    import re
+
+    caplog.set_level(logging.DEBUG, logger="bk_notebook.server")
+    async with connect(energy_server.url, max_size=None) as ws:
         await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": "x",
                                          "data": {"audio": "AAAA"}}}))
         early = json.loads(await ws.recv())["bk"]
         assert early["status"] == 400 and "send audioConn first" in early["message"]
         await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
         sess_id = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
-        for message, needle in BAD:
-            if message.startswith("STREAM:"):
+        for message, pattern in BAD:
+            if isinstance(message, str) and message.startswith("STREAM:"):
                 message = json.dumps({"bk": {"service": "stt", "type": "audioStream", "sess_id": sess_id,
                                              "data": {"audio": message[7:]}}})
+            elif isinstance(message, str) and message.startswith("SID:"):
+                message = message[4:].replace('"SID"', json.dumps(sess_id))
             await ws.send(message)
-            answer = json.loads(await ws.recv())["bk"]
-            assert answer["status"] == 400 and needle in answer["message"], (needle, answer)
+            if pattern == r"^$":  # accepted: a probe's 400 follows whatever the chunk got (nothing, or a 200)
+                await ws.send("{")
+            while True:
+                text = await asyncio.wait_for(ws.recv(), 10)
+                assert isinstance(text, str) and len(text) < 500, (pattern, text[:200])
+                answer = json.loads(text)["bk"]
+                if answer["status"] != 200 or pattern != r"^$":
+                    break
+            assert answer["status"] == 400 and answer["service"] == "stt", (pattern, answer)
+            if pattern == r"^$":
+                assert "not JSON" in answer["message"]
+            else:
+                assert re.search(pattern, answer["message"]), (pattern, answer)
+                assert answer["message"].isascii()
         # Still the same session, still usable.
         await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioStop", "sess_id": sess_id}}))
         assert json.loads(await ws.recv())["bk"] == {"service": "stt", "type": "audioStop", "status": 200,
                                                     "message": ""}
     t = await bk.Client(energy_server.url).transcribe(np.frombuffer(tone_pcm(0.6), "<i2"), 16000, speed=None)
     assert t.text == "sound 0.60 s"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # never a traceback
+
+
+def test_deep_nesting_is_refused_whatever_the_recursion_limit() -> None:
+    """A notebook (or a test tool) may raise the recursion limit; the server's bound must not move with it."""
+    import sys
+
+    from bk_notebook.protocol import BadRequest, ServerProtocol
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        result = ServerProtocol().receive(_deep(5_000))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert isinstance(result, BadRequest) and "nested too deeply" in result.message
+
+
+async def test_invalid_utf8_in_a_text_frame_closes_that_connection_with_1007_only(energy_server, caplog) -> None:
+    """RFC 6455 requires failing the connection (code 1007): no reply is possible, but no traceback either."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="bk_notebook.server")
+    async with connect(energy_server.url) as ws:
+        async with ws.send_context():
+            ws.protocol.send_text(b'{"bk": {"type": "audioConn\xff"}}')
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1007
+    t = await bk.Client(energy_server.url).transcribe(np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+    assert t.text == "sound 0.30 s"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 async def test_an_oversized_frame_closes_only_that_connection(energy_server) -> None:

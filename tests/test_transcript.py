@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import bk_notebook as bk
+from bk_notebook.transcript import Transcript
 
 
 def sample() -> bk.Transcript:
@@ -46,3 +47,22 @@ def test_csv_jsonl_and_reprs() -> None:
     assert [json.loads(line)["text"] for line in t.to_jsonl().splitlines()] == ["hello world", "second <part>"]
     assert "2 finals" in repr(t) and "hello world" in repr(t)
     assert "second &lt;part&gt;" in t._repr_html_()
+
+
+def test_subtitle_clocks_past_six_minutes_and_past_an_hour() -> None:
+    t = Transcript(finals=[
+        {"segment": 0, "text": "six minutes in", "start": 366.5, "end": 371.25, "session_id": "s"},
+        {"segment": 1, "text": "an hour in", "start": 3725.042, "end": 7384.999, "session_id": "s"},
+    ])
+    assert "00:06:06,500 --> 00:06:11,250" in t.to_srt()
+    assert "01:02:05,042 --> 02:03:04,999" in t.to_srt()
+    assert "01:02:05.042 --> 02:03:04.999" in t.to_vtt()
+
+
+def test_complete_is_false_until_a_session_says_so_and_joins_keep_it_honest() -> None:
+    done, cut = Transcript(complete=True), Transcript(gaps=[(1.0, 2.5)])
+    assert not Transcript().complete and "INCOMPLETE" in repr(Transcript())
+    assert Transcript.join([done, done]).complete
+    joined = Transcript.join([done, cut])
+    assert not joined.complete and joined.gaps == [(1.0, 2.5)] and "1.5 s" in joined.incomplete_reason
+    assert not Transcript.join([]).complete

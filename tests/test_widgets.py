@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 import bk_notebook as bk
 
-from conftest import FIXTURES, require
+from conftest import FIXTURES, reply, require, scripted_server
 
 require("anywidget", "the microphone widget")
 from bk_notebook.widgets import Microphone, Transcriber, from_recorder  # noqa: E402
@@ -171,6 +173,10 @@ async def test_transcribe_with_display_shows_progress_partial_and_finals(energy_
     assert live.progress_bar.value == live.progress_bar.max == pytest.approx(3.5)
     assert "3.5 / 3.5 s" in live.progress_label.value
     assert "sound 2.50 s" in live.finals_html.value and t.text == "sound 2.50 s"
+    from bk_notebook.widgets import Player
+
+    [player] = [c for c in live.box.children if isinstance(c, Player)]  # when it ends: click a line, hear it
+    assert player.duration == pytest.approx(3.5) and len(player.finals) == 1
 
 
 async def test_a_stalled_session_drops_the_oldest_live_audio_and_says_so(energy_server) -> None:
@@ -188,7 +194,7 @@ async def test_a_stalled_session_drops_the_oldest_live_audio_and_says_so(energy_
         await press_stop(t)
     finally:
         module._BACKLOG_CHUNKS = original
-    assert "done" in t.status.value and "s of audio dropped" in t.status.value
+    assert "incomplete" in t.status.value and "s of audio dropped" in t.status.value
 
 
 async def test_two_uploads_at_once_become_two_runs_in_order(energy_server) -> None:
@@ -216,3 +222,197 @@ async def test_two_uploads_at_once_become_two_runs_in_order(energy_server) -> No
     upload.value = (wav(0.6), wav(0.9))
     await asyncio.wait_for(both_done.wait(), 20)
     assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 0.60 s"), (1, "sound 0.90 s")]
+
+
+# ------------------------------------------------------------------ lifecycle
+def widget_count() -> int:
+    from ipywidgets.widgets.widget import _instances
+
+    return len(_instances)
+
+
+def statuses(t: Transcriber) -> list[str]:
+    seen: list[str] = []
+    t.status.observe(lambda change: seen.append(change["new"]), names="value")
+    return seen
+
+
+def after_first_error(seen: list[str]) -> list[str]:
+    first = next(i for i, s in enumerate(seen) if "bk-status-error" in s)
+    return seen[first:]
+
+
+@contextlib.asynccontextmanager
+async def held_handshake() -> Any:
+    """A server that answers audioConn only when told: the client stays in its handshake."""
+    got_conn, release, closed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def handler(ws: Any) -> None:
+        try:
+            await ws.recv()
+            got_conn.set()
+            await release.wait()
+            await ws.send(reply("audioConn", sess_id="a" * 32))
+            async for _ in ws:
+                pass
+        finally:
+            closed.set()
+
+    async with scripted_server(handler) as url:
+        try:
+            yield url, got_conn, release, closed
+        finally:
+            release.set()  # a failing test must not leave the handler waiting (the server waits for it)
+
+
+@pytest.mark.parametrize("when", ["before the task runs", "during the handshake"])
+async def test_a_microphone_error_before_the_session_opens_ends_the_run_and_stays_shown(when: str) -> None:
+    async with held_handshake() as (url, got_conn, release, closed):
+        t = Transcriber(client=bk.Client(url, connect_retries=1))
+        seen = statuses(t)
+        t.start()
+        if when == "during the handshake":
+            await asyncio.wait_for(got_conn.wait(), 10)
+        browser_says(t.source, {"type": "error", "message": "Microphone permission denied: allow the microphone"})
+        await asyncio.wait_for(t.wait(), 10)
+        release.set()
+        if when == "before the task runs":
+            assert not got_conn.is_set()  # no session was ever asked for
+        # (that the abandoned handshake closes its socket is the client's cancellation, tested with it)
+    assert all("permission denied" in s for s in after_first_error(seen)), seen
+    assert "permission denied" in t.status.value and not t.running and not t.start_button.disabled
+
+
+async def test_a_microphone_error_while_streaming_keeps_the_finals_and_the_error(energy_server) -> None:
+    t = Transcriber(client=bk.Client(energy_server.url))
+    seen = statuses(t)
+    t.start()
+    await speak(t, 0.5)
+    while "streaming" not in t.status.value:
+        await asyncio.sleep(0.01)
+    browser_says(t.source, {"type": "error", "message": "The microphone is busy or unavailable"})
+    await asyncio.wait_for(t.wait(), 10)
+    assert all("busy or unavailable" in s for s in after_first_error(seen)), seen
+    assert [r["text"] for r in t.finals] == ["sound 0.50 s"]  # the session drained
+
+
+@pytest.mark.parametrize("how", ["close()", "last view left the page"])
+async def test_closing_or_losing_the_last_view_ends_the_session(energy_server, caplog: Any, how: str) -> None:
+    caplog.set_level(logging.INFO, logger="bk_notebook.server")
+    before = widget_count()
+    t = Transcriber(client=bk.Client(energy_server.url))
+    told: list[Any] = []
+    original_send = t.source.send
+    t.source.send = lambda content, *a, **k: (told.append(content), original_send(content, *a, **k))  # type: ignore
+    t.start()
+    await speak(t, 0.7)
+    while "streaming" not in t.status.value:
+        await asyncio.sleep(0.01)
+    if how == "close()":
+        t.close()
+    else:
+        browser_says(t.source, {"type": "detached"})
+    await asyncio.wait_for(t.wait(), 10)
+    assert [r["text"] for r in t.finals] == ["sound 0.70 s"]  # drained, not dropped
+    session_id = t.finals[0]["session_id"]
+    assert session_id
+
+    def server_saw_it_end() -> bool:
+        return any("stopped" in r.getMessage() and session_id in r.getMessage() for r in caplog.records)
+
+    for _ in range(500):
+        if server_saw_it_end():
+            break
+        await asyncio.sleep(0.01)
+    assert server_saw_it_end()
+    if how == "close()":
+        assert {"type": "stop"} in told  # the browser was told to release the microphone
+        assert widget_count() == before  # all 21 widgets closed, none left behind
+        with pytest.raises(bk.BkError, match="closed"):
+            t.start()
+    else:
+        assert not t.running and not t.start_button.disabled  # ready for another run
+    t.close()
+    t.close()  # idempotent
+
+
+async def test_rerunning_a_cell_closes_the_transcriber_it_made_before(energy_server, monkeypatch) -> None:
+    from bk_notebook.widgets import cells
+
+    cell = {"id": ("cell-1", "run-1")}
+    monkeypatch.setattr(cells, "current_cell", lambda: cell["id"])
+    client = bk.Client(energy_server.url)
+    first, sibling = Transcriber(client), Transcriber(client)
+    first.start()
+    await speak(first, 0.4)
+    while "streaming" not in first.status.value:  # (closed while connecting, a run is abandoned instead)
+        await asyncio.sleep(0.01)
+    cell["id"] = ("cell-2", "run-2")
+    elsewhere = Transcriber(client)
+    assert not first._closed and not sibling._closed  # another cell's Transcriber leaves them alone
+    cell["id"] = ("cell-1", "run-3")  # the first cell runs again
+    again = Transcriber(client)
+    await asyncio.wait_for(first.wait(), 10)
+    assert first._closed and sibling._closed and not again._closed and not elsewhere._closed
+    assert [r["text"] for r in first.finals] == ["sound 0.40 s"]
+    for t in (again, elsewhere):
+        t.close()
+
+
+async def test_closing_during_an_upload_ends_its_session_and_keeps_the_finals() -> None:
+    import datetime
+    import io
+
+    import ipywidgets
+    import soundfile as sf
+
+    closed = asyncio.Event()
+
+    async def stalls_after_a_final(ws: Any) -> None:  # answers 3 chunks, then never again
+        chunks = 0
+        try:
+            async for raw in ws:
+                kind = json.loads(raw)["bk"]["type"]
+                if kind == "audioConn":
+                    await ws.send(reply("audioConn", sess_id="b" * 32))
+                elif kind == "audioStream" and chunks < 3:
+                    chunks += 1
+                    await ws.send(reply("audioStream", final="first words", start=0.0, end=0.3) if chunks == 3
+                                  else reply("audioStream", partial="first"))
+        finally:
+            closed.set()
+
+    async with scripted_server(stalls_after_a_final) as url:
+        upload = ipywidgets.FileUpload(accept="audio/*")
+        t = Transcriber(client=bk.Client(url), source=upload)
+        got_final = asyncio.Event()
+        t.table.observe(lambda _: got_final.set() if t.finals else None, names="value")
+        buffer = io.BytesIO()
+        sf.write(buffer, np.frombuffer(b"".join(tone_chunks(0.5) * 40), "<i2"), 16000, format="WAV")
+        data = buffer.getvalue()
+        upload.value = ({"name": "long.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
+                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+        await asyncio.wait_for(got_final.wait(), 30)  # the session is open, mid-file
+        t.close()
+        await asyncio.wait_for(t.wait(), 10)
+        await asyncio.wait_for(closed.wait(), 10)  # the server saw the session's connection end
+    assert [r["text"] for r in t.finals] == ["first words"]  # what arrived before the close is kept
+    assert "stopped" in t.status.value and not t.running
+
+
+async def test_an_incomplete_run_says_so_in_the_status() -> None:
+    async def never_answers_stop(ws: Any) -> None:
+        async for raw in ws:
+            kind = json.loads(raw)["bk"]["type"]
+            if kind == "audioConn":
+                await ws.send(reply("audioConn", sess_id="c" * 32))
+            elif kind == "audioStream":
+                await ws.send(reply("audioStream", final="heard", start=0.0, end=0.1))
+
+    async with scripted_server(never_answers_stop) as url:
+        t = Transcriber(client=bk.Client(url, drain_timeout=0.3), source=__import__("ipywidgets").FileUpload())
+        t._in_loop(t._spawn_file, open(bk.sample_path(), "rb").read())
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(t.wait(), 30)
+    assert "status: incomplete" in t.status.value and "1 final," not in t.status.value
+    assert "audioStop" in t.status.value and t.finals

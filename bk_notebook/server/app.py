@@ -51,6 +51,7 @@ class ServerConfig:
     certfile: str | None = None  # with keyfile: serve wss:// (TLS)
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed to connect (``Origin`` header); none by default
     # Audio a connection may have read but not yet decoded (about 46 kB of memory per second);
     # a chunk beyond it is refused with a 400.  Clients that wait for the per-chunk replies never
     # come near it; the service's sample (10x real time, no waiting) stays under it for files of
@@ -76,6 +77,9 @@ class BkServer:
             raise ValueError("max_queued_seconds must be positive")
         self.config = config
         self._tokens = tuple(config.tokens)
+        origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
+        self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
+        self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         options = dict(config.engine_options)
         if config.engine in ("pocketsphinx", "energy"):
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
@@ -124,25 +128,52 @@ class BkServer:
     async def serve_forever(self) -> None:
         await self._server.serve_forever()
 
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; give running sessions ``grace`` seconds, then close them."""
+    async def close(self, grace: float = 5.0, close_timeout: float = 0.5) -> None:
+        """Stop listening at once; give running sessions ``grace`` seconds, then end them.
+
+        Sessions still open after ``grace`` get close code 1001 (going away); a
+        client that does not answer the close within ``close_timeout`` seconds
+        (its loop may be the one waiting for this call) has its socket aborted.
+        Everything is bounded: this returns within ``grace + 2 * close_timeout``
+        seconds plus the time the engines take to end.
+        """
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        server, self._server = self._server, None
+        server.close(close_connections=False)  # the port is released now; running sessions go on
         try:
-            await asyncio.wait_for(self._server.wait_closed(), grace)
+            await asyncio.wait_for(server.wait_closed(), grace)
         except asyncio.TimeoutError:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
+            closing = set()
+            for connection in list(server.connections):
+                connection.close_timeout = close_timeout
+                closing.add(asyncio.ensure_future(connection.close(1001, "server shutting down")))
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2 * close_timeout)
+            except asyncio.TimeoutError:  # a handler stuck in an engine call: stop waiting for it
+                stuck = list(getattr(server, "handler_tasks", ()))
+                for task in stuck:
+                    task.cancel()
+                if stuck:
+                    await asyncio.wait(stuck, timeout=close_timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
-        self._server = None
 
     # --------------------------------------------------------------- handshake
     def _check_request(self, connection: Any, request: Any) -> Any:
         parts = urllib.parse.urlsplit(request.path)
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
+        # A browser names the page that opened the socket; any web page could otherwise use this server.
+        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        origins = request.headers.get_all("Origin")
+        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        if refused:
+            if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
+                self._refused_origins.add(refused[0])
+                logger.warning("refused handshakes from origin %s (allow it with --allow-origin)",
+                               ascii(refused[0][:100]))
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)\n")
         if not self._tokens:
             return None
         given = dict(urllib.parse.parse_qsl(parts.query)).get("token", "")
@@ -153,6 +184,22 @@ class BkServer:
     # ------------------------------------------------------------- connection
     async def _handle(self, ws: Any) -> None:
         await Connection(ws, self._pool, self._settings).run()
+
+
+def _origin_key(origin: str) -> str:
+    """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
+    return origin.strip().rstrip("/").lower()
+
+
+def check_origin(origin: str) -> str:
+    """Return ``origin`` if it is a browser origin (``scheme://host[:port]`` or ``null``), else raise UsageError."""
+    from ..errors import UsageError
+
+    parts = urllib.parse.urlsplit(origin.strip())
+    if origin.strip() == "null" or (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                     and not parts.query and not parts.fragment):
+        return origin
+    raise UsageError(f"not an origin: {origin!r}; write it as a browser sends it, e.g. http://localhost:8888")
 
 
 def _token_ok(given: str, tokens: Iterable[str]) -> bool:

@@ -13,6 +13,12 @@ from .app import BkServer, ServerConfig
 __all__ = ["LocalServer", "local_server"]
 
 
+_GRACE_SECONDS = 1.0  # running sessions may drain this long when the server stops; then 1001
+_STOP_SECONDS = 3.0  # stop() returns within this, whatever the sessions and engines do
+_running: list[LocalServer] = []  # started by local_server() in this process and not stopped yet
+_running_lock = threading.Lock()
+
+
 class LocalServer:
     """A running local server: ``.url`` to connect to, ``.stop()`` to end it.
 
@@ -28,6 +34,8 @@ class LocalServer:
         self._ready = threading.Event()
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
+        self._stop_requested = threading.Event()
+        self._holders = 1  # callers of local_server() sharing this server (see local_server)
         self._thread = threading.Thread(target=self._run, name="bk-local-server", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -39,6 +47,12 @@ class LocalServer:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._main())
+            leftover = asyncio.all_tasks(self._loop)  # e.g. a connection handler still ending: bounded
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                self._loop.run_until_complete(asyncio.wait(leftover, timeout=0.5))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         finally:
             self._loop.close()
 
@@ -51,7 +65,7 @@ class LocalServer:
             return
         self._ready.set()
         await self._stopped.wait()
-        await self._server.close(grace=1.0)
+        await self._server.close(grace=_GRACE_SECONDS, close_timeout=0.4)
 
     @property
     def url(self) -> str:
@@ -60,20 +74,43 @@ class LocalServer:
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and not self._stop_requested.is_set()
 
     def stop(self) -> None:
-        """Stop the server and wait for its thread (idempotent)."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(timeout=10)
+        """Stop the server: it stops listening at once, and sessions still open a second later are ended.
+
+        Live sessions get a short grace period to drain, then close code 1001
+        (going away).  Returns within 3 seconds with the port released;
+        idempotent, and safe from any thread, including from a notebook cell on
+        the kernel's event loop (which it blocks for at most those 3 seconds).
+        """
+        with _running_lock:
+            if self in _running:
+                _running.remove(self)
         atexit.unregister(self.stop)
+        self._stop_requested.set()
+        if not self._thread.is_alive():
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        except RuntimeError:  # the loop closed meanwhile: the thread is ending on its own
+            pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=_STOP_SECONDS)
+
+    def _release(self) -> None:
+        """One holder leaves a ``with`` block: the last one stops the server."""
+        with _running_lock:
+            self._holders -= 1
+            last = self._holders <= 0
+        if last:
+            self.stop()
 
     def __enter__(self) -> LocalServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        self._release()
 
     async def __aenter__(self) -> LocalServer:
         return self
@@ -81,7 +118,7 @@ class LocalServer:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self._release)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -99,6 +136,7 @@ def local_server(
     certfile: str | None = None,
     keyfile: str | None = None,
     processes: bool = False,
+    allow_origins: tuple[str, ...] = (),
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -115,19 +153,41 @@ def local_server(
     processes : bool
         Run each engine in its own worker process, so that sessions decode on
         every core (PocketSphinx holds the GIL while it decodes).
+    allow_origins : tuple of str
+        Browser origins (``http://localhost:8888``) allowed to connect; a
+        handshake from any other ``Origin`` is refused with HTTP 403.
     certfile, keyfile : str, optional
         A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
         Passed to the engine (e.g. ``grammar=`` for pocketsphinx).
 
+    Returns
+    -------
+    LocalServer
+        A new server, or the one already running in this process with exactly
+        these arguments: re-running a notebook cell ``server =
+        bk.local_server()`` gives back the same server instead of starting
+        another.  ``server.stop()`` stops it for everyone holding it; a ``with``
+        block stops it on exit only if no other ``local_server()`` call shares it.
+
     Examples
     --------
     >>> server = bk.local_server()                      # doctest: +SKIP
     >>> client = bk.Client(server.url)                  # doctest: +SKIP
+    >>> bk.local_server() is server                     # doctest: +SKIP
+    True
     """
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
-        processes=processes,
+        processes=processes, allow_origins=tuple(allow_origins),
     )
-    return LocalServer(config)
+    with _running_lock:  # held while starting: two threads asking at once get one server
+        _running[:] = [server for server in _running if server.running]
+        for server in _running:
+            if server.config == config:
+                server._holders += 1
+                return server
+        server = LocalServer(config)
+        _running.append(server)
+    return server

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .microphone import Microphone
+from .player import Player
 from .sources import from_recorder
 from .transcriber import Transcriber
 
-__all__ = ["Microphone", "Transcriber", "from_recorder"]
+__all__ = ["Microphone", "Player", "Transcriber", "from_recorder"]

@@ -2,8 +2,16 @@
 //
 // One capture per widget model, however many views show it: captures live in a module-level map
 // keyed by the model's capture id, and every view only renders what that capture reports.
+// When the last view leaves the page (its cell re-ran, its output was cleared, the widget was
+// closed), the capture stops and the kernel hears "detached": nobody can see it or press Stop.
 
 const CHUNK_SAMPLES = 1600; // 3200 bytes = 100 ms at 16 kHz
+// Level meter: RMS of each chunk in dBFS (0 dBFS = a full-scale square wave; a full-scale sine reads -3),
+// and a clipping light held for CLIP_HOLD_MS after any sample reaches full scale.
+const FLOOR_DB = -60;
+const CLIP = 32767 / 32768;
+const CLIP_HOLD_MS = 1500;
+const dbfs = (rms) => Math.max(FLOOR_DB, 20 * Math.log10(Math.max(rms, 1e-9)));
 
 // Runs on the audio thread: downmix, low-pass, resample to 16 kHz at the context's real rate,
 // convert to int16, and post 1600-sample chunks (transferred, not copied) with their level.
@@ -19,6 +27,7 @@ class BkCapture extends AudioWorkletProcessor {
     this.out = new Int16Array(${CHUNK_SAMPLES});
     this.n = 0;
     this.sumsq = 0;
+    this.peak = 0;                     // largest |input sample| since the last chunk
   }
   process(inputs) {
     const channels = inputs[0];
@@ -28,6 +37,7 @@ class BkCapture extends AudioWorkletProcessor {
       let x = 0;
       for (let c = 0; c < channels.length; c++) x += channels[c][i];
       x /= channels.length;
+      this.peak = Math.max(this.peak, Math.abs(x)); // before filtering: clipping is in the input
       this.lp += this.alpha * (x - this.lp);
       const cur = this.lp;
       // Emit every output sample whose time falls between the previous and this input sample.
@@ -39,10 +49,11 @@ class BkCapture extends AudioWorkletProcessor {
         this.pos += this.step;
         if (this.n === ${CHUNK_SAMPLES}) {
           const level = Math.sqrt(this.sumsq / ${CHUNK_SAMPLES});
-          this.port.postMessage({ pcm: this.out.buffer, level }, [this.out.buffer]);
+          this.port.postMessage({ pcm: this.out.buffer, level, peak: this.peak }, [this.out.buffer]);
           this.out = new Int16Array(${CHUNK_SAMPLES});
           this.n = 0;
           this.sumsq = 0;
+          this.peak = 0;
         }
       }
       this.pos -= 1;
@@ -58,7 +69,7 @@ const captures = new Map(); // capture id -> { state, started, level, message, l
 
 function captureFor(id) {
   if (!captures.has(id)) {
-    captures.set(id, { state: "idle", started: 0, level: 0, message: "", listeners: new Set(), stop: null });
+    captures.set(id, { state: "idle", started: 0, level: 0, clippedAt: -1e9, message: "", listeners: new Set(), stop: null });
   }
   return captures.get(id);
 }
@@ -112,6 +123,8 @@ async function start(model, cap) {
     let seq = 0;
     node.port.onmessage = ({ data }) => {
       cap.level = data.level;
+      cap.seq = seq; // the chunk this level belongs to (shown as data-seq, for checking the meter)
+      if (data.peak >= CLIP) cap.clippedAt = performance.now();
       model.send({ type: "chunk", seq: seq++ }, undefined, [data.pcm]);
       notify(cap);
     };
@@ -126,6 +139,7 @@ async function start(model, cap) {
     cap.started = performance.now();
     model.send({ type: "started", sample_rate: ctx.sampleRate });
     notify(cap);
+    if (cap.listeners.size === 0) stop(model, cap); // every view left while the browser was starting
   } catch (err) {
     stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();
@@ -141,7 +155,15 @@ async function stop(model, cap) {
   cap.level = 0;
   notify(cap);
   await release();
-  model.send({ type: "stopped" });
+  safeSend(model, { type: "stopped" });
+}
+
+function safeSend(model, content) {
+  try {
+    model.send(content);
+  } catch (err) {
+    // The widget was closed in the kernel: nobody is left to tell.
+  }
 }
 
 function render({ model, el }) {
@@ -154,15 +176,22 @@ function render({ model, el }) {
   button.className = "bk-mic-button";
   const meter = document.createElement("meter");
   meter.className = "bk-mic-level";
-  meter.min = 0;
-  meter.max = 1;
-  meter.low = 0.05;
-  meter.high = 0.6;
+  meter.min = FLOOR_DB;
+  meter.max = 0;
+  meter.low = -40;
+  meter.high = -6;
+  meter.optimum = -20;
+  const db = document.createElement("span");
+  db.className = "bk-mic-db";
+  const clip = document.createElement("span");
+  clip.className = "bk-mic-clip";
+  clip.textContent = "CLIP";
+  clip.title = "a sample reached full scale in the last 1.5 s: speak softer or move away from the microphone";
   const clock = document.createElement("span");
   clock.className = "bk-mic-time";
   const message = document.createElement("div");
   message.className = "bk-mic-message";
-  root.append(button, meter, clock, message);
+  root.append(button, meter, db, clip, clock, message);
   el.appendChild(root);
 
   const paint = () => {
@@ -171,7 +200,12 @@ function render({ model, el }) {
     button.textContent = recording ? "■ Stop" : cap.state === "starting" ? "… starting" : "● Start";
     button.disabled = cap.state === "starting";
     button.dataset.state = cap.state;
-    meter.value = Math.min(1, cap.level * 4);
+    const level = recording ? dbfs(cap.level) : FLOOR_DB;
+    meter.value = level;
+    db.textContent = recording ? `${level.toFixed(0)} dBFS` : "";
+    db.dataset.db = level.toFixed(2);
+    db.dataset.seq = String(cap.seq ?? -1);
+    clip.dataset.clipping = String(recording && performance.now() - (cap.clippedAt || -1e9) < CLIP_HOLD_MS);
     const seconds = recording ? (performance.now() - cap.started) / 1000 : 0;
     clock.textContent = recording ? `${seconds.toFixed(1)} s` : "";
     message.textContent = cap.message;
@@ -194,6 +228,10 @@ function render({ model, el }) {
     cap.listeners.delete(paint);
     model.off("msg:custom", onCustom);
     model.off("change:show_button", paint);
+    if (cap.listeners.size === 0) {
+      stop(model, cap);
+      safeSend(model, { type: "detached" });
+    }
   };
 }
 

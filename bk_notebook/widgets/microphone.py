@@ -24,6 +24,10 @@ class Microphone(anywidget.AnyWidget):
     buffers.  Register ``mic.on_chunk(fn)`` to receive each chunk as bytes;
     after a stop, ``mic.recording`` holds everything captured as an int16 array.
 
+    The capture stops when the widget is closed and when its last view leaves
+    the page (its cell re-ran or its output was cleared): no microphone stays
+    open behind a widget nobody can see.
+
     Attributes
     ----------
     status : str
@@ -48,6 +52,7 @@ class Microphone(anywidget.AnyWidget):
         self._chunk_callbacks: list[Callable[[bytes], Any]] = []
         self._stop_callbacks: list[Callable[[], Any]] = []
         self._error_callbacks: list[Callable[[str], Any]] = []
+        self._detach_callbacks: list[Callable[[], Any]] = []
         self.on_msg(self._on_browser_message)
 
     # ----------------------------------------------------------------- python API
@@ -62,6 +67,16 @@ class Microphone(anywidget.AnyWidget):
     def on_error(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(message)`` when the browser cannot capture."""
         self._error_callbacks.append(callback)
+
+    def on_detach(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when the last view of this widget left the page."""
+        self._detach_callbacks.append(callback)
+
+    def close(self) -> None:
+        """Stop capturing (the browser releases the microphone) and close the widget."""
+        if self.comm is not None:
+            self.stop()
+        super().close()
 
     def start(self) -> None:
         """Ask the browser to start capturing (as pressing Start does)."""
@@ -93,6 +108,9 @@ class Microphone(anywidget.AnyWidget):
             self.status = "idle"
             for stopped in list(self._stop_callbacks):
                 stopped()
+        elif kind == "detached":
+            for detached in list(self._detach_callbacks):
+                detached()
         elif kind == "error":
             self.error = str(content.get("message", "the microphone could not start"))
             self.status = "error"

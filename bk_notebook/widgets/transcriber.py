@@ -11,6 +11,14 @@ them from its shell-channel machinery), where a plain ``put_nowait`` or
 browser's chunks then reached the server only when the next cell ran.  So
 everything a handler hands to the loop goes through ``call_soon_threadsafe``.
 The client (and so the token) lives in a plain attribute, never in a synced trait.
+
+Lifecycle: a run ends when the microphone stops, fails, or loses its last view
+on the page, and when the widget is closed.  A source error before the session
+is open cancels the connection attempt (no session is opened for a microphone
+that never started); after it, the session drains and keeps its finals.  Once
+the source has failed, the status shows that error until the next Start.  A
+Transcriber built by an earlier run of the same notebook cell is closed when
+the cell runs again, so re-running a cell never stacks sessions.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from typing import Any
 
 from ..client import Client
 from ..errors import BkError
+from ..soundcard import SoundCard
 from ..transcript import Transcript, finals_table_html
+from . import cells
 from ._deps import ipywidgets as w
 from .microphone import Microphone
 from .sources import is_file_upload, is_recorder, uploaded_files
@@ -30,6 +40,10 @@ __all__ = ["Transcriber"]
 
 _STOP_CONFIRM_SECONDS = 2.0  # wait this long for the browser's "stopped" before ending the run anyway
 _BACKLOG_CHUNKS = 600  # 60 s of live audio may wait for the session (e.g. while it reconnects); older is dropped
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -42,8 +56,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Transcriber(w.VBox):
     """Live transcription in a notebook.
 
-    The source is the microphone (default), an ``ipywebrtc.AudioRecorder`` or
-    an ``ipywidgets.FileUpload``.
+    The source is the browser's microphone (default), the kernel's
+    :class:`~bk_notebook.SoundCard`, an ``ipywebrtc.AudioRecorder`` or an
+    ``ipywidgets.FileUpload``.
 
     Parameters
     ----------
@@ -63,7 +78,11 @@ class Transcriber(w.VBox):
 
     def __init__(self, client: Client | None = None, source: Any = None, **kwargs: Any) -> None:
         self.client = client if client is not None else Client()
+        self._own_source = source is None  # a source we made is closed with us; the caller's is theirs
         self.source = source if source is not None else Microphone()
+        self._closed = False
+        self._connected = False  # the current run's session is open
+        self._session_started = False  # the current run's task has begun (it cleans up after itself)
         self._constructed_on = _running_loop()  # the kernel's loop, when built in a cell
         self._runs: list[Transcript] = []
         self._current: list[dict[str, Any]] = []
@@ -81,15 +100,22 @@ class Transcriber(w.VBox):
         self.status = w.HTML(self._status_html("ready"))
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
-        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals")):
+        self.playback = w.VBox()  # after each run: its audio and finals in a Player (click a line, hear it)
+        self._run_audio: Any = None
+        for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals"),
+                             (self.playback, "bk-playback")):
             widget.add_class(name)
 
         controls: list[Any] = []
-        if isinstance(self.source, Microphone):
-            self.source.show_button = False  # one Start/Stop pair: the transcriber's
+        is_card = isinstance(self.source, SoundCard)  # the kernel's sound card: a live source, not a widget
+        if isinstance(self.source, Microphone) or is_card:
+            if not is_card:
+                self.source.show_button = False  # one Start/Stop pair: the transcriber's
             self.source.on_chunk(self._on_chunk)
             self.source.on_stop(self._finish_run)
             self.source.on_error(self._on_source_error)
+            if not is_card:  # a browser view can go away; the kernel's sound card cannot
+                self.source.on_detach(self._on_detach)
             self.start_button.on_click(lambda _: self.start())
             self.stop_button.on_click(lambda _: self.stop())
             controls = [w.HBox([self.start_button, self.stop_button])]
@@ -98,9 +124,33 @@ class Transcriber(w.VBox):
         elif is_file_upload(self.source):
             self.source.observe(self._on_upload, names="value")
         else:
-            raise BkError("source must be None (microphone), an ipywebrtc AudioRecorder or an ipywidgets FileUpload")
-        super().__init__([self.source, *controls, self.status, self.partial, self.table], **kwargs)
+            raise BkError("source must be None (microphone), a SoundCard, an ipywebrtc AudioRecorder or an "
+                          "ipywidgets FileUpload")
+        shown = [] if is_card else [self.source]
+        super().__init__([*shown, *controls, self.status, self.partial, self.table, self.playback], **kwargs)
         self.add_class("bk-transcriber")
+        cells.replace_earlier(self, cells.current_cell())  # re-running a cell never stacks sessions
+
+    def close(self) -> None:
+        """End the current run and close this widget and every widget inside it.
+
+        The session drains and keeps its finals (in :attr:`finals`); a session
+        still connecting is abandoned.  The microphone stops.  A ``source``
+        passed in by the caller is stopped but left open; the default
+        microphone is closed.  Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self.running:
+            if isinstance(self.source, Microphone):
+                self.source.stop()
+            self._in_loop(self._end_run_early, "")
+        keep = set() if self._own_source else {id(x) for x in cells.descendants(self.source)}
+        for widget in cells.descendants(self):
+            if id(widget) not in keep and widget is not self:
+                widget.close()
+        super().close()
 
     # ------------------------------------------------------------------- results
     @property
@@ -137,7 +187,10 @@ class Transcriber(w.VBox):
         """Open a session and start the microphone (what the Start button does)."""
         if self.running:
             return
+        if self._closed:
+            raise BkError("this Transcriber is closed: make a new one")
         self._active = True
+        self._connected = self._session_started = False
         self._source_error = ""
         self._dropped_seconds = 0.0
         self._finished = asyncio.Event()
@@ -145,8 +198,15 @@ class Transcriber(w.VBox):
         self._queue = queue
         self._set_status("connecting")
         self.start_button.disabled, self.stop_button.disabled = True, False
+        try:
+            self.source.start()  # a SoundCard that cannot open (busy, gone) fails here, before any connection
+        except BkError as exc:
+            self._queue, self._active = None, False
+            self.start_button.disabled, self.stop_button.disabled = False, True
+            self._set_status("error", str(exc))
+            self._finished.set()
+            return
         self._in_loop(self._spawn, self._run_live(queue))
-        self.source.start()
 
     def _spawn(self, coroutine: Any) -> None:
         self._task = self._loop.create_task(coroutine)
@@ -158,7 +218,8 @@ class Transcriber(w.VBox):
         self.stop_button.disabled = True
         self.source.stop()
         # The browser confirms with "stopped" after its last chunk; do not wait forever for it.
-        self._in_loop(self._arm_stop_timer)
+        if not isinstance(self.source, SoundCard):  # the card has confirmed already: stop() returns after it
+            self._in_loop(self._arm_stop_timer)
 
     def _arm_stop_timer(self) -> None:
         self._stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
@@ -188,7 +249,26 @@ class Transcriber(w.VBox):
     def _on_source_error(self, message: str) -> None:
         self._source_error = message
         self._set_status("error", message)
-        self._finish_run()
+        if self.running:
+            self._in_loop(self._end_run_early, message)
+
+    def _on_detach(self) -> None:
+        """The microphone's last view left the page (its cell re-ran or was cleared)."""
+        if self.running:
+            self._in_loop(self._end_run_early, "")
+
+    def _end_run_early(self, error: str) -> None:
+        """On the loop: end the run now; before its session is open, instead of opening it."""
+        task = self._task
+        if self._connected and task is not None and not isinstance(self.source, Microphone):
+            task.cancel()  # a file being sent: the client stops the session, the finals so far are kept
+        elif self._connected or task is None or task.done():
+            self._end_of_audio()  # an open live session drains and keeps its finals
+        elif not self._session_started:
+            task.cancel()  # it never ran: nothing to clean up in it, so clean up here
+            self._end_run(None, ("error", error) if error else ("stopped", "before the session opened"))
+        else:
+            task.cancel()  # still connecting: abandoned; the task's own cleanup sets the status
 
     async def _run_live(self, queue: asyncio.Queue[bytes | None]) -> None:
         await self._session(self._send_from_queue(queue))
@@ -199,41 +279,65 @@ class Transcriber(w.VBox):
             yield chunk
 
     async def _session(self, chunks: Any, *, speed: float | None = None) -> None:
+        self._session_started = True
         self._current = []
-        self._set_status("connecting")
+        self._progress("connecting")
         transcript: Transcript | None = None
         outcome = ("error", "the session ended unexpectedly")
         try:
+            if self._source_error:  # the source failed before the session began: do not open one
+                return
             stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
             async with stream as session:
-                self._set_status("streaming")
+                self._connected = True
+                self._progress("streaming")
                 async for chunk in chunks:
                     await session.send(chunk)
-                self._set_status("draining")
+                self._progress("draining")
                 transcript = await session.stop()
             dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
-            outcome = ("done", f"{len(transcript)} finals, {transcript.duration:.1f} s of audio{dropped}")
+            summary = f"{_count(len(transcript), 'final')}, {transcript.duration:.1f} s of audio{dropped}"
+            if transcript.complete and not self._dropped_seconds:
+                outcome = ("done", summary)
+            else:  # say so where the user looks: the finals shown may not be all there is
+                reason = transcript.incomplete_reason or "incomplete: live audio was dropped while the session stalled"
+                outcome = ("incomplete", f"{summary}; {reason}")
         except BkError as exc:
             transcript = exc.transcript
             outcome = ("error", str(exc))
             if isinstance(self.source, Microphone) and self.source.status == "recording":
                 self.source.stop()
+            elif isinstance(self.source, SoundCard):
+                self.source.stop()
+        except asyncio.CancelledError:
+            if self._connected:  # closed while sending a file: keep what the session gave
+                transcript = stream.transcript
+            outcome = ("stopped", "closed" if self._connected else "before the session opened")
+            raise
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
             outcome = ("error", f"{type(exc).__name__}: {exc}")
         finally:
-            self._queue = None
-            if transcript is not None and (transcript.finals or transcript.duration):
-                self._runs.append(transcript)
-            self._current = []
-            self.partial.value = ""
-            self._paint_finals()
-            self.start_button.disabled, self.stop_button.disabled = False, True
-            # Last, so that whoever watches the status sees the run's results already in place.
-            if self._source_error:  # the microphone failed: that is what the user must see
-                outcome = ("error", self._source_error)
-            self._set_status(*outcome)
-            self._active = False
-            self._finished.set()
+            self._end_run(transcript, outcome)
+
+    def _end_run(self, transcript: Transcript | None, outcome: tuple[str, str]) -> None:
+        self._queue = None
+        self._connected = False
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
+        if transcript is not None and (transcript.finals or transcript.duration):
+            self._runs.append(transcript)
+            self._show_playback(transcript)
+        self._current = []
+        self.partial.value = ""
+        self._paint_finals()
+        self.start_button.disabled, self.stop_button.disabled = False, True
+        # Last, so that whoever watches the status sees the run's results already in place.
+        if self._source_error:  # the microphone failed: that is what the user must see
+            outcome = ("error", self._source_error)
+        self._set_status(*outcome)
+        self._active = False
+        self._finished.set()
 
     # --------------------------------------------------- recordings and uploads
     def _on_recording(self, change: dict[str, Any]) -> None:
@@ -258,7 +362,12 @@ class Transcriber(w.VBox):
             return
         while self.running:  # one session at a time keeps runs in order
             await self._finished.wait()
+        if self._closed:
+            return
         self._active = True
+        self._connected = self._session_started = False
+        self._source_error = ""
+        self._run_audio = pcm  # for this run's player
         self._finished = asyncio.Event()
         self._task = asyncio.current_task()
 
@@ -267,6 +376,16 @@ class Transcriber(w.VBox):
                 yield chunk
 
         await self._session(chunks())
+
+    def _show_playback(self, transcript: Transcript) -> None:
+        if self._closed:  # a run ending after close(): no new widget may outlive the Transcriber
+            return
+        audio = self.source.recording if isinstance(self.source, Microphone) else self._run_audio
+        try:
+            if audio is not None and len(audio):
+                self.playback.children = [transcript.player(audio, sr=16_000)]
+        except BkError as exc:  # never let the player cost the run its results
+            self.playback.children = [w.HTML(f"no playback: {html.escape(str(exc))}")]
 
     # ------------------------------------------------------------------ painting
     def _show_partial(self, text: str) -> None:
@@ -283,8 +402,13 @@ class Transcriber(w.VBox):
     def _set_status(self, state: str, detail: str = "") -> None:
         self.status.value = self._status_html(state, detail)
 
+    def _progress(self, state: str) -> None:
+        """A run's progress; after a source error the status keeps showing that error."""
+        if not self._source_error:
+            self._set_status(state)
+
     @staticmethod
     def _status_html(state: str, detail: str = "") -> str:
-        color = "#b00020" if state == "error" else "inherit"
+        color = "#b00020" if state in ("error", "incomplete") else "inherit"
         text = f"{state}: {detail}" if detail else state
         return f"<span class='bk-status-{state}' style='color:{color}'>status: {html.escape(text)}</span>"

@@ -27,6 +27,22 @@ def browser_ready() -> None:
         pytest.skip(message)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say why browser tests were skipped, without ``-rs``: a row of ``s`` alone hides the prerequisite."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if "e2e/" not in report.nodeid.replace("\\", "/"):
+            continue
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.write_sep("-", "browser tests skipped", yellow=True)
+        for reason, count in reasons.items():
+            terminalreporter.write_line(f"{count} browser test(s) skipped: {reason}", yellow=True)
+
+
 @pytest.fixture(scope="session")
 def jupyter(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     require("jupyterlab", "the notebook front end")

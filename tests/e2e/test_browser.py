@@ -67,20 +67,95 @@ def test_notebook7_live_microphone(page: Any, jupyter: JupyterServer, shoot: Any
     assert "world" in finals, finals
 
 
+def record_statuses(page: Any) -> None:
+    """Keep every text the Transcriber's status shows from now on, in ``window.bkStatuses``."""
+    page.evaluate("""css => {
+        const el = document.querySelector(css);
+        window.bkStatuses = [el.innerText];
+        new MutationObserver(() => window.bkStatuses.push(el.innerText))
+            .observe(el, {subtree: true, childList: true, characterData: true});
+    }""", f"{VISIBLE} .bk-status")
+
+
 def test_permission_denied_is_shown_and_nothing_hangs(denied_page: Any, jupyter: JupyterServer, shoot: Any) -> None:
     page = denied_page
     open_and_run(page, jupyter, f"/lab/tree/{LIVE_NOTEBOOK}?reset")
     page.wait_for_selector(f"{VISIBLE} .bk-transcriber", timeout=30_000)
-    page.locator(f"{VISIBLE} .bk-transcriber .widget-button:has-text('Start')").click()
+    record_statuses(page)
+    start = page.locator(f"{VISIBLE} .bk-transcriber .widget-hbox .widget-button").first
+    start.click()
     wait_text(page, ".bk-mic-message", "permission denied", timeout=30_000)
-    wait_text(page, ".bk-status", "error", timeout=30_000)
+    # The end state: the run is over (Start usable again) and the status shows the error.
+    page.wait_for_function("css => { const b = document.querySelector(css); return b && !b.disabled; }",
+                           arg=f"{VISIBLE} .bk-transcriber .widget-hbox .widget-button", timeout=30_000)
+    wait_text(page, ".bk-status", "permission denied", timeout=30_000)
+    jupyter.wait_idle()  # every message the kernel had for the page has been handled
+    seen = page.evaluate("window.bkStatuses")
+    first_error = next(i for i, text in enumerate(seen) if "error" in text)
+    assert all("permission denied" in text.lower() for text in seen[first_error:]), seen  # it never moved away
     assert "permission denied" in text_of(page, ".bk-status").lower()
-    # Nothing hangs: Start is usable again.
-    page.wait_for_function(
-        "css => { const b = document.querySelector(css); return b && !b.disabled; }",
-        arg=f"{VISIBLE} .bk-transcriber .widget-hbox .widget-button", timeout=10_000,
-    )
     shoot(page, "lab-permission-denied")
+
+
+def server_sessions_ended(page: Any, jupyter: JupyterServer, cell: int, count: int) -> None:
+    """Re-run the cell that prints how many sessions the server saw end, until it says ``count``."""
+    cells = page.locator(f"{VISIBLE} .jp-Cell")
+    needle = f"sessions ended: {count}"
+    for _ in range(60):
+        cells.nth(cell).click()
+        page.keyboard.press("Control+Enter")  # run in place
+        page.wait_for_timeout(300)
+        jupyter.wait_idle()
+        if needle in cells.nth(cell).locator(".jp-OutputArea-output").first.inner_text():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the server never said {needle!r}")
+
+
+def test_rerunning_or_clearing_the_transcriber_cell_ends_its_session(page: Any, jupyter: JupyterServer,
+                                                                      shoot: Any) -> None:
+    cells = [
+        "import logging\nimport bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
+        "server = bk.local_server(engine='energy')\nclient = bk.Client(server.url)\nserver_log = []\n"
+        "class Keep(logging.Handler):\n    def emit(self, record):\n        server_log.append(record.getMessage())\n"
+        "logging.getLogger('bk_notebook.server').addHandler(Keep())\n"
+        "logging.getLogger('bk_notebook.server').setLevel(logging.INFO)",
+        "tr = Transcriber(client)\ntr",
+        "print('sessions ended:', sum(m.startswith('session ') for m in server_log))",
+    ]
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": c}
+                  for c in cells],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (jupyter.root / "rerun.ipynb").write_text(json.dumps(notebook))  # type: ignore[attr-defined]
+    open_and_run(page, jupyter, "/lab/tree/rerun.ipynb?reset", cells_to_run=2)
+    start = f"{VISIBLE} .bk-transcriber .widget-button:has-text('Start')"
+
+    def record() -> None:
+        page.wait_for_selector(start, timeout=30_000)
+        page.locator(start).first.click()
+        wait_text(page, ".bk-status", "streaming", timeout=30_000)
+        page.wait_for_function("css => document.querySelector(css)?.dataset.state === 'recording'",
+                               arg=f"{VISIBLE} .bk-mic-button", timeout=30_000)
+
+    record()
+    server_sessions_ended(page, jupyter, 2, 0)
+    # Re-execute the Transcriber cell while it records: the old session ends, the new widget is ready.
+    page.locator(f"{VISIBLE} .jp-Cell").nth(1).click()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_timeout(300)
+    jupyter.wait_idle()
+    wait_text(page, ".bk-status", "ready", timeout=30_000)
+    server_sessions_ended(page, jupyter, 2, 1)
+    shoot(page, "lab-transcriber-rerun")
+    # Clearing the cell's output removes the widget's last view: that session ends too.
+    record()
+    page.locator(f"{VISIBLE} .jp-Cell").nth(1).locator(".jp-OutputArea").first.click(button="right")
+    page.locator(".lm-Menu-itemLabel:text-is('Clear Cell Output')").first.click()
+    page.wait_for_function("css => !document.querySelector(css)", arg=f"{VISIBLE} .bk-transcriber", timeout=10_000)
+    server_sessions_ended(page, jupyter, 2, 2)
 
 
 def test_transcribe_with_display_in_a_cell(page: Any, jupyter: JupyterServer, shoot: Any) -> None:

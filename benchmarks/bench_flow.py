@@ -1,0 +1,74 @@
+"""Flow control end to end: a long file unpaced through the local server, against the engine's own decode time.
+
+    python -m benchmarks.bench_flow [--minutes 10] [--engine pocketsphinx]
+
+The floor is the recogniser alone: the same engine fed the same audio in 3200-byte chunks in
+this process, then flushed, with no socket.  The client then transcribes the same audio at
+``speed=None`` through ``bk.local_server()``: with the send window (the default) and without
+it (``window_seconds=None``, as before flow control).  Reported: wall seconds, the ratio to the
+floor, and whether the result is complete with every final.  CPU seconds are the process's,
+server and engine included (the client's own cost is measured by ``bench_client``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import numpy as np
+
+import bk_notebook as bk
+from benchmarks.common import save
+from bk_notebook.audio import CHUNK_BYTES
+from bk_notebook.server.engines import engine_factory
+
+
+def long_audio(minutes: float) -> np.ndarray:
+    sample = bk.to_pcm16(bk.sample_path())
+    return np.tile(sample, int(np.ceil(minutes * 60 * 16000 / len(sample))))[: int(minutes * 60 * 16000)]
+
+
+def engine_alone(engine: str, pcm: np.ndarray) -> dict[str, float]:
+    decoder = engine_factory(engine)()
+    data = pcm.tobytes()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    finals = 0
+    for at in range(0, len(data), CHUNK_BYTES):
+        finals += sum(1 for e in decoder.feed(data[at : at + CHUNK_BYTES]) if isinstance(e, bk.protocol.Final))
+    finals += sum(1 for e in decoder.flush() if isinstance(e, bk.protocol.Final))
+    return {"wall_s": round(time.perf_counter() - wall0, 2), "cpu_s": round(time.process_time() - cpu0, 2),
+            "finals": finals}
+
+
+def through_server(engine: str, pcm: np.ndarray, window: float | None) -> dict[str, float | bool | int]:
+    with bk.local_server(engine=engine, workers=1) as server:
+        client = bk.Client(server.url, window_seconds=window)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        t = asyncio.run(client.transcribe(pcm, 16000, speed=None))
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "finals": len(t), "complete": t.complete}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--engine", default="pocketsphinx")
+    args = parser.parse_args()
+    pcm = long_audio(args.minutes)
+    floor = engine_alone(args.engine, pcm)
+    windowed = through_server(args.engine, pcm, 3.0)
+    unwindowed = through_server(args.engine, pcm, None)
+    save("flow", {
+        "audio_minutes": args.minutes,
+        "engine": args.engine,
+        "engine_alone": floor,
+        "client_window_3s": windowed,
+        "client_no_window": unwindowed,
+        "ratio_window_over_floor": round(windowed["wall_s"] / floor["wall_s"], 2),
+        "ratio_no_window_over_floor": round(unwindowed["wall_s"] / floor["wall_s"], 2),
+    })
+
+
+if __name__ == "__main__":
+    main()

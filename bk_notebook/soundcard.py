@@ -1,0 +1,342 @@
+"""``SoundCard``: live 16 kHz mono int16 chunks from the machine's sound card (PortAudio).
+
+Theory of operation: PortAudio calls ``_on_block`` on its own real-time thread
+with each block in the device's native format (e.g. 44.1 kHz stereo float32);
+that callback only copies the block into a bounded queue.  A converter thread
+turns the blocks into 16 kHz mono int16 (:class:`LiveConverter`: downmix, soxr's
+streaming HQ resampler, rounding), cuts them into 3200-byte (100 ms) chunks
+(:class:`Rechunker`) and hands each chunk to the ``on_chunk`` callbacks.
+``async for chunk in card`` is one such callback feeding an asyncio queue
+through ``loop.call_soon_threadsafe``, as the Transcriber feeds itself from the
+browser's microphone.  Memory is constant: the converter keeps only the
+resampler's filter state and less than one chunk of carry, and the queues are
+bounded (the oldest audio is dropped, and counted, when a consumer falls
+behind by more than ``backlog_seconds``).
+
+sounddevice (and so PortAudio) is imported only when a ``SoundCard`` is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import numpy as np
+
+from .audio import CHUNK_BYTES, SAMPLE_RATE
+from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
+from .errors import DeviceError
+from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
+
+__all__ = ["LiveChunks", "SoundCard"]
+
+logger = logging.getLogger("bk_notebook.soundcard")
+
+BLOCK_SECONDS = 0.1  # PortAudio hands over 100 ms blocks
+_CHUNK_SECONDS = CHUNK_BYTES / 2 / SAMPLE_RATE
+
+
+# ------------------------------------------------------------------ SoundCard
+class SoundCard:
+    """The machine's sound card as a live source of 16 kHz mono int16 chunks.
+
+    Use it as an async iterator (``async for chunk in card: await s.send(chunk)``:
+    the capture starts with the loop and stops when :meth:`stop` is called or the
+    loop is left) or as a source for the :class:`~bk_notebook.widgets.Transcriber`;
+    it has the :class:`~bk_notebook.widgets.Microphone`'s shape (``on_chunk``,
+    ``on_stop``, ``on_error``, ``start``, ``stop``).  Each chunk is 3200 bytes
+    (100 ms) except possibly the last one.
+
+    Parameters
+    ----------
+    device : int or str, optional
+        PortAudio input device: its index, its name, or a unique part of its
+        name; ``None`` for the system's default input.
+    samplerate : float, optional
+        Rate to open the device at; its default (native) rate when ``None``.
+    channels : int, optional
+        Channels to record (averaged to mono); at most 2 by default.
+    backlog_seconds : float
+        Audio that may wait for a slow consumer; older audio is dropped and
+        counted in :attr:`dropped_seconds`.
+
+    Attributes
+    ----------
+    level : float
+        RMS level of the last chunk in dBFS (``SILENCE_DBFS`` for silence).
+    dropped_seconds : float
+        Audio dropped since the last start: device overflows, or a consumer behind
+        by more than ``backlog_seconds``.
+    seconds_captured : float
+        Audio delivered by the device since the last start.
+
+    Raises
+    ------
+    DeviceError
+        No such device, or a rate or channel count it cannot record.
+    MissingDependency
+        sounddevice or the PortAudio library is not installed.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        samplerate: float | None = None,
+        channels: int | None = None,
+        backlog_seconds: float = 60.0,
+    ) -> None:
+        self._sd = sounddevice()
+        self.device = resolve_device(input_devices(self._sd), device)
+        self.native_rate = float(samplerate) if samplerate is not None else self.device.default_samplerate
+        self.channels = channels if channels is not None else min(2, self.device.channels)
+        if not backlog_seconds > 0:
+            raise DeviceError(f"backlog_seconds must be positive, got {backlog_seconds!r}")
+        self.backlog_seconds = float(backlog_seconds)
+        try:
+            with quiet_native_stderr():
+                self._sd.check_input_settings(self.device.index, self.channels, "float32", None, self.native_rate)
+        except self._sd.PortAudioError as exc:
+            raise device_error(exc, self.device, self.native_rate, self.channels) from None
+        self.level = SILENCE_DBFS
+        self.dropped_seconds = 0.0
+        self._frames = 0
+        self._chunk_callbacks: list[Callable[[bytes], Any]] = []
+        self._stop_callbacks: list[Callable[[], Any]] = []
+        self._error_callbacks: list[Callable[[str], Any]] = []
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._worker: threading.Thread | None = None
+        self._blocks: queue.Queue[np.ndarray | None] = queue.Queue()
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "idle"
+        return f"SoundCard(device={self.device.index} {self.device.name!r}, {self.native_rate:g} Hz, {state})"
+
+    @classmethod
+    def devices(cls) -> list[InputDevice]:
+        """Every input device PortAudio sees; ``is_default`` marks the default one."""
+        return input_devices(sounddevice())
+
+    # ------------------------------------------------------- Microphone's shape
+    def on_chunk(self, callback: Callable[[bytes], Any]) -> None:
+        """Call ``callback(pcm_bytes)`` for every chunk, from the converter thread."""
+        self._chunk_callbacks.append(callback)
+
+    def on_stop(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once the capture has stopped and its last chunk was delivered."""
+        self._stop_callbacks.append(callback)
+
+    def on_error(self, callback: Callable[[str], Any]) -> None:
+        """Call ``callback(message)`` when the device fails while recording."""
+        self._error_callbacks.append(callback)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def seconds_captured(self) -> float:
+        """Seconds of audio the device has delivered since the last :meth:`start`."""
+        return self._frames / self.native_rate
+
+    def start(self) -> None:
+        """Open the device and start capturing; raises :class:`DeviceError` if it cannot be opened."""
+        with self._lock:
+            if self._worker is not None:
+                return
+            blocksize = max(1, round(self.native_rate * BLOCK_SECONDS))
+            self._blocks = queue.Queue()
+            self._stopping = False
+            self.dropped_seconds = 0.0
+            self._frames = 0
+            try:
+                with quiet_native_stderr():
+                    stream = self._sd.InputStream(
+                        device=self.device.index, samplerate=self.native_rate, channels=self.channels,
+                        dtype="float32", blocksize=blocksize, callback=self._on_block,
+                        finished_callback=self._on_finished,
+                    )
+                    stream.start()
+            except self._sd.PortAudioError as exc:
+                raise device_error(exc, self.device, self.native_rate, self.channels) from None
+            self._stream = stream
+            converter = LiveConverter(float(stream.samplerate), self.channels)
+            self._worker = threading.Thread(
+                target=self._convert, args=(self._blocks, converter), name="bk-soundcard", daemon=True
+            )
+            self._worker.start()
+
+    def stop(self) -> None:
+        """Stop capturing; the audio already recorded is still converted and delivered."""
+        with self._lock:
+            worker, stream = self._worker, self._stream
+            if worker is None:
+                return
+            self._stopping = True
+            self._stream = None
+            if stream is not None:
+                with contextlib.suppress(Exception), quiet_native_stderr():
+                    stream.stop()  # returns once the callback will not run again
+                    stream.close()
+            self._blocks.put(None)
+        if worker is not threading.current_thread():  # a callback may stop the card itself
+            worker.join()
+        with self._lock:
+            if self._worker is worker:
+                self._worker = None
+
+    # --------------------------------------------------------------- threads
+    def _on_block(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        # PortAudio's thread: copy and hand over, nothing more.
+        if status and status.input_overflow:
+            self.dropped_seconds += frames / self.native_rate
+        self._frames += frames
+        self._blocks.put(indata.copy())
+
+    def _on_finished(self) -> None:
+        if not self._stopping:  # the stream ended without stop(): the device failed or went away
+            self._emit_error(f"input device {self.device.index} ({self.device.name!r}) stopped delivering audio")
+            self._blocks.put(None)
+
+    def _convert(self, blocks: queue.Queue[np.ndarray | None], converter: LiveConverter) -> None:
+        chunker = Rechunker()
+        backlog = max(1, round(self.backlog_seconds / BLOCK_SECONDS))
+        try:
+            while (block := blocks.get()) is not None:
+                while blocks.qsize() > backlog:  # the converter fell behind: drop the oldest audio
+                    dropped = blocks.get()
+                    if dropped is None:
+                        blocks.put(None)
+                        break
+                    self.dropped_seconds += len(dropped) / converter.rate
+                for chunk in chunker.push(converter.convert(block)):
+                    self._emit_chunk(chunk)
+            for chunk in chunker.push(converter.flush()):
+                self._emit_chunk(chunk)
+            rest = chunker.flush()
+            if rest:
+                self._emit_chunk(rest)
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer, never lost in a thread
+            self._emit_error(f"converting the sound card's audio failed: {type(exc).__name__}: {exc}")
+        finally:
+            for callback in list(self._stop_callbacks):
+                _call(callback)
+            if not self._stopping:  # ended on its own: release the device
+                threading.Thread(target=self.stop, name="bk-soundcard-stop", daemon=True).start()
+
+    def _emit_chunk(self, chunk: bytes) -> None:
+        self.level = level_dbfs(chunk)
+        for callback in list(self._chunk_callbacks):
+            _call(callback, chunk)
+
+    def _emit_error(self, message: str) -> None:
+        logger.warning("%s", message)
+        for callback in list(self._error_callbacks):
+            _call(callback, message)
+
+    # ------------------------------------------------------------------ async
+    def chunks(self) -> LiveChunks:
+        """Start capturing (if needed) and return an async iterator of its chunks.
+
+        Subscribes at once, so no chunk is missed between this call and the first
+        ``await``; must be called with the event loop running.  ``close()`` it when
+        done (it stops the card if it started it).
+        """
+        return LiveChunks(self, asyncio.get_running_loop())
+
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        feed = self.chunks()
+        try:
+            async for chunk in feed:
+                yield chunk
+        finally:
+            feed.close()
+
+
+class LiveChunks:
+    """The chunks of a running :class:`SoundCard`, on an event loop; see :meth:`SoundCard.chunks`.
+
+    Iteration ends when the card stops.  If the device failed, every chunk it
+    captured comes first, then :class:`~bk_notebook.errors.DeviceError` is raised.
+    """
+
+    def __init__(self, card: SoundCard, loop: asyncio.AbstractEventLoop) -> None:
+        self._card = card
+        self._loop = loop
+        self._queue: asyncio.Queue[bytes | DeviceError | None] = asyncio.Queue()
+        self._backlog = max(1, round(card.backlog_seconds / _CHUNK_SECONDS))
+        self._closed = False
+        self._failure: DeviceError | None = None
+        card.on_chunk(self._from_thread)
+        card.on_stop(self._stopped_from_thread)
+        card.on_error(self._error_from_thread)
+        self._started_here = not card.running
+        try:
+            card.start()
+        except BaseException:
+            self._unsubscribe()
+            raise
+
+    def __aiter__(self) -> LiveChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        while isinstance(item, DeviceError):  # raised after the chunks captured before the failure
+            self._failure = item
+            item = await self._queue.get()
+        if item is None:
+            self.close()
+            if self._failure is not None:
+                raise self._failure
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        """Stop listening (and stop the card if this iterator started it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._unsubscribe()
+        if self._started_here:
+            self._card.stop()
+
+    def _unsubscribe(self) -> None:
+        for callbacks, fn in ((self._card._chunk_callbacks, self._from_thread),
+                              (self._card._stop_callbacks, self._stopped_from_thread),
+                              (self._card._error_callbacks, self._error_from_thread)):
+            with contextlib.suppress(ValueError):
+                callbacks.remove(fn)  # type: ignore[arg-type]
+
+    def _from_thread(self, chunk: bytes) -> None:
+        self._loop.call_soon_threadsafe(self._enqueue, chunk)
+
+    def _stopped_from_thread(self) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+
+    def _error_from_thread(self, message: str) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, DeviceError(message))
+
+    def _enqueue(self, chunk: bytes) -> None:
+        if self._queue.qsize() >= self._backlog:  # live audio must not pile up without bound
+            self._queue.get_nowait()
+            self._card.dropped_seconds += _CHUNK_SECONDS
+        self._queue.put_nowait(chunk)
+
+
+def _call(callback: Callable[..., Any], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:  # a consumer's callback must not end the capture
+        logger.exception("callback %r raised; the capture goes on", callback)

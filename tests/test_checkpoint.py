@@ -1,0 +1,287 @@
+"""Resumable batches: keys, the checkpoint file, a process killed mid-batch, interrupts."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bk_notebook as bk
+from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint
+
+from conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_items(n: int = 12) -> list[dict[str, Any]]:
+    """Arrays of distinct lengths of sound: the energy engine's text tells them apart."""
+    import numpy as np
+
+    items = []
+    for i in range(n):
+        t = np.arange(int(16000 * (0.2 + 0.05 * i))) / 16000
+        sound = 0.3 * np.sin(2 * np.pi * 300 * t)
+        silence = np.zeros(8000)
+        items.append({"id": f"clip-{i:02d}", "audio": np.concatenate([silence, sound, silence]), "sr": 16000})
+    return items
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def comparable(record: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(f["segment"], f["text"], f["start"], f["end"]) for f in record["finals"]]
+
+
+class CountingClient(bk.Client):
+    """Records which audio was transcribed (by the id of the array object)."""
+
+    def __init__(self, url: str, names: dict[int, str]) -> None:
+        super().__init__(url)
+        self.names = names
+        self.transcribed: list[str] = []
+
+    async def transcribe(self, audio: Any, sr: float | None = None, **kwargs: Any) -> bk.Transcript:
+        self.transcribed.append(self.names.get(id(audio), "?"))
+        return await super().transcribe(audio, sr, **kwargs)
+
+
+CHILD = """
+from __future__ import annotations
+import asyncio, sys
+import bk_notebook as bk
+
+{make_items}
+
+url, checkpoint, hang_from = sys.argv[1], sys.argv[2], int(sys.argv[3])
+items = make_items()
+index = {{id(item["audio"]): i for i, item in enumerate(items)}}
+
+class HangingClient(bk.Client):
+    async def transcribe(self, audio, sr=None, **kwargs):
+        if index[id(audio)] < hang_from:
+            return await super().transcribe(audio, sr, **kwargs)
+        async with self.stream() as session:       # an item in flight: half its audio sent, then stuck
+            await session.send(bk.to_pcm16(audio[: len(audio) // 2], sr))
+            print("hanging", index[id(audio)], flush=True)
+            await asyncio.Event().wait()
+
+asyncio.run(bk.transcribe_many(items, concurrency=3, progress=False, client=HangingClient(url),
+                               checkpoint=checkpoint, speed=None))
+"""
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    """Wait on a state (not a duration): poll until true, fail after a generous timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_batch_then_rerun_equals_an_uninterrupted_run(energy_server, tmp_path: Path) -> None:
+    items = make_items()
+    keys = [item["id"] for item in items]
+    uninterrupted = tmp_path / "uninterrupted.jsonl"
+    await bk.transcribe_many(make_items(), progress=False, client=bk.Client(energy_server.url),
+                             checkpoint=uninterrupted, speed=None)
+
+    killed = tmp_path / "killed.jsonl"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(make_items=textwrap.dedent(inspect.getsource(make_items))))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, str(script), energy_server.url, str(killed), "6"],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    hanging: list[str] = []
+    try:
+        await asyncio.to_thread(wait_for, lambda: len(lines(killed)) == 6 or child.poll() is not None,
+                                "6 finished items")
+        assert child.poll() is None, "the child ended before it was killed"
+        while len(hanging) < 3:  # items 6, 7 and 8 are mid-stream now
+            hanging.append(await asyncio.to_thread(child.stdout.readline))
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    assert sorted(h.split()[1] for h in hanging) == ["6", "7", "8"]
+    before = lines(killed)
+    assert sorted(r["key"] for r in before) == keys[:6]
+
+    rerun_items = make_items()
+    client = CountingClient(energy_server.url, {id(item["audio"]): item["id"] for item in rerun_items})
+    results = await bk.transcribe_many(rerun_items, concurrency=3, progress=False, client=client,
+                                       checkpoint=killed, speed=None)
+    assert sorted(client.transcribed) == keys[6:]  # nothing finished before the kill ran again
+    after = lines(killed)
+    assert sorted(r["key"] for r in after) == keys  # exactly one line per item
+    reference = {r["key"]: comparable(r) for r in lines(uninterrupted)}
+    assert {r["key"]: comparable(r) for r in after} == reference
+    assert [r.text for r in results] == [f"sound {0.2 + 0.05 * i:.2f} s" for i in range(12)]
+    assert all(r["complete"] is True for r in after)
+
+
+async def test_rerun_of_a_finished_batch_transcribes_nothing(energy_server, tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    first = await bk.transcribe_many(make_items(4), progress=False, client=bk.Client(energy_server.url),
+                                     checkpoint=path, speed=None)
+    items = make_items(4)
+    client = CountingClient(energy_server.url, {})
+    again = await bk.transcribe_many(items, progress=False, client=client, checkpoint=path, speed=None)
+    assert client.transcribed == []
+    assert [t.text for t in again] == [t.text for t in first]
+    assert [t.finals for t in again] == [t.finals for t in first]
+    assert len(lines(path)) == 4
+
+
+async def test_same_key_twice_is_transcribed_once(energy_server, tmp_path: Path) -> None:
+    wav = FIXTURES / "hello.wav"
+    item = make_items(1)[0]
+    client = CountingClient(energy_server.url, {id(item["audio"]): "clip"})
+    results = await bk.transcribe_many([wav, item, str(wav), item], progress=False, client=client,
+                                       checkpoint=tmp_path / "c.jsonl", speed=None)
+    assert sorted(client.transcribed) == ["?", "clip"]
+    assert results[0] is results[2] and results[1] is results[3]
+    assert sorted(r["key"] for r in lines(tmp_path / "c.jsonl")) == sorted([str(wav), "clip-00"])
+
+
+async def test_failed_items_are_not_written_and_run_again(energy_server, tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    bad = {"id": "bad", "audio": np.array([0.0, np.nan]), "sr": 16000}
+    items = [*make_items(2), bad]
+    results = await bk.transcribe_many(items, progress=False, return_exceptions=True,
+                                       client=bk.Client(energy_server.url), checkpoint=path, speed=None)
+    assert isinstance(results[2], bk.AudioError)
+    assert [r["key"] for r in lines(path)] in (["clip-00", "clip-01"], ["clip-01", "clip-00"])
+    with pytest.raises(bk.BatchError, match="1 of 3"):
+        await bk.transcribe_many(items, progress=False, client=bk.Client(energy_server.url), checkpoint=path,
+                                 speed=None)
+    assert len(lines(path)) == 2
+
+
+def test_keys() -> None:
+    a = np.arange(100, dtype=np.float32)
+    assert item_key({"id": 7, "audio": a, "sr": 8000}) == "7"
+    assert item_key(FIXTURES / "hello.wav") == str(FIXTURES / "hello.wav")
+    assert item_key({"audio": "x.wav"}) == "x.wav"
+    assert item_key((a, 8000)) == item_key({"audio": a.copy(), "sr": 8000}) == item_key((a, 8000.0))
+    assert item_key((a, 8000)) != item_key((a, 16000))
+    assert item_key((a, 8000)) != item_key((a.astype(np.float64), 8000))
+    assert item_key((a, 8000)) != item_key((a[::-1].copy(), 8000))
+    assert item_key(b"RIFF....").startswith("sha256:") and item_key(b"a") != item_key(b"b")
+
+
+def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    good = [{"key": k, "complete": True, "finals": []} for k in "ab"]
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in good) + b'{"key": "c", "compl')
+    with Checkpoint(path) as store:
+        assert sorted(store.done) == ["a", "b"]
+        store.append({"key": "c", "complete": True, "finals": [{"segment": 0, "text": "x"}]})
+    assert [r["key"] for r in lines(path)] == ["a", "b", "c"]
+    assert read_checkpoint(path)["c"]["finals"] == [{"segment": 0, "text": "x"}]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    with pytest.raises(bk.UsageError, match="line 1 is not JSON"):
+        Checkpoint(path)
+    path.write_text('{"key": "a"}\n')
+    with pytest.raises(bk.UsageError, match="lacks"):
+        Checkpoint(path)
+    with pytest.raises(bk.UsageError, match="directory"):
+        Checkpoint(tmp_path)
+
+
+async def test_interrupt_returns_though_items_are_slow_to_close(energy_server, tmp_path: Path, caplog) -> None:
+    """Issue #11: 8 items, concurrency 4, interrupted after 4 finished: control returns, the 4 are kept."""
+    items = make_items(8)
+    index = {id(item["audio"]): i for i, item in enumerate(items)}
+    started = asyncio.Event()
+    release = asyncio.Event()
+    closing: set[int] = set()
+
+    class SlowToClose(bk.Client):
+        async def transcribe(self, audio: Any, sr: float | None = None, **kwargs: Any) -> bk.Transcript:
+            i = index[id(audio)]
+            if i < 4:
+                return await super().transcribe(audio, sr, **kwargs)
+            if i == 7:
+                started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                closing.add(i)
+                await release.wait()  # a session that takes its time to close after the cancel
+                closing.discard(i)
+                raise
+            raise AssertionError("unreachable")
+
+    path = tmp_path / "c.jsonl"
+    batch = asyncio.ensure_future(bk.transcribe_many(items, concurrency=4, progress=False,
+                                                     client=SlowToClose(energy_server.url),
+                                                     checkpoint=path, speed=None))
+    await asyncio.wait_for(started.wait(), 60)
+    caplog.set_level(logging.WARNING, "bk_notebook.batch")
+    batch.cancel()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(batch, 30)
+        assert closing == {4, 5, 6, 7}  # control came back while they were still closing
+        assert sorted(r["key"] for r in lines(path)) == [f"clip-{i:02d}" for i in range(4)]
+        assert "4 of 8 items had finished, in the checkpoint" in caplog.text
+    finally:
+        release.set()
+    for _ in range(1000):  # they end once released: nothing is left running
+        if not closing:
+            break
+        await asyncio.sleep(0.01)
+    assert not closing
+
+
+@pytest.mark.slow
+def test_cli_recursive_out_resume(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("hello", "numbers"):
+        (folder / f"{name}.wav").write_bytes((FIXTURES / f"{name}.wav").read_bytes())
+    (folder / "sub" / "tomorrow.wav").write_bytes((FIXTURES / "tomorrow.wav").read_bytes())
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "results.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--out", str(out),
+           "--local", "--engine", "energy", "--speed", "max", "--format", "jsonl"]
+    for flat in ([c for c in cmd if c != "--recursive"], cmd[:5] + ["--local", "--engine", "energy"]):
+        refused = subprocess.run(flat, capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 2 and "--recursive" in refused.stderr, refused.stderr
+    assert not out.exists()
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    keys = sorted(r["key"] for r in lines(out))
+    assert keys == sorted(str(folder / p) for p in ("hello.wav", "numbers.wav", "sub/tomorrow.wav"))
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr  # refuses to mix two runs silently
+    first_line = out.read_text().splitlines()[0]
+    out.write_text(first_line + "\n")  # as if killed after the first item
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_text().splitlines()[0] == first_line  # kept, not transcribed again
+    assert sorted(r["key"] for r in lines(out)) == keys
+    assert {json.loads(line)["file"] for line in resumed.stdout.splitlines()} == set(keys)

@@ -1,0 +1,105 @@
+"""bk.evaluate against error rates computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import bk_notebook as bk
+from bk_notebook.scoring import Normaliser, number_to_words
+
+from conftest import require
+
+pd = require("pandas", "evaluate returns a DataFrame")
+jiwer = require("jiwer", "evaluate aligns with jiwer")
+
+# (reference, hypothesis, S, D, I, wer, cer) worked out by hand
+CASES = [
+    ("the cat sat on the mat", "the cat sit on mat", 1, 1, 0, 2 / 6, None),
+    ("a b c", "a x c d", 1, 0, 1, 2 / 3, 3 / 5),     # chars "a b c" vs "a x c d": 1 sub, 2 ins over 5
+    ("hello world", "", 0, 2, 0, 1.0, 1.0),           # empty hypothesis: every word deleted
+    ("", "", 0, 0, 0, 0.0, 0.0),                      # nothing to say, nothing said
+    ("", "uh oh", 0, 0, 2, 2.0, 5.0),                 # empty reference: jiwer counts the insertions
+    ("abc", "abd", 1, 0, 0, 1.0, 1 / 3),
+]
+
+
+def test_hand_computed_cases() -> None:
+    refs = [c[0] for c in CASES]
+    hyps = [c[1] for c in CASES]
+    scores = bk.evaluate(hyps, refs)
+    assert list(scores.index) == list(range(len(CASES)))  # input order
+    for (ref, hyp, s, d, i, wer, cer), (_, row) in zip(CASES, scores.iterrows(), strict=True):
+        assert (row.substitutions, row.deletions, row.insertions) == (s, d, i), (ref, hyp)
+        assert math.isclose(row.wer, wer), (ref, hyp, row.wer)
+        if cer is not None:
+            assert math.isclose(row.cer, cer), (ref, hyp, row.cer)
+    corpus = scores.attrs["corpus"]
+    # all errors over all reference words: (2 + 2 + 2 + 0 + 2 + 1) / (6 + 3 + 2 + 0 + 0 + 1)
+    assert math.isclose(corpus["wer"], 9 / 12)
+    assert corpus["items"] == 6 and corpus["ref_words"] == 12
+    nonempty = [k for k, r in enumerate(refs) if r]
+    rest = jiwer.wer([refs[k] for k in nonempty], [hyps[k] for k in nonempty])  # its corpus WER: 7 / 12
+    assert math.isclose(corpus["wer"], rest + 2 / 12)  # plus the 2 insertions against the empty reference
+
+
+def test_edits_for_error_analysis() -> None:
+    scores = bk.evaluate(["the cat sit on mat"], ["the cat sat on the mat"])
+    assert scores.loc[0, "edits"] == [("substitute", "sat", "sit"), ("delete", "the", "")]
+    many = bk.evaluate(["x y c d e f"], ["a b c"])
+    assert many.loc[0, "edits"] == [("substitute", "a", "x"), ("substitute", "b", "y"),
+                                     ("insert", "", "d"), ("insert", "", "e"), ("insert", "", "f")]
+    for _, row in bk.evaluate(["uh the cat", "", "a b"], ["the cat sat", "one two", "b"]).iterrows():
+        kinds = [kind for kind, _, _ in row.edits]
+        assert (kinds.count("substitute"), kinds.count("delete"), kinds.count("insert")) == \
+            (row.substitutions, row.deletions, row.insertions)
+
+
+def test_normalisation_is_stated_and_configurable() -> None:
+    default = bk.evaluate(["hello world"], ["Hello, World!"])
+    assert default.loc[0, "wer"] == 0.0
+    assert "lowercase=True" in default.attrs["normalisation"]
+    strict = bk.evaluate(["hello world"], ["Hello, World!"], lowercase=False, punctuation=False)
+    assert strict.loc[0, "wer"] == 1.0 and strict.loc[0, "substitutions"] == 2
+    assert bk.evaluate(["i have seven cats"], ["I have 7 cats"]).loc[0, "wer"] == 0.25
+    assert bk.evaluate(["i have seven cats"], ["I have 7 cats"], numbers="words").loc[0, "wer"] == 0.0
+    custom = bk.evaluate(["HELLO"], ["hello"], normalise=str.upper)
+    assert custom.loc[0, "wer"] == 0.0 and custom.attrs["normalisation"] == "custom: upper"
+    assert Normaliser()("Don't stop -- it's \"fine\"; well-known.") == "don't stop it's fine well known"
+
+
+def test_number_to_words() -> None:
+    assert number_to_words(0) == "zero"
+    assert number_to_words(40) == "forty"
+    assert number_to_words(115) == "one hundred fifteen"
+    assert number_to_words(1_234_567) == "one million two hundred thirty four thousand five hundred sixty seven"
+
+
+def test_on_a_batch_result_dataframe_with_failures_and_transcripts() -> None:
+    df = pd.DataFrame({"text": ["hello world", None], "reference": ["hello there world", "good morning"],
+                       "error": [None, "ConnectError: gone"]}, index=["a.wav", "b.wav"])
+    scores = bk.evaluate(df, "reference")
+    assert list(scores.index) == ["a.wav", "b.wav"]
+    assert scores.loc["a.wav", "deletions"] == 1 and math.isclose(scores.loc["a.wav", "wer"], 1 / 3)
+    assert bool(scores.loc["b.wav", "missing"]) and scores.loc["b.wav", "wer"] == 1.0  # a failure costs its words
+    t = bk.Transcript()
+    t.add_final("good morning", 0.0, 1.0, sent=1.0)
+    lost = bk.ConnectionLost("dropped", transcript=t)
+    mixed = bk.evaluate([t, lost, None], ["good morning", "good morning everyone", "x"], ids=["p", "q", "r"])
+    assert list(mixed["id"]) == ["p", "q", "r"]
+    assert list(mixed["wer"]) == [0.0, 1 / 3, 1.0]
+    assert list(mixed["missing"]) == [False, False, True]
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(bk.UsageError, match="2 hypotheses but 1 references"):
+        bk.evaluate(["a", "b"], ["a"])
+    with pytest.raises(bk.UsageError, match="one string"):
+        bk.evaluate("a b", ["a b"])
+    with pytest.raises(bk.UsageError, match="no such column"):
+        bk.evaluate(["a"], "reference")
+    with pytest.raises(bk.UsageError, match="numbers"):
+        bk.evaluate(["a"], ["a"], numbers="roman")
+    with pytest.raises(bk.UsageError, match="str or a Transcript"):
+        bk.evaluate([3], ["a"])
