@@ -192,3 +192,38 @@ async def test_a_connection_cancelled_while_its_engine_decodes_gives_the_worker_
     await wait_until(lambda: pool.busy == 0)  # reset after the running feed, then returned
     assert pool.try_lease() is not None
     executor.shutdown()
+
+
+class BrokenSocket(FakeSocket):
+    """A socket whose recv fails with an unexpected error once the session is open."""
+
+    async def recv(self) -> str:
+        if self.sent:
+            raise RuntimeError("the transport broke")
+        return await super().recv()
+
+
+@pytest.mark.parametrize("breaks", ["reader", "decoder"])
+async def test_an_unexpected_error_in_either_task_ends_the_connection_and_frees_the_worker(
+        breaks: str, monkeypatch, caplog) -> None:
+    executor = concurrent.futures.ThreadPoolExecutor(2)
+    pool = EnginePool(engine_factory("energy"), 1, executor)
+    ws = BrokenSocket() if breaks == "reader" else FakeSocket()
+    connection = Connection(ws, pool, ConnectionSettings(60.0, 60.0))
+    if breaks == "decoder":
+        real_chunk = connection._chunk
+
+        async def chunk(audio: bytes) -> None:
+            await real_chunk(audio)
+            raise RuntimeError("a bug in the decoder")
+
+        monkeypatch.setattr(connection, "_chunk", chunk)
+    task = asyncio.create_task(connection.run())
+    await ws.incoming.put(CONN)
+    await wait_until(lambda: ws.sent)
+    sess_id = json.loads(ws.sent[0])["bk"]["data"]["sess_id"]
+    await ws.incoming.put(audio_message(sess_id, bytes(3200)))
+    await asyncio.wait_for(task, 30)  # ends on its own: no hang
+    assert "connection failed" in caplog.text
+    await wait_until(lambda: pool.busy == 0)
+    executor.shutdown()

@@ -215,15 +215,21 @@ class Connection:
         from websockets.exceptions import ConnectionClosed
 
         self._last_activity = asyncio.get_running_loop().time()
+        reader = asyncio.create_task(self._read_all())
         decoder = asyncio.create_task(self._decode_all())
         try:
-            await self._read_all()
-            await decoder  # handles what was read before the close, without the engine
-        except ConnectionClosed:
-            pass
-        except Exception:  # noqa: BLE001 - a connection's failure must not touch others
-            logger.exception("connection failed")
+            await asyncio.wait({reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and reader.exception() is not None:
+                self._gone = True
+                self._inbox.put_last(_Closed())  # the reader failed: the decoder ends as for a close
+            if not decoder.done():
+                await asyncio.wait({decoder})  # what was read before the close, handled without the engine
+            for task in (reader, decoder):  # a decoder that ended first ends the connection: returning closes it
+                error = None if task.cancelled() or not task.done() else task.exception()
+                if error is not None and not isinstance(error, ConnectionClosed):
+                    logger.error("connection failed", exc_info=error)
         finally:
+            reader.cancel()
             decoder.cancel()
             self._release()  # the one place a session's worker goes back, however the connection ended
 
