@@ -77,7 +77,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="let web pages of ORIGIN (e.g. http://localhost:8888) connect from a browser "
                        "(repeatable); handshakes with any other Origin header get HTTP 403")
     serve.add_argument("--idle-timeout", type=_positive_float, default=60.0, help="close idle sessions after N s")
-    serve.add_argument("--processes", action="store_true", help="run engines in worker processes (all cores)")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--processes", dest="processes", action="store_true", default=None,
+                      help="run engines in worker processes, decoding on every core (the default for pocketsphinx "
+                           "on a machine with more than one core)")
+    mode.add_argument("--threads", dest="processes", action="store_false",
+                      help="run engines in threads of this process (less memory; they share one core's worth of GIL)")
+    serve.add_argument("--max-utterance-seconds", type=_positive_float, default=20.0, metavar="S",
+                       help="force an utterance to end after S s of continuous sound (default 20)")
+    serve.add_argument("--max-queued-seconds", type=_positive_float, default=300.0, metavar="S",
+                       help="audio a session may have waiting for its engine before chunks are refused (default 300)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
@@ -166,14 +175,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------- commands
+def _processes_by_default(args: argparse.Namespace) -> bool:
+    """Engines in processes unless told otherwise, when they can decode on more than one core.
+
+    Measured (BENCHMARKS.md §4): real-time PocketSphinx sessions within 1 s p95 go from about 4 with
+    threads to 6-8 with processes on 2 cores, for 140 MB instead of 96 MB per engine.  Only for
+    pocketsphinx: the energy engine costs too little to be worth a process.
+    """
+    if args.processes is not None:
+        return bool(args.processes)
+    return args.engine == "pocketsphinx" and (os.cpu_count() or 1) > 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import BkServer, ServerConfig
 
     config = ServerConfig(
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
-        certfile=args.certfile, keyfile=args.keyfile, processes=args.processes,
-        allow_origins=tuple(args.allow_origin),
+        certfile=args.certfile, keyfile=args.keyfile, processes=_processes_by_default(args),
+        allow_origins=tuple(args.allow_origin), max_utterance_seconds=args.max_utterance_seconds,
+        max_queued_seconds=args.max_queued_seconds,
     )
     if config.workers < 1:
         raise _usage("--workers must be at least 1")

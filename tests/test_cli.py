@@ -310,3 +310,32 @@ def test_parse_speed_accepts_what_the_cli_accepts() -> None:
         with pytest.raises(bk.UsageError, match="multiple of real time") as info:
             parse_speed(bad)
         assert "seconds" not in str(info.value)
+
+
+@pytest.mark.parametrize("flag, engine_processes", [([], True), (["--threads"], False)])
+def test_serve_decodes_in_processes_by_default_on_several_cores(flag: list[str], engine_processes: bool) -> None:
+    psutil = pytest.importorskip("psutil")
+    if (psutil.cpu_count() or 1) < 2:
+        pytest.skip("one core: threads are the default there")
+    proc = subprocess.Popen([*cli(), "serve", "--port", "0", "--workers", "1", *flag],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line, "server exited before listening"
+        url = re.search(r"ws://\S+/v1/prod/stream", line).group(0)
+        t = asyncio.run(bk.Client(url).transcribe(bk.sample_path(), speed=None))
+        assert t.complete and "hello" in t.text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert bool(children) is engine_processes  # a spawned engine process holds the decoder
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_processes_and_threads_exclude_each_other() -> None:
+    result = run("serve", "--processes", "--threads")
+    assert result.returncode == 2 and "not allowed with" in result.stderr
