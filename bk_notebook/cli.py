@@ -94,11 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
     transcribe.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
-    given = transcribe.add_mutually_exclusive_group()
-    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
-                       "(default: $BK_TOKEN)")
-    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
-    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    _add_token_options(transcribe)
     transcribe.add_argument("--speed", type=_speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
     transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     transcribe.add_argument("--out-dir", type=Path, metavar="DIR", help="write one file per input into DIR, "
@@ -121,11 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
-    given = listen.add_mutually_exclusive_group()
-    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
-                       "(default: $BK_TOKEN)")
-    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
-    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    _add_token_options(listen)
     listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                         help="after Ctrl-C, wait this long for the server's last finals (default 10)")
     listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
@@ -175,6 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------- commands
+def _add_token_options(parser: argparse.ArgumentParser) -> None:
+    """Ways to give a token that keep it out of ``ps`` and shell history (``--token`` is refused)."""
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+
+
 def _processes_by_default(args: argparse.Namespace) -> bool:
     """Engines in processes unless told otherwise, when they can decode on more than one core.
 
