@@ -77,7 +77,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="let web pages of ORIGIN (e.g. http://localhost:8888) connect from a browser "
                        "(repeatable); handshakes with any other Origin header get HTTP 403")
     serve.add_argument("--idle-timeout", type=_positive_float, default=60.0, help="close idle sessions after N s")
-    serve.add_argument("--processes", action="store_true", help="run engines in worker processes (all cores)")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--processes", dest="processes", action="store_true", default=None,
+                      help="run engines in worker processes, decoding on every core (the default for pocketsphinx "
+                           "on a machine with more than one core)")
+    mode.add_argument("--threads", dest="processes", action="store_false",
+                      help="run engines in threads of this process (less memory; they share one core's worth of GIL)")
+    serve.add_argument("--max-utterance-seconds", type=_positive_float, default=20.0, metavar="S",
+                       help="force an utterance to end after S s of continuous sound (default 20)")
+    serve.add_argument("--max-queued-seconds", type=_positive_float, default=300.0, metavar="S",
+                       help="audio a session may have waiting for its engine before chunks are refused (default 300)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
@@ -85,11 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
     transcribe.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
-    given = transcribe.add_mutually_exclusive_group()
-    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
-                       "(default: $BK_TOKEN)")
-    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
-    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    _add_token_options(transcribe)
     transcribe.add_argument("--speed", type=_speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
     transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     transcribe.add_argument("--out-dir", type=Path, metavar="DIR", help="write one file per input into DIR, "
@@ -112,11 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
-    given = listen.add_mutually_exclusive_group()
-    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
-                       "(default: $BK_TOKEN)")
-    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
-    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+    _add_token_options(listen)
     listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                         help="after Ctrl-C, wait this long for the server's last finals (default 10)")
     listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
@@ -166,14 +167,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------- commands
+def _add_token_options(parser: argparse.ArgumentParser) -> None:
+    """Ways to give a token that keep it out of ``ps`` and shell history (``--token`` is refused)."""
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--token-env", metavar="NAME", help="read the token from environment variable NAME "
+                       "(default: $BK_TOKEN)")
+    given.add_argument("--token-prompt", action="store_true", help="ask for the token at the terminal, no echo")
+    given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
+
+
+def _processes_by_default(args: argparse.Namespace) -> bool:
+    """Engines in processes unless told otherwise, when they can decode on more than one core.
+
+    Measured (BENCHMARKS.md §4): real-time PocketSphinx sessions within 1 s p95 go from about 4 with
+    threads to 6-8 with processes on 2 cores, for 140 MB instead of 96 MB per engine.  Only for
+    pocketsphinx: the energy engine costs too little to be worth a process.
+    """
+    if args.processes is not None:
+        return bool(args.processes)
+    return args.engine == "pocketsphinx" and (os.cpu_count() or 1) > 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import BkServer, ServerConfig
 
     config = ServerConfig(
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
-        certfile=args.certfile, keyfile=args.keyfile, processes=args.processes,
-        allow_origins=tuple(args.allow_origin),
+        certfile=args.certfile, keyfile=args.keyfile, processes=_processes_by_default(args),
+        allow_origins=tuple(args.allow_origin), max_utterance_seconds=args.max_utterance_seconds,
+        max_queued_seconds=args.max_queued_seconds,
     )
     if config.workers < 1:
         raise _usage("--workers must be at least 1")

@@ -19,7 +19,13 @@ The tolerances are the ones ``PROTOCOL-NOTES.md`` decides: any casing of
 ``type`` is accepted, the error text is read from ``message`` and then
 ``error`` (and ignored on status 200), a reply carrying both ``partial`` and
 ``final`` is a final, and a 200 reply to ``audioStream`` without data is an
-acknowledgement that yields no event.
+acknowledgement that yields no event.  One more, for servers that put it
+there: an ``audioConn`` reply may carry ``sess_id`` at the top level of ``bk``
+instead of inside ``data``.
+
+The client counts its ``audioStream`` answers (``answered``, and the empty
+acknowledgements among them in ``acknowledged``): a server that answers every
+chunk lets the client keep a send window (see ``window.py``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ directory on ``sys.path``).  It wraps a real engine (``inner``, default
 PocketSphinx) and sleeps after each ``feed`` so that a chunk of ``d`` seconds
 takes at least ``d / speed`` seconds: ``speed=0.5`` decodes at half real time.
 The sleep releases the GIL, like a busy recogniser in another process would.
+``start_delay`` seconds are slept when the engine is built (a slow model load).
 Without the option, ``$BK_SLOW_ENGINE_SPEED`` sets the speed (for a server
 started as a subprocess, whose CLI takes no engine options).
 """
@@ -25,7 +26,9 @@ SAMPLE_RATE = 16_000
 class SlowEngine:
     """A real engine (``inner``) slowed to ``speed`` times real time."""
 
-    def __init__(self, speed: float | None = None, inner: str = "pocketsphinx", **options: Any) -> None:
+    def __init__(
+        self, speed: float | None = None, inner: str = "pocketsphinx", start_delay: float = 0.0, **options: Any
+    ) -> None:
         if speed is None:
             speed = float(os.environ.get("BK_SLOW_ENGINE_SPEED", "0.5"))
         if speed <= 0:
@@ -33,6 +36,7 @@ class SlowEngine:
         self.speed = speed
         self.inner = engine_factory(inner, **options)()
         self.seconds_fed = 0.0
+        time.sleep(start_delay)  # a slow model load
 
     def reset(self) -> None:
         self.inner.reset()

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
     ("bench_concurrency", ["--streams", "3", "--seconds", "1"], "rows"),
     ("bench_audio", ["--minutes", "1", "--curve", "1", "2"], "streaming_curve"),
     ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
+    ("bench_server_noise", ["--noise", "5", "--paced", "1", "--seconds", "3"], "with_noise"),
     ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
     ("bench_dask", ["--minutes", "0.1", "--repeat", "1", "--checkpoint-items", "10"], "speedup_2_over_1"),
     ("bench_flow", ["--minutes", "0.2", "--engine", "energy"], "ratio_window_over_floor"),

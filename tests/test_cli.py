@@ -83,15 +83,22 @@ def test_transcribe_local_each_format(fmt: str) -> None:
         assert len(out.splitlines()) == 3
 
 
+def serving(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """``bk-notebook serve --port 0 ARGS`` started, and the URL it listens on."""
+    proc = subprocess.Popen([*cli(), "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = ""
+    while "listening on" not in line:
+        line = proc.stderr.readline()
+        assert line, "server exited before listening"
+    proc.listening_line = line  # type: ignore[attr-defined]
+    return proc, re.search(r"ws://\S+/v1/prod/stream", line).group(0)
+
+
 def test_serve_then_a_client_then_sigterm() -> None:
-    proc = subprocess.Popen([*cli(), "serve", "--port", "0", "--engine", "energy", "--token", "cli-SECRET"],
-                            stderr=subprocess.PIPE, text=True)
+    proc, url = serving("--engine", "energy", "--token", "cli-SECRET")
+    line = proc.listening_line  # type: ignore[attr-defined]
     try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-            assert line, "server exited before listening"
-        url = re.search(r"ws://\S+/v1/prod/stream", line).group(0)
         tone = np.concatenate([np.zeros(8000), 0.3 * np.sin(np.arange(8000) / 5), np.zeros(8000)])
         t = asyncio.run(bk.Client(url, token="cli-SECRET").transcribe(tone, 16000, speed=None))
         assert t.text == "sound 0.50 s"
@@ -310,3 +317,26 @@ def test_parse_speed_accepts_what_the_cli_accepts() -> None:
         with pytest.raises(bk.UsageError, match="multiple of real time") as info:
             parse_speed(bad)
         assert "seconds" not in str(info.value)
+
+
+@pytest.mark.parametrize("flag, engine_processes", [([], True), (["--threads"], False)])
+def test_serve_decodes_in_processes_by_default_on_several_cores(flag: list[str], engine_processes: bool) -> None:
+    psutil = pytest.importorskip("psutil")
+    if (psutil.cpu_count() or 1) < 2:
+        pytest.skip("one core: threads are the default there")
+    proc, url = serving("--workers", "1", *flag)
+    try:
+        t = asyncio.run(bk.Client(url).transcribe(bk.sample_path(), speed=None))
+        assert t.complete and "hello" in t.text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert bool(children) is engine_processes  # a spawned engine process holds the decoder
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_processes_and_threads_exclude_each_other() -> None:
+    result = run("serve", "--processes", "--threads")
+    assert result.returncode == 2 and "not allowed with" in result.stderr

@@ -213,3 +213,33 @@ def test_interrupting_transcribe_keeps_the_finals_and_leaves_no_connection(kerne
     finals, complete = kernel.value("[len(client.history[-1].finals), client.history[-1].complete]")
     assert finals >= 1 and complete is False  # what arrived is kept, marked incomplete
     assert settle(lambda: kernel.resources().established, idle.established) == idle.established
+
+
+def test_interrupting_transcribe_many_keeps_what_finished_and_returns_promptly(kernel: Kernel, tmp_path) -> None:
+    """8 items at concurrency 4, interrupted after the first 4 finished (the issue's case)."""
+    checkpoint = tmp_path / "batch.jsonl"
+    kernel.run(TONES + "server = bk.local_server(engine='energy', workers=4)\nclient = bk.Client(server.url)\n"
+               "short = [{'id': f'short{i}', 'audio': tone(0.4), 'sr': 16000} for i in range(4)]\n"
+               "long = [{'id': f'long{i}', 'audio': np.concatenate([tone(0.5)] * 40), 'sr': 16000} for i in range(4)]")
+    idle = kernel.resources()
+    busy = kernel.start(f"results = await bk.transcribe_many(short + long, concurrency=4, client=client, "
+                        f"speed=1.0, progress=False, checkpoint={str(checkpoint)!r})")
+    finished = settle(lambda: len(checkpoint.read_text().splitlines()) if checkpoint.exists() else 0, 4)
+    assert finished == 4  # the four short items are done; the four long ones are streaming
+    kernel.interrupt()
+    interrupted = kernel.wait(busy)
+    assert interrupted.error is not None
+    kept = kernel.value("sorted(t.text for t in client.history if t.complete)")
+    assert len(kept) == 4 and all(text.startswith("sound") for text in kept)  # the four that finished
+    lines = checkpoint.read_text().splitlines()
+    assert sorted(line.split('"key": "')[1].split('"')[0] for line in lines) == [f"short{i}" for i in range(4)]
+    assert settle(lambda: kernel.resources().established, idle.established) == idle.established
+
+
+def test_a_forgotten_await_says_to_use_await(kernel: Kernel) -> None:
+    kernel.run("import bk_notebook as bk\nserver = bk.local_server(engine='energy')\nclient = bk.Client(server.url)")
+    result = kernel.wait(kernel.start("t = client.transcribe(bk.sample_path())\nt.text"))
+    assert result.error is not None and result.error["ename"] == "NotAwaitedError"
+    assert "await client.transcribe" in result.error["evalue"]
+    fixed = kernel.run("t = await client.transcribe(bk.sample_path(), speed=None)\nprint(t.complete, len(t))")
+    assert fixed.raise_for_error().stdout.split() == ["True", "2"]

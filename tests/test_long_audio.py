@@ -23,7 +23,7 @@ import bk_notebook as bk
 from conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # minutes of audio, some of it at real time
 TILES = 15
 
 

@@ -29,9 +29,12 @@ TOKENISH = re.compile(r"eyJ[A-Za-z0-9_-]{20,}|token=[A-Za-z0-9_-]{8,}")
 
 def test_no_saved_notebook_holds_anything_token_like() -> None:
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        text = path.read_text()
-        assert not TOKENISH.search(text), path.name
-        outputs = [o for c in json.loads(text)["cells"] for o in c.get("outputs", [])]
+        notebook = json.loads(path.read_text())
+        outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+        for output in outputs:  # base64 pictures are not text: "eyJ" can occur in one by chance
+            for mime in [m for m in output.get("data", {}) if m.startswith("image/") and m != "image/svg+xml"]:
+                output["data"][mime] = "<picture>"
+        assert not TOKENISH.search(json.dumps(notebook, indent=1)), path.name
         assert not any(o.get("output_type") == "error" for o in outputs), path.name
 
 

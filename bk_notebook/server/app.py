@@ -52,9 +52,11 @@ class ServerConfig:
     keyfile: str | None = None
     processes: bool = False  # engines in worker processes: decoding uses every core
     allow_origins: tuple[str, ...] = ()  # browser origins allowed to connect (``Origin`` header); none by default
-    # Audio a connection may have queued, read but not yet decoded; beyond it the server stops
-    # reading that connection until the engine catches up (TCP backpressure slows the client).
-    max_queued_seconds: float = 60.0
+    # Audio a connection may have read but not yet decoded (about 46 kB of memory per second);
+    # a chunk beyond it is refused with a 400.  Clients that wait for the per-chunk replies never
+    # come near it; the service's sample (10x real time, no waiting) stays under it for files of
+    # a few minutes even when the engine decodes at 2x.
+    max_queued_seconds: float = 300.0
     # Continuous sound longer than this is cut into utterances (pocketsphinx and energy engines):
     # noise or a talk without pauses cannot grow one utterance, and its final decode, without bound.
     max_utterance_seconds: float = 20.0

@@ -146,8 +146,8 @@ class PocketSphinxEngine:
         if grammar:
             self._decoder.add_jsgf_string("bk_grammar", grammar)
             self._decoder.activate_search("bk_grammar")
-        # Live CMN adapts across utterances; restoring it per session makes a session's
-        # result independent of whoever used this decoder before.
+        # Live CMN adapts across utterances; restoring it per session (reset) makes a
+        # session's result independent of whoever used this decoder before.
         self._initial_cmn = self._decoder.get_cmn()
         self.reset()
 
@@ -156,6 +156,9 @@ class PocketSphinxEngine:
 
         if getattr(self, "_in_utt", False):
             self._decoder.end_utt()
+        # Feature extraction keeps live-CMN history that set_cmn() alone does not clear: without
+        # this, a session stopped mid-utterance changed the next session's words on this decoder.
+        self._decoder.reinit_feat()
         self._decoder.set_cmn(self._initial_cmn)
         self._endpointer = Endpointer(window=0.3, ratio=0.9, sample_rate=SAMPLE_RATE)
         self._carry = b""

@@ -137,6 +137,8 @@ def local_server(
     keyfile: str | None = None,
     processes: bool = False,
     allow_origins: tuple[str, ...] = (),
+    max_utterance_seconds: float = 20.0,
+    max_queued_seconds: float = 300.0,
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -152,7 +154,16 @@ def local_server(
         Concurrent sessions; one more gets ``worker not available``.
     processes : bool
         Run each engine in its own worker process, so that sessions decode on
-        every core (PocketSphinx holds the GIL while it decodes).
+        every core (PocketSphinx holds the GIL while it decodes).  Off by default
+        here: a spawned process re-imports ``__main__``, which a script without an
+        ``if __name__ == "__main__":`` guard would run again (``bk-notebook serve``
+        uses processes by default on a multi-core machine).
+    max_utterance_seconds : float
+        Continuous sound longer than this is cut into utterances (bounds a final's
+        decode, so one noisy client cannot stall the others).
+    max_queued_seconds : float
+        Audio a session may have waiting for its engine; chunks beyond it are
+        refused with a 400 (the client's send window keeps far below it).
     allow_origins : tuple of str
         Browser origins (``http://localhost:8888``) allowed to connect; a
         handshake from any other ``Origin`` is refused with HTTP 403.
@@ -180,7 +191,8 @@ def local_server(
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
-        processes=processes, allow_origins=tuple(allow_origins),
+        processes=processes, allow_origins=tuple(allow_origins), max_utterance_seconds=max_utterance_seconds,
+        max_queued_seconds=max_queued_seconds,
     )
     with _running_lock:  # held while starting: two threads asking at once get one server
         _running[:] = [server for server in _running if server.running]

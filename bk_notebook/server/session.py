@@ -7,9 +7,12 @@ Each websocket connection runs two tasks joined by an :class:`Inbox`:
 * the **reader** only receives messages and puts them in the inbox, so the
   socket keeps being read (keepalive pings are answered, a close is seen)
   while the engine lags behind.  The inbox is bounded by the size of the
-  queued messages (``max_queued_seconds`` of audio); when it is full the
-  reader waits for space, and the client is slowed by TCP backpressure, never
-  disconnected;
+  queued messages (``max_queued_seconds`` of audio); a chunk that finds it
+  full is refused with a 400 reply, in its place in the order.  The reader
+  never stops reading to slow a client down: a client's kernel buffers
+  megabytes of audio, and a keepalive ping queued behind them would wait
+  longer than its timeout for a slow engine to decode them, so TCP
+  backpressure would end in a dropped connection;
 * the **decoder** takes messages in order, parses them with the
   :class:`~bk_notebook.protocol.ServerProtocol`, runs the engine in a worker
   thread and is the only task that sends, so replies keep request order.
@@ -44,13 +47,14 @@ from ..protocol import (
 )
 from .pool import EnginePool, Lease
 
-__all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox"]
+__all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox", "Refused"]
 
 logger = logging.getLogger("bk_notebook.server")
 
 SAMPLE_RATE = 16_000
 # What a queued message costs in the inbox beyond its length: tiny messages are not free.
 MESSAGE_OVERHEAD = 256
+JSON_AROUND_AUDIO = 130  # an audioStream message's text around its base64 audio
 
 
 class ChunkAnswers:
@@ -105,49 +109,64 @@ class ChunkAnswers:
 
 
 class Inbox:
-    """Messages read but not yet handled, bounded by their total size (one reader, one decoder)."""
+    """Messages read but not yet handled, bounded by their total size (one reader, one decoder).
+
+    The reader never waits on it: a message that would take it over ``limit``
+    is refused (its 400 reply, queued as a marker, keeps its place in the
+    order), so the socket is always read and keepalive pings always answered.
+    Small messages (``audioStop``, ``audioConn``) get ``SMALL_ALLOWANCE`` of
+    room beyond the limit: a client whose audio was refused can still stop.
+    """
+
+    SMALL = 1024  # a message this short carries no audio worth counting: a request without audio
+    SMALL_ALLOWANCE = 1024 * 1024
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[tuple[Any, int]] = deque()
-        self._size = 0
-        self._limit = limit
+        self._items: deque[Any] = deque()
+        self._sizes: deque[int] = deque()
+        self.size = 0
+        self.limit = limit
         self._not_empty = asyncio.Event()
-        self._space = asyncio.Event()
-        self.closed = False
 
-    async def put(self, item: Any, size: int) -> bool:
-        """Queue ``item``, waiting while the inbox is full; False once the inbox is closed."""
-        while not self.closed and self._items and self._size + size > self._limit:
-            self._space.clear()
-            await self._space.wait()
-        if self.closed:
+    def offer(self, item: Any, size: int) -> bool:
+        """Queue ``item`` if there is room for ``size`` more; False if it was refused."""
+        room = self.limit + (self.SMALL_ALLOWANCE if size <= self.SMALL + MESSAGE_OVERHEAD else 0)
+        if self.size + size > room:
+            last = self._items[-1] if self._items else None
+            if isinstance(last, Refused):
+                last.count += 1  # refusals in a row cost one marker, however many
+            else:
+                self._push(Refused(), 0)
             return False
-        self._items.append((item, size))
-        self._size += size
-        self._not_empty.set()
+        self._push(item, size)
         return True
 
     def put_last(self, item: Any) -> None:
-        """Queue a marker that ends the stream of messages (never waits)."""
-        self._items.append((item, 0))
+        """Queue a marker that ends the stream of messages."""
+        self._push(item, 0)
+
+    def _push(self, item: Any, size: int) -> None:
+        self._items.append(item)
+        self._sizes.append(size)
+        self.size += size
         self._not_empty.set()
 
     async def get(self) -> Any:
         while not self._items:
             self._not_empty.clear()
             await self._not_empty.wait()
-        item, size = self._items.popleft()
-        self._size -= size
-        self._space.set()
-        return item
-
-    def close(self) -> None:
-        """The decoder is gone: wake and refuse the reader."""
-        self.closed = True
-        self._space.set()
+        self.size -= self._sizes.popleft()
+        return self._items.popleft()
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Refused:
+    """Inbox marker: ``count`` messages in a row found the inbox full; each gets a 400."""
+
+    def __init__(self) -> None:
+        self.count = 1
 
 
 @dataclass(frozen=True)
@@ -159,8 +178,9 @@ class ConnectionSettings:
 
     @property
     def inbox_limit(self) -> int:
-        """``max_queued_seconds`` of 16 kHz int16 audio, as base64 text."""
-        return int(self.max_queued_seconds * SAMPLE_RATE * 2 * 4 / 3)
+        """``max_queued_seconds`` of 16 kHz int16 audio sent as the protocol's 100 ms messages."""
+        per_second = SAMPLE_RATE * 2 * 4 / 3 + 10 * (MESSAGE_OVERHEAD + JSON_AROUND_AUDIO)
+        return int(self.max_queued_seconds * per_second)
 
 
 class _EngineFailed(Exception):
@@ -188,32 +208,44 @@ class Connection:
         self._answers = ChunkAnswers()
         self._session_id = ""
         self._working = False  # the decoder is handling a message
+        self._last_activity = 0.0  # loop time of the last message received or answered
         self._gone = False  # the client closed: nothing more can be sent
 
     async def run(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        self._last_activity = asyncio.get_running_loop().time()
+        reader = asyncio.create_task(self._read_all())
         decoder = asyncio.create_task(self._decode_all())
         try:
-            await self._read_all()
-            await decoder  # handles what was read before the close, without the engine
-        except ConnectionClosed:
-            pass
-        except Exception:  # noqa: BLE001 - a connection's failure must not touch others
-            logger.exception("connection failed")
+            await asyncio.wait({reader, decoder}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and reader.exception() is not None:
+                self._gone = True
+                self._inbox.put_last(_Closed())  # the reader failed: the decoder ends as for a close
+            if not decoder.done():
+                await asyncio.wait({decoder})  # what was read before the close, handled without the engine
+            for task in (reader, decoder):  # a decoder that ended first ends the connection: returning closes it
+                error = None if task.cancelled() or not task.done() else task.exception()
+                if error is not None and not isinstance(error, ConnectionClosed):
+                    logger.error("connection failed", exc_info=error)
         finally:
+            reader.cancel()
             decoder.cancel()
             self._release()  # the one place a session's worker goes back, however the connection ended
 
     # ------------------------------------------------------------------ reader
+    def _idle_left(self) -> float:
+        """Seconds until the connection counts as idle: nothing received or answered meanwhile."""
+        return self._settings.idle_timeout - (asyncio.get_running_loop().time() - self._last_activity)
+
     async def _read_all(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
         while True:
             try:
-                message = await asyncio.wait_for(self._ws.recv(), self._settings.idle_timeout)
+                message = await asyncio.wait_for(self._ws.recv(), max(0.01, self._idle_left()))
             except asyncio.TimeoutError:
-                if len(self._inbox) or self._working:
+                if len(self._inbox) or self._working or self._idle_left() > 0:
                     continue  # the client waits for replies to what it sent: that is not idleness
                 self._inbox.put_last(_Idle())
                 return
@@ -221,35 +253,43 @@ class Connection:
                 self._gone = True
                 self._inbox.put_last(_Closed())
                 return
-            if not await self._inbox.put(message, len(message) + MESSAGE_OVERHEAD):
-                return  # the decoder ended the connection
+            self._last_activity = asyncio.get_running_loop().time()
+            self._inbox.offer(message, len(message) + MESSAGE_OVERHEAD)
 
     # ----------------------------------------------------------------- decoder
     async def _decode_all(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        try:
-            while True:
-                item = await self._inbox.get()
-                if isinstance(item, _Closed):
-                    self._end_session("connection closed before audioStop")
-                    return
-                if isinstance(item, _Idle):
-                    await self._close_idle()
-                    return
-                self._working = True
-                try:
-                    await self._handle(item)
-                except ConnectionClosed:
-                    continue  # the client left: what it sent before is handled without the engine
-                except _EngineFailed:
-                    return
-                finally:
-                    self._working = False
-        finally:
-            self._inbox.close()
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, _Closed):
+                self._end_session("connection closed before audioStop")
+                return
+            if isinstance(item, _Idle):
+                await self._close_idle()
+                return
+            self._working = True
+            try:
+                await self._handle(item)
+            except ConnectionClosed:
+                continue  # the client left: what it sent before is handled without the engine
+            except _EngineFailed:
+                return
+            finally:
+                self._working = False
+                self._last_activity = asyncio.get_running_loop().time()
 
-    async def _handle(self, message: str | bytes) -> None:
+    async def _handle(self, message: str | bytes | Refused) -> None:
+        if isinstance(message, Refused):
+            seconds = self._settings.max_queued_seconds
+            text = self._protocol.error(
+                AUDIO_STREAM,
+                f"refused: over {seconds:g} s of audio is waiting to be decoded; wait for the replies "
+                "(one per audioStream) before sending more",
+            )
+            for _ in range(message.count):
+                await self._send(text)
+            return
         request = self._protocol.receive(message)
         if isinstance(request, AudioRequest):
             await self._chunk(request.audio)
