@@ -87,8 +87,11 @@ class Transcript:
             raise MissingDependency(
                 "to_dataframe needs pandas: pip install 'bk-notebook[pandas]'"
             ) from exc
-        columns = list(_COLUMNS) + (["timing"] if any("timing" in r for r in self.finals) else [])
-        return pd.DataFrame(self.records(), columns=columns)
+        return pd.DataFrame(self.records(), columns=self._columns())
+
+    def _columns(self) -> list[str]:
+        """The record fields, with ``timing`` only when some final's times were estimated."""
+        return list(_COLUMNS) + (["timing"] if any("timing" in r for r in self.finals) else [])
 
     def to_srt(self) -> str:
         """SubRip subtitles, one cue per final."""
@@ -104,9 +107,9 @@ class Transcript:
         return "WEBVTT\n\n" + "\n".join(cues)
 
     def to_csv(self) -> str:
-        """The finals as CSV with a header row."""
+        """The finals as CSV with a header row (a ``timing`` column only when some time was estimated)."""
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=[*_COLUMNS, "timing"], extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=self._columns(), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.finals)
         return out.getvalue()

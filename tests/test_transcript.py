@@ -44,6 +44,8 @@ def test_subtitles() -> None:
 def test_csv_jsonl_and_reprs() -> None:
     t = sample()
     assert t.to_csv().splitlines()[0] == "segment,text,start,end,session_id,timing"
+    served = bk.Transcript(finals=[r for r in t.finals if "timing" not in r])
+    assert served.to_csv().splitlines()[0] == "segment,text,start,end,session_id"  # no empty column
     assert [json.loads(line)["text"] for line in t.to_jsonl().splitlines()] == ["hello world", "second <part>"]
     assert "2 finals" in repr(t) and "hello world" in repr(t)
     assert "second &lt;part&gt;" in t._repr_html_()
