@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .audio import CHUNK_BYTES, SAMPLE_RATE
+from .capture import CaptureCallbacks
 from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
 from .errors import DeviceError
 from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
@@ -42,7 +43,7 @@ _CHUNK_SECONDS = CHUNK_BYTES / 2 / SAMPLE_RATE
 
 
 # ------------------------------------------------------------------ SoundCard
-class SoundCard:
+class SoundCard(CaptureCallbacks):
     """The machine's sound card as a live source of 16 kHz mono int16 chunks.
 
     Use it as an async iterator (``async for chunk in card: await s.send(chunk)``:
@@ -108,9 +109,7 @@ class SoundCard:
         self.level = SILENCE_DBFS
         self.dropped_seconds = 0.0
         self._frames = 0
-        self._chunk_callbacks: list[Callable[[bytes], Any]] = []
-        self._stop_callbacks: list[Callable[[], Any]] = []
-        self._error_callbacks: list[Callable[[str], Any]] = []
+        self._init_callbacks()
         self._lock = threading.Lock()
         self._stream: Any = None
         self._worker: threading.Thread | None = None
@@ -125,19 +124,6 @@ class SoundCard:
     def devices(cls) -> list[InputDevice]:
         """Every input device PortAudio sees; ``is_default`` marks the default one."""
         return input_devices(sounddevice())
-
-    # ------------------------------------------------------- Microphone's shape
-    def on_chunk(self, callback: Callable[[bytes], Any]) -> None:
-        """Call ``callback(pcm_bytes)`` for every chunk, from the converter thread."""
-        self._chunk_callbacks.append(callback)
-
-    def on_stop(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` once the capture has stopped and its last chunk was delivered."""
-        self._stop_callbacks.append(callback)
-
-    def on_error(self, callback: Callable[[str], Any]) -> None:
-        """Call ``callback(message)`` when the device fails while recording."""
-        self._error_callbacks.append(callback)
 
     @property
     def running(self) -> bool:

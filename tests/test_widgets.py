@@ -94,6 +94,9 @@ async def test_start_stop_twice_keeps_each_runs_finals(energy_server) -> None:
         await speak(t, seconds)
         await press_stop(t)
     assert [(r["run"], r["text"]) for r in t.finals] == [(0, "sound 0.50 s"), (1, "sound 0.80 s")]
+    # The repr is also the notebook's text fallback: it says where the widget stands, never an address.
+    assert repr(t) == "Transcriber(source=Microphone, status='done: 1 final, 1.8 s of audio', 2 runs, 2 finals)"
+    assert repr(t.source) == "Microphone(status='idle', 1.8 s captured)"
     joined = t.transcript
     assert joined.text == "sound 0.50 s sound 0.80 s" and [r["segment"] for r in joined.finals] == [0, 1]
     assert len(joined.to_dataframe()) == 2

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import CaptureCallbacks
 from ._deps import anywidget, traitlets
 
 __all__ = ["Microphone"]
@@ -16,7 +17,7 @@ __all__ = ["Microphone"]
 _HERE = Path(__file__).parent
 
 
-class Microphone(anywidget.AnyWidget):
+class Microphone(CaptureCallbacks, anywidget.AnyWidget):
     """A start/stop microphone with a level meter and elapsed time.
 
     The browser's AudioWorklet downmixes and resamples to 16 kHz int16 at the
@@ -49,25 +50,15 @@ class Microphone(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(_capture_id=uuid.uuid4().hex, **kwargs)
         self._chunks: list[bytes] = []
-        self._chunk_callbacks: list[Callable[[bytes], Any]] = []
-        self._stop_callbacks: list[Callable[[], Any]] = []
-        self._error_callbacks: list[Callable[[str], Any]] = []
+        self._init_callbacks()
         self._detach_callbacks: list[Callable[[], Any]] = []
         self.on_msg(self._on_browser_message)
 
+    def __repr__(self) -> str:
+        seconds = sum(len(chunk) for chunk in self._chunks) / 2 / self.sample_rate
+        return f"Microphone(status={self.status!r}, {seconds:.1f} s captured)"
+
     # ----------------------------------------------------------------- python API
-    def on_chunk(self, callback: Callable[[bytes], Any]) -> None:
-        """Call ``callback(pcm_bytes)`` for every 3200-byte chunk as it arrives."""
-        self._chunk_callbacks.append(callback)
-
-    def on_stop(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` when the capture stops (button or :meth:`stop`)."""
-        self._stop_callbacks.append(callback)
-
-    def on_error(self, callback: Callable[[str], Any]) -> None:
-        """Call ``callback(message)`` when the browser cannot capture."""
-        self._error_callbacks.append(callback)
-
     def on_detach(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` when the last view of this widget left the page."""
         self._detach_callbacks.append(callback)

@@ -97,6 +97,7 @@ class Transcriber(w.VBox):
 
         self.start_button = w.Button(description="Start", icon="microphone", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
+        self._status_text = "ready"  # the status line as plain text, for the repr
         self.status = w.HTML(self._status_html("ready"))
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
@@ -130,6 +131,13 @@ class Transcriber(w.VBox):
         super().__init__([*shown, *controls, self.status, self.partial, self.table, self.playback], **kwargs)
         self.add_class("bk-transcriber")
         cells.replace_earlier(self, cells.current_cell())  # re-running a cell never stacks sessions
+
+    def __repr__(self) -> str:
+        # Also the notebook's text fallback for this widget, so it names no memory address.
+        finals = len(self.finals)
+        return (f"Transcriber(source={type(self.source).__name__}, status={self._status_text!r}, "
+                f"{len(self._runs)} run{'s' if len(self._runs) != 1 else ''}, "
+                f"{finals} final{'s' if finals != 1 else ''})")
 
     def close(self) -> None:
         """End the current run and close this widget and every widget inside it.
@@ -400,6 +408,7 @@ class Transcriber(w.VBox):
         self.table.value = finals_table_html(self.finals, columns=("run", "segment", "start", "end"))
 
     def _set_status(self, state: str, detail: str = "") -> None:
+        self._status_text = f"{state}: {detail}" if detail else state
         self.status.value = self._status_html(state, detail)
 
     def _progress(self, state: str) -> None:
