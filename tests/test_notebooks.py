@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,8 @@ def test_clean_replaces_machine_specific_text_and_keeps_what_the_source_says(tmp
     session = "0123456789abcdef0123456789abcdef"
     random_a, random_b = "9f" * 16, "a0" * 16
     stdout = (f"{package}/data/sample.wav {tmp_path}/out.csv {Path.home()}/x.wav ws://127.0.0.1:41234/v1 "
-              f"ws://127.0.0.1:8765/v1 {random_a} {random_b} {random_a} {session} <M object at 0x7f12ab34cd56>\n")
+              f"ws://127.0.0.1:8765/v1 {random_a} {random_b} {random_a} {session} <M object at 0x7f12ab34cd56> "
+              f"{tempfile.gettempdir()}/tmpkcns1e9b/results.jsonl\n")
     cell = nbformat.v4.new_code_cell(f"print(...)  # port 8765, id {session}", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text=stdout[:40]),
         nbformat.v4.new_output("stream", name="stdout", text=stdout[40:]),
@@ -135,7 +137,8 @@ def test_clean_replaces_machine_specific_text_and_keeps_what_the_source_says(tmp
     assert [o.output_type for o in cleaned.outputs] == ["stream", "display_data"]  # merged; bare view dropped
     assert cleaned.outputs[0].text == (
         "<bk_notebook>/data/sample.wav <notebooks>/out.csv ~/x.wav ws://127.0.0.1:<port>/v1 "
-        f"ws://127.0.0.1:8765/v1 <session-id-1> <session-id-2> <session-id-1> {session} <M object at <address>>\n")
+        f"ws://127.0.0.1:8765/v1 <session-id-1> <session-id-2> <session-id-1> {session} <M object at <address>> "
+        "<tmp>/<scratch>/results.jsonl\n")
     assert cleaned.outputs[1].data == {"text/html": "<b>&lt;session-id-2&gt;</b>", "image/png": "iVBOR",
                                        "text/plain": "W()"}
     assert "execution" not in cleaned.metadata

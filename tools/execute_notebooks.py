@@ -142,8 +142,11 @@ class Scrubber:
         return self.ids.setdefault(value, f"<session-id-{len(self.ids) + 1}>")
 
     def text(self, text: str, source: str, escape: Callable[[str], str] = str) -> str:
-        for path, placeholder in self.paths:
-            text = text.replace(path, escape(placeholder))
+        for path, placeholder in self.paths:  # a whole path only: "/tmp" is not the start of "/tmpab12cd34"
+            replacement = escape(placeholder).replace("\\", "\\\\")  # literal text, not a regex template
+            text = re.sub(rf"{re.escape(path)}(?![\w.-])", replacement, text)
+        tmp = re.escape(escape("<tmp>"))  # a folder from tempfile.mkdtemp() has a new random name each run
+        text = re.sub(rf"({tmp}[/\\])tmp[\w]{{8}}(?![\w.-])", lambda m: m.group(1) + escape("<scratch>"), text)
         if self.host:
             text = re.sub(rf"\b{re.escape(self.host)}\b", escape("<hostname>"), text)
         text = ADDRESS.sub(lambda m: m.group(0) if _typed(m, source) else escape("<address>"), text)
