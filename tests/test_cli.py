@@ -83,21 +83,19 @@ def test_transcribe_local_each_format(fmt: str) -> None:
         assert len(out.splitlines()) == 3
 
 
-def serving(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """``bk-notebook serve --port 0 ARGS`` started, and the URL it listens on."""
+def serving(*args: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``bk-notebook serve --port 0 ARGS`` started, the URL it listens on, and the line that said so."""
     proc = subprocess.Popen([*cli(), "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = ""
     while "listening on" not in line:
         line = proc.stderr.readline()
         assert line, "server exited before listening"
-    proc.listening_line = line  # type: ignore[attr-defined]
-    return proc, re.search(r"ws://\S+/v1/prod/stream", line).group(0)
+    return proc, re.search(r"ws://\S+/v1/prod/stream", line).group(0), line
 
 
 def test_serve_then_a_client_then_sigterm() -> None:
-    proc, url = serving("--engine", "energy", "--token", "cli-SECRET")
-    line = proc.listening_line  # type: ignore[attr-defined]
+    proc, url, line = serving("--engine", "energy", "--token", "cli-SECRET")
     try:
         tone = np.concatenate([np.zeros(8000), 0.3 * np.sin(np.arange(8000) / 5), np.zeros(8000)])
         t = asyncio.run(bk.Client(url, token="cli-SECRET").transcribe(tone, 16000, speed=None))
@@ -115,14 +113,8 @@ def test_serve_then_a_client_then_sigterm() -> None:
 
 
 def test_sigterm_lets_a_running_session_finish() -> None:
-    proc = subprocess.Popen([*cli(), "serve", "--port", "0", "--engine", "energy"],
-                            stderr=subprocess.PIPE, text=True)
+    proc, url, _ = serving("--engine", "energy")
     try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-        url = re.search(r"ws://\S+/v1/prod/stream", line).group(0)
-
         async def session() -> bk.Transcript:
             async with bk.Client(url).stream() as s:
                 await s.send((np.sin(np.arange(16000) / 5) * 10000).astype(np.int16))
@@ -324,7 +316,7 @@ def test_serve_decodes_in_processes_by_default_on_several_cores(flag: list[str],
     psutil = pytest.importorskip("psutil")
     if (psutil.cpu_count() or 1) < 2:
         pytest.skip("one core: threads are the default there")
-    proc, url = serving("--workers", "1", *flag)
+    proc, url, _ = serving("--workers", "1", *flag)
     try:
         t = asyncio.run(bk.Client(url).transcribe(bk.sample_path(), speed=None))
         assert t.complete and "hello" in t.text

@@ -110,6 +110,14 @@ async def test_connection_errors_are_shown_in_the_widget() -> None:
     assert not t.start_button.disabled
 
 
+def test_the_status_starts_ready_and_shows_a_message_as_text_not_markup() -> None:
+    t = Transcriber(client=bk.Client("ws://127.0.0.1:9/v1/prod/stream"))
+    assert "status: ready" in t.status.value and "status='ready'" in repr(t)
+    browser_says(t.source, {"type": "error", "message": "<img src=x onerror=alert(1)> denied"})
+    assert "&lt;img src=x onerror=alert(1)&gt; denied" in t.status.value and "<img" not in t.status.value
+    assert "status='error: <img src=x onerror=alert(1)> denied'" in repr(t)  # the repr is plain text
+
+
 async def test_microphone_errors_are_shown_in_the_widget(energy_server) -> None:
     t = Transcriber(client=bk.Client(energy_server.url))
     t.start()

@@ -11,7 +11,8 @@ leave nothing behind, and a file it does leave is reported as a failure), with `
 before the notebook is written back:
 
 - machine-specific text is replaced by stable placeholders: paths under the repository, the Python
-  installation, the temporary folder and the home folder; the host name; loopback ports; session ids; object addresses;
+  installation, the temporary folder (a ``tempfile.mkdtemp()`` folder in it becomes ``<scratch>``)
+  and the home folder; the host name; loopback ports; session ids; object addresses;
 - execution timing metadata and widget state are dropped; a widget view keeps only its ``text/plain``
   fallback; consecutive stream outputs are merged; ``image/png`` outputs (the static plots) are kept;
 - a run fails, and nothing is written, when an output is an error or a traceback, when something

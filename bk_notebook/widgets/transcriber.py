@@ -97,8 +97,8 @@ class Transcriber(w.VBox):
 
         self.start_button = w.Button(description="Start", icon="microphone", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
-        self._status_text = "ready"  # the status line as plain text, for the repr
-        self.status = w.HTML(self._status_html("ready"))
+        self.status = w.HTML()
+        self._set_status("ready")  # the one writer of the status line (HTML) and its plain text (the repr)
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
         self.playback = w.VBox()  # after each run: its audio and finals in a Player (click a line, hear it)
@@ -409,15 +409,12 @@ class Transcriber(w.VBox):
 
     def _set_status(self, state: str, detail: str = "") -> None:
         self._status_text = f"{state}: {detail}" if detail else state
-        self.status.value = self._status_html(state, detail)
+        color = "#b00020" if state in ("error", "incomplete") else "inherit"
+        self.status.value = (f"<span class='bk-status-{state}' style='color:{color}'>"
+                             f"status: {html.escape(self._status_text)}</span>")
 
     def _progress(self, state: str) -> None:
         """A run's progress; after a source error the status keeps showing that error."""
         if not self._source_error:
             self._set_status(state)
 
-    @staticmethod
-    def _status_html(state: str, detail: str = "") -> str:
-        color = "#b00020" if state in ("error", "incomplete") else "inherit"
-        text = f"{state}: {detail}" if detail else state
-        return f"<span class='bk-status-{state}' style='color:{color}'>status: {html.escape(text)}</span>"
