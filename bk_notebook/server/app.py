@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import ipaddress
 import logging
 import os
 import ssl
@@ -165,9 +166,12 @@ class BkServer:
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
         # A browser names the page that opened the socket; any web page could otherwise use this server.
-        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        # Same-origin requests pass, as in Jupyter Server and Tornado: websocket-client sends the server's
+        # own address as its Origin by default. Clients that send no Origin are not affected.
         origins = request.headers.get_all("Origin")
-        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        host = request.headers.get("Host", "")
+        refused = [origin for origin in origins
+                   if _origin_key(origin) not in self._origins and not same_origin(origin, host)]
         if refused:
             if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
                 self._refused_origins.add(refused[0])
@@ -189,6 +193,26 @@ class BkServer:
 def _origin_key(origin: str) -> str:
     """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
     return origin.strip().rstrip("/").lower()
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """True when ``origin`` names the address the request was sent to (its ``Host`` header).
+
+    Only for a host that cannot be rebound by DNS (``localhost`` or an IP address): a page at
+    ``http://evil.example:PORT`` whose name an attacker points at 127.0.0.1 sends ``Host: evil.example:PORT``
+    too, so a same-origin rule for names would let it in.  Jupyter Server refuses such hosts the same way.
+    """
+    netloc = urllib.parse.urlsplit(origin.strip()).netloc.lower()
+    if not netloc or netloc != host.strip().lower():
+        return False
+    name = urllib.parse.urlsplit(f"//{netloc}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def check_origin(origin: str) -> str:
