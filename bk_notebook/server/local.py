@@ -73,6 +73,11 @@ class LocalServer:
         return self._server.url
 
     @property
+    def port(self) -> int:
+        """The port it listens on (the one picked when ``port=0``)."""
+        return int(self._server.port)
+
+    @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop_requested.is_set()
 
