@@ -16,6 +16,7 @@ the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from typing import Any
@@ -26,11 +27,25 @@ from .datasets import as_items
 from .errors import BatchError, UsageError
 from .transcript import Transcript
 
-__all__ = ["CANCEL_GRACE", "transcribe_many"]
+__all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
 
 CANCEL_GRACE = 1.5  # seconds an interrupted batch waits for its items to close their sessions
 logger = logging.getLogger("bk_notebook.batch")
 _CALLBACKS = ("on_partial", "on_final", "on_progress", "display")
+# Set in each item's task; the session's own tasks inherit it, so callbacks can tell items apart.
+_CURRENT_ITEM: contextvars.ContextVar[int | None] = contextvars.ContextVar("bk_current_item", default=None)
+
+
+def current_item() -> int | None:
+    """The position in the input of the item a callback of :func:`transcribe_many` is about.
+
+    None outside a batch.  The callbacks (``on_final``, ``on_progress``, ...) are shared by
+    every item, so this is how one callback keeps items apart::
+
+        sent = {}
+        await bk.transcribe_many(files, on_progress=lambda s: sent.update({bk.batch.current_item(): s}))
+    """
+    return _CURRENT_ITEM.get()
 
 
 def _split_item(item: Any) -> tuple[Any, float | None]:
@@ -163,7 +178,8 @@ async def transcribe_many(
 
             await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server, **kwargs)
         else:
-            await _run_local(work, finished, client or Client(), concurrency, kwargs)
+            first = {key: positions[0] for key, positions in todo.items()}
+            await _run_local(work, first, finished, client or Client(), concurrency, kwargs)
     except BaseException:
         done = sum(1 for r in results if isinstance(r, Transcript))
         where = f"in the checkpoint {str(store.path)!r}" if store is not None else (
@@ -189,12 +205,18 @@ async def transcribe_many(
 
 
 async def _run_local(
-    work: list[tuple[str, Any, float | None]], finished: Any, client: Client, concurrency: int, kwargs: dict[str, Any]
+    work: list[tuple[str, Any, float | None]],
+    position: dict[str, int],
+    finished: Any,
+    client: Client,
+    concurrency: int,
+    kwargs: dict[str, Any],
 ) -> None:
     """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(key: str, audio: Any, sr: float | None) -> None:
+        _CURRENT_ITEM.set(position[key])  # this task's own context: the callbacks of this item see it
         async with gate:
             try:
                 result: Any = await client.transcribe(audio, sr, **kwargs)

@@ -12,13 +12,20 @@ import urllib.parse
 from ssl import SSLError
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, ConnectError
+from .errors import AuthError, ConnectError, UsageError
 from .redact import RedactingLogger
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["MAX_REPLY_BYTES", "backoff", "open_websocket"]
+__all__ = ["HOSTED_HOST", "MAX_REPLY_BYTES", "NO_TOKEN_HELP", "backoff", "open_websocket", "require_token"]
+
+HOSTED_HOST = "api.bahasakita.co.id"
+NO_TOKEN_HELP = (
+    "set $BK_TOKEN (get one with `bk-notebook token --email EMAIL`), pass token=... to the Client, or in the "
+    "CLI use --token-env NAME or --token-prompt; or transcribe offline with the local server (--local, "
+    "bk.local_server())"
+)
 
 MAX_REPLY_BYTES = 2**20
 logger = logging.getLogger("bk_notebook.client")
@@ -47,6 +54,12 @@ def _refused(exc: BaseException) -> bool:
     return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
 
 
+def require_token(client: Client) -> None:
+    """Refuse, before any network traffic, to call the hosted service without a token (it would only say 401)."""
+    if not client.has_token and urllib.parse.urlsplit(client.url).hostname == HOSTED_HOST:
+        raise UsageError(f"the hosted service {client.url} needs a token and none was given: {NO_TOKEN_HELP}")
+
+
 async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback: bool = True) -> Any:
     """Open the websocket; None means a network error worth retrying (after a backoff).
 
@@ -56,6 +69,8 @@ async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback:
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
+
+    require_token(client)
     tls: dict[str, Any] = {"ssl": client.ssl} if client.ssl is not None else {}  # wss:// verifies by default
     try:
         return await connect(
@@ -70,6 +85,9 @@ async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback:
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
+        if status in (401, 403) and not client.has_token:
+            raise AuthError(f"{client.url} refused the handshake (HTTP {status}): no token was sent; "
+                            f"{NO_TOKEN_HELP.split('; or ')[0]}") from None
         if status in (401, 403):
             raise AuthError(f"{client.url} refused the token (HTTP {status}); check the token or $BK_TOKEN") from None
         error = ConnectError(f"{client.url} refused the websocket handshake (HTTP {status})")

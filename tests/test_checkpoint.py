@@ -257,7 +257,7 @@ async def test_interrupt_returns_though_items_are_slow_to_close(energy_server, t
 
 
 @pytest.mark.slow
-def test_cli_recursive_out_resume(tmp_path: Path) -> None:
+def test_cli_recursive_checkpoint_resume(tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
     for name in ("hello", "numbers"):
@@ -266,7 +266,7 @@ def test_cli_recursive_out_resume(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path / "results.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--out", str(out),
+    cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--checkpoint", str(out),
            "--local", "--engine", "energy", "--speed", "max", "--format", "jsonl"]
     for flat in ([c for c in cmd if c != "--recursive"], cmd[:5] + ["--local", "--engine", "energy"]):
         refused = subprocess.run(flat, capture_output=True, text=True, env=env, timeout=120)

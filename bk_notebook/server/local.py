@@ -75,7 +75,8 @@ class LocalServer:
     @property
     def port(self) -> int:
         """The port it listens on (the one picked when ``port=0``)."""
-        return int(self._server.port)
+        assert self._server.port is not None  # set before the constructor returns
+        return self._server.port
 
     @property
     def running(self) -> bool:
