@@ -68,3 +68,36 @@ def sphinx_server() -> Any:
 
     with local_server(engine="pocketsphinx", workers=2) as server:
         yield server
+
+
+@pytest.fixture
+def readonly_folder(tmp_path: Path) -> Any:
+    """A folder no file can be written in, even by root: a read-only tmpfs mount (root), else mode 555."""
+    import subprocess
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                                 capture_output=True).returncode == 0
+    else:
+        folder.chmod(0o555)
+    probe = folder / ".probe"
+    try:
+        probe.touch()
+    except OSError:
+        pass
+    else:
+        probe.unlink()
+        message = "cannot make a read-only folder here (root without mount rights)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], capture_output=True)
+        else:
+            folder.chmod(0o755)
