@@ -27,7 +27,7 @@ from .server.local import LocalServer, local_server
 from .soundcard import SoundCard
 from .transcript import Transcript
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AudioError",
