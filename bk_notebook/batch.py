@@ -21,10 +21,10 @@ import logging
 import os
 from typing import Any
 
-from .checkpoint import Checkpoint, item_key, record_of, transcript_of
+from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
 from .client import Client
 from .datasets import as_items
-from .errors import BatchError, UsageError
+from .errors import BatchError, CheckpointError, UsageError
 from .transcript import Transcript
 
 __all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
@@ -146,16 +146,28 @@ async def transcribe_many(
         raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
     keyed = checkpoint is not None or cluster is not None
     keys = [item_key(item) for item in source.items] if keyed else [str(i) for i in range(len(pending))]
+    if keyed:
+        check_unambiguous_ids(source.items, keys)
+    prints = {key: fingerprint(*pending[i]) for i, key in enumerate(keys)} if checkpoint is not None else {}
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     results: list[Any] = [None] * len(pending)
     todo: dict[str, list[int]] = {}  # key -> positions (one run per key when keyed)
+    changed: set[str] = set()
     for i, key in enumerate(keys):
-        if store is not None and key in store.done:
-            results[i] = transcript_of(store.done[key])
+        kept = store.done.get(key) if store is not None else None
+        if kept is not None and kept.get("fingerprint", prints[key]) != prints[key]:
+            changed.add(key)  # the same key for other audio: transcribe it again, never answer from the file
+            kept = None
+        if kept is not None:
+            results[i] = transcript_of(kept)
         else:
             todo.setdefault(key if keyed else str(i), []).append(i)
+    if changed:
+        logger.warning("%d item(s) changed since the checkpoint %s was written (their audio differs): transcribing "
+                       "them again, e.g. %s", len(changed), store.path if store else "", sorted(changed)[:3])
     skipped = sum(1 for r in results if r is not None)
     bar = _progress_bar(len(pending), skipped, progress)
+    write_failure: list[CheckpointError] = []
 
     def finished(key: str, result: Any) -> None:
         """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
@@ -164,8 +176,12 @@ async def transcribe_many(
             record, result = result, transcript_of(result)
         else:
             record = record_of(key, result) if isinstance(result, Transcript) else None
-        if store is not None and record is not None:
-            store.append({**record, "key": key})
+        if store is not None and record is not None and not write_failure:
+            try:
+                store.append({**record, "key": key, "fingerprint": prints[key]})
+            except CheckpointError as exc:  # kept in memory; no new item starts; raised once all have ended
+                write_failure.append(exc)
+                logger.error("%s: starting no more items; the running ones finish and are kept", exc)
         for i in todo[key]:
             results[i] = result
         if bar is not None:
@@ -179,7 +195,8 @@ async def transcribe_many(
             await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server, **kwargs)
         else:
             first = {key: positions[0] for key, positions in todo.items()}
-            await _run_local(work, first, finished, client or Client(), concurrency, kwargs)
+            await _run_local(work, first, finished, client or Client(), concurrency, kwargs,
+                             stopped=lambda: bool(write_failure))
     except BaseException:
         done = sum(1 for r in results if isinstance(r, Transcript))
         where = f"in the checkpoint {str(store.path)!r}" if store is not None else (
@@ -191,6 +208,8 @@ async def transcribe_many(
             bar.close()
         if store is not None:
             store.close()
+    if write_failure:
+        raise _checkpoint_failure(write_failure[0], results, store)
     failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
     if source.wrap is not None:
         return source.wrap(results)
@@ -211,13 +230,19 @@ async def _run_local(
     client: Client,
     concurrency: int,
     kwargs: dict[str, Any],
+    stopped: Any = lambda: False,
 ) -> None:
-    """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly."""
+    """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly.
+
+    An item whose turn comes after ``stopped()`` turned true does not start (its result stays None).
+    """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(key: str, audio: Any, sr: float | None) -> None:
         _CURRENT_ITEM.set(position[key])  # this task's own context: the callbacks of this item see it
         async with gate:
+            if stopped():
+                return
             try:
                 result: Any = await client.transcribe(audio, sr, **kwargs)
             except Exception as exc:  # noqa: BLE001 - a per-item failure, reported in place
@@ -236,3 +261,16 @@ async def _run_local(
         raise
     for task in tasks:
         task.result()  # an error of our own bookkeeping (e.g. a full disk for the checkpoint) surfaces here
+
+
+def _checkpoint_failure(first: CheckpointError, results: list[Any], store: Checkpoint | None) -> CheckpointError:
+    """One error for a batch whose checkpoint could not be written, holding every result."""
+    done = sum(1 for r in results if isinstance(r, Transcript))
+    not_started = sum(1 for r in results if r is None)
+    written = len(store.done) if store is not None else 0
+    return CheckpointError(
+        f"{first}. {done} of {len(results)} items finished and are all in .results ({written} are in the file; "
+        f"{not_started} did not start). Free some space or pass another checkpoint=, then run the same call "
+        "again: it continues from the file.",
+        path=first.path, results=list(results),
+    )

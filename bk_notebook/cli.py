@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import BkError
+from .errors import BkError, CheckpointError
 from .handshake import require_token
 from .outputs import check_writable_file, check_writable_folder, write_text_atomically
 from .redact import RedactingFilter
@@ -276,12 +276,18 @@ def _transcribe(args: argparse.Namespace) -> int:
     results: list[Any] = []
     try:
         results = asyncio.run(run())
+    except CheckpointError as exc:  # the finished files are still printed or written below
+        print(f"bk-notebook: error: {exc}", file=sys.stderr)
+        results = exc.results
     finally:
         if progress is not None:
             progress.close(results)
     done: list[tuple[str, Any]] = []
     incomplete = 0
     for path, result in zip(args.files, results, strict=True):
+        if result is None:
+            print(f"bk-notebook: error: {path}: not transcribed (the run stopped first)", file=sys.stderr)
+            continue
         if isinstance(result, Exception):
             print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
             continue

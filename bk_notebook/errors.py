@@ -14,7 +14,8 @@
     │   └── WorkerUnavailable               ``audioConn`` refused after every retry
     ├── ProtocolError                       a reply that does not follow the protocol
     ├── StreamTimeout (also TimeoutError)   the server did not answer in time
-    └── BatchError                          some items of ``transcribe_many`` failed
+    ├── BatchError                          some items of ``transcribe_many`` failed
+    └── CheckpointError                     the checkpoint could not be written (a full disk)
 
 Local mistakes (``AudioError``, ``UsageError``) are raised before any network
 traffic.  Every error raised after ``audioConn`` succeeded carries
@@ -37,6 +38,7 @@ __all__ = [
     "AuthError",
     "BatchError",
     "BkError",
+    "CheckpointError",
     "ConnectError",
     "ConnectionLost",
     "DeviceError",
@@ -137,3 +139,25 @@ class BatchError(BkError):
     def errors(self) -> dict[int, BaseException]:
         """Index of each failed item mapped to its exception."""
         return {i: r for i, r in enumerate(self.results) if isinstance(r, BaseException)}
+
+
+class CheckpointError(BkError):
+    """Writing a batch's checkpoint failed (a full disk, a lost mount); no result is lost.
+
+    The batch stops starting items at the first failed write and lets the running ones
+    finish.  The file keeps every line written before the failure, whole: the half line
+    is rolled back, so a rerun with the same checkpoint continues from it.
+
+    Attributes
+    ----------
+    results : list
+        One entry per item, in order: a ``Transcript`` (finished, in the file or not),
+        the exception it raised, or None (not started).
+    path : str
+        The checkpoint file.
+    """
+
+    def __init__(self, message: str, *, path: str, results: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.results = list(results or [])

@@ -70,34 +70,42 @@ def sphinx_server() -> Any:
         yield server
 
 
-@pytest.fixture
-def readonly_folder(tmp_path: Path) -> Any:
-    """A folder no file can be written in, even by root: a read-only tmpfs mount (root), else mode 555."""
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Any:
+    """Mount a tmpfs with ``options`` on ``folder`` (root only); skip with a reason, or fail under CI."""
     import subprocess
 
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    mounted = False
-    if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                                 capture_output=True).returncode == 0
-    else:
-        folder.chmod(0o555)
-    probe = folder / ".probe"
-    try:
-        probe.touch()
-    except OSError:
-        pass
-    else:
-        probe.unlink()
-        message = "cannot make a read-only folder here (root without mount rights)"
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        message = f"cannot mount a tmpfs ({options}) here: needs root with mount rights"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     try:
         yield folder
     finally:
-        if mounted:
-            subprocess.run(["umount", str(folder)], capture_output=True)
-        else:
-            folder.chmod(0o755)
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def readonly_folder(tmp_path: Path) -> Any:
+    """A folder no file can be written in, even by root: a read-only tmpfs."""
+    with tmpfs(tmp_path / "readonly", "ro,size=64k") as folder:
+        yield folder
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 256 KiB file system, to fill up on purpose."""
+    with tmpfs(tmp_path / "small", "size=256k") as folder:
+        yield folder
+
+
+def fill(folder: Path, leave: int) -> Path:
+    """Fill ``folder``'s file system until about ``leave`` bytes are free; delete the returned file to free it."""
+    filler = folder / "filler"
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with filler.open("ab") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
