@@ -32,3 +32,9 @@ class CaptureCallbacks:
     def on_error(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(message)`` when the source fails (no permission, a device gone)."""
         self._error_callbacks.append(callback)
+
+    def _clear_callbacks(self) -> None:
+        """Forget every registered callback (on close: they may hold a session, a widget, a kernel's loop)."""
+        self._chunk_callbacks.clear()
+        self._stop_callbacks.clear()
+        self._error_callbacks.clear()
