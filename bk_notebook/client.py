@@ -77,8 +77,8 @@ class Client:
 
     Notes
     -----
-    Memory is bounded per session: unread ``events()`` at 1000 (older partials
-    dropped), the resume buffer at ``resume_buffer_seconds``, audio in flight
+    Memory is bounded per session: unread ``events()`` at 1000 events and 8 MiB
+    of their text (older partials dropped first), the resume buffer at ``resume_buffer_seconds``, audio in flight
     at ``window_seconds``; the finals themselves are the result and are all kept.
     """
 
