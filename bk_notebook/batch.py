@@ -24,7 +24,7 @@ from typing import Any
 from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
 from .client import Client
 from .datasets import as_items
-from .errors import BatchError, CheckpointError, UsageError
+from .errors import BatchError, CheckpointError, ClusterError, UsageError
 from .transcript import Transcript
 
 __all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
@@ -79,6 +79,7 @@ async def transcribe_many(
     checkpoint: str | os.PathLike[str] | None = None,
     cluster: Any = None,
     worker_server: dict[str, Any] | None = None,
+    worker_timeout: float = 60.0,
     column: str | None = None,
     sr_column: str | None = "sr",
     id_column: str | None = "id",
@@ -117,6 +118,10 @@ async def transcribe_many(
     worker_server : dict, optional
         With ``cluster`` and no ``client``: arguments of each worker's
         :func:`~bk_notebook.local_server` (default ``{"engine": "pocketsphinx"}``).
+    worker_timeout : float
+        With ``cluster``: seconds to wait for a first worker, and the longest the cluster may
+        have none while items are left, before a :class:`ClusterError`; a lost scheduler
+        raises one too.  Either way ``.results`` holds what finished (and the checkpoint).
     column, sr_column, id_column : str, optional
         For DataFrame and Dataset input: the audio column (default: the first of ``audio``,
         ``path``, ``file`` present), the sample-rate column and the key column, if present.
@@ -142,6 +147,8 @@ async def transcribe_many(
         from .dask import check_cluster
 
         check_cluster(cluster, client, worker_server, kwargs)
+        if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout <= 0:
+            raise UsageError(f"worker_timeout must be a positive number of seconds, got {worker_timeout!r}")
     elif worker_server is not None:
         raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
     keyed = checkpoint is not None or cluster is not None
@@ -192,11 +199,15 @@ async def transcribe_many(
         if cluster is not None:
             from .dask import run_on_cluster
 
-            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server, **kwargs)
+            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server,
+                                 worker_timeout=worker_timeout, **kwargs)
         else:
             first = {key: positions[0] for key, positions in todo.items()}
             await _run_local(work, first, finished, client or Client(), concurrency, kwargs,
                              stopped=lambda: bool(write_failure))
+    except ClusterError as exc:
+        exc.results = list(results)
+        raise
     except BaseException:
         done = sum(1 for r in results if isinstance(r, Transcript))
         where = f"in the checkpoint {str(store.path)!r}" if store is not None else (

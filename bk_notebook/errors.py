@@ -15,7 +15,8 @@
     ├── ProtocolError                       a reply that does not follow the protocol
     ├── StreamTimeout (also TimeoutError)   the server did not answer in time
     ├── BatchError                          some items of ``transcribe_many`` failed
-    └── CheckpointError                     the checkpoint could not be written (a full disk)
+    ├── CheckpointError                     the checkpoint could not be written (a full disk)
+    └── ClusterError                        the Dask cluster cannot run the batch (no workers, scheduler lost)
 
 Local mistakes (``AudioError``, ``UsageError``) are raised before any network
 traffic.  Every error raised after ``audioConn`` succeeded carries
@@ -39,6 +40,7 @@ __all__ = [
     "BatchError",
     "BkError",
     "CheckpointError",
+    "ClusterError",
     "ConnectError",
     "ConnectionLost",
     "DeviceError",
@@ -160,4 +162,19 @@ class CheckpointError(BkError):
     def __init__(self, message: str, *, path: str, results: list[Any] | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.results = list(results or [])
+
+
+class ClusterError(BkError):
+    """The Dask cluster cannot run the batch: no worker joined in time, or the scheduler was lost.
+
+    Attributes
+    ----------
+    results : list
+        One entry per item, in order: a ``Transcript`` for each item that finished before
+        (also in the checkpoint, when there is one), an exception, or None.
+    """
+
+    def __init__(self, message: str, *, results: list[Any] | None = None) -> None:
+        super().__init__(message)
         self.results = list(results or [])
