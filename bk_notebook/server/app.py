@@ -31,6 +31,7 @@ from ..redact import RedactingLogger
 from .engines import Engine, engine_factory
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
+from .turns import DecodeTurns, Load
 
 __all__ = ["PATH", "BkServer", "ServerConfig"]
 
@@ -61,6 +62,11 @@ class ServerConfig:
     # Continuous sound longer than this is cut into utterances (pocketsphinx and energy engines):
     # noise or a talk without pauses cannot grow one utterance, and its final decode, without bound.
     max_utterance_seconds: float = 20.0
+    # Engine calls that run at once, taken in turns by the sessions (None: one per core).
+    decode_slots: int | None = None
+    # Refuse audioConn ("worker not available") when one more real-time session would make the
+    # live ones fall behind, as measured (server/turns.py).
+    admission: bool = True
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
@@ -94,6 +100,9 @@ class BkServer:
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
         self._pool = EnginePool(make, config.workers, self._executor)
         self._settings = ConnectionSettings(config.idle_timeout, config.max_queued_seconds)
+        slots = config.decode_slots or os.cpu_count() or 1
+        self._turns = DecodeTurns(slots)
+        self._load = Load(slots) if config.admission else None
         self._server: Any = None
         self.port: int | None = None
 
@@ -187,7 +196,7 @@ class BkServer:
 
     # ------------------------------------------------------------- connection
     async def _handle(self, ws: Any) -> None:
-        await Connection(ws, self._pool, self._settings).run()
+        await Connection(ws, self._pool, self._settings, self._turns, self._load).run()
 
 
 def _origin_key(origin: str) -> str:
