@@ -37,6 +37,26 @@ async def test_turns_are_round_robin_over_sessions() -> None:
     assert turns.running == 0 and turns.waiting == 0
 
 
+async def test_waiting_calls_are_served_in_arrival_order() -> None:
+    turns = DecodeTurns(1)
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def call(name: str) -> None:
+        async with turns.turn():
+            order.append(name)
+            await gate.wait()
+
+    tasks = []
+    for name in "abcd":  # a holds the turn; b, c, d queue in that order
+        tasks.append(asyncio.create_task(call(name)))
+        await asyncio.sleep(0)
+    assert turns.waiting == 3
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == ["a", "b", "c", "d"]
+
+
 async def test_a_cancelled_waiter_gives_no_turn_away_and_leaks_none() -> None:
     turns = DecodeTurns(1)
     gate = asyncio.Event()
