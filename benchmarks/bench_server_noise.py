@@ -10,6 +10,12 @@ random int16 noise unpaced.  Reported per phase: the longest pause between two r
 client saw, and its final latency (arrival minus the moment the utterance's end was sent).
 Memory: resident memory of the server and its engine processes, idle and with every engine built.
 
+    python -m benchmarks.bench_server_noise --turns [--processes]
+
+Fairness: the same two phases' second half (paced clients beside the greedy one) on a server whose
+engine calls all run at once (`--decode-slots 64 --no-admission`, as before turns existed) and on
+one with the default turns (one call per core, in arrival order), in one run.
+
     python -m benchmarks.bench_server_noise --longest-call 300
 
 Engine alone: the longest single PocketSphinx call (a chunk's feed, or the flush) on that much
@@ -148,6 +154,7 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=2, help="real-time clients")
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per real-time client")
     parser.add_argument("--processes", action="store_true")
+    parser.add_argument("--turns", action="store_true", help="compare the server without and with decode turns")
     args = parser.parse_args()
     if args.longest_call:
         rows = [longest_call(args.longest_call, m) for m in (20.0, 1e9)]
@@ -158,6 +165,9 @@ def main() -> None:
     sample = bk.to_pcm16(bk.sample_path())
     pcm = np.tile(sample, int(np.ceil(args.seconds * 16000 / len(sample))))[: int(args.seconds * 16000)].tobytes()
     workers = args.paced + 1
+    if args.turns:
+        compare_turns(args, pcm, workers)
+        return
     server = Server(workers, args.processes)
     try:
         idle = rss_mb(server)
@@ -175,6 +185,25 @@ def main() -> None:
     name = "server_noise_processes" if args.processes else "server_noise"
     save(name, {"processes": args.processes, "paced_clients": args.paced, "paced_seconds": args.seconds,
                 **memory, "alone": alone, "with_noise": with_noise})
+
+
+def compare_turns(args: argparse.Namespace, pcm: bytes, workers: int) -> None:
+    """The paced clients beside the greedy one, without turns (every call at once) and with them, in one run."""
+    rows = {}
+    for name, options in (("without turns", ("--decode-slots", "64", "--no-admission")), ("with turns", ())):
+        server = Server(workers, args.processes, options)
+        try:
+            asyncio.run(phase(server.url, pcm[:32000], workers, 0))  # warm: every engine built
+            rows[name] = asyncio.run(phase(server.url, pcm, args.paced, args.noise))
+            print(name, rows[name], flush=True)
+        finally:
+            server.stop()
+    before, after = rows["without turns"]["latency_p95_s"], rows["with turns"]["latency_p95_s"]
+    ratio = round(float(before) / max(float(after), 1e-3), 2)  # type: ignore[arg-type]
+    print(f"paced p95 final latency beside a greedy client: {before} s without turns, {after} s with: {ratio}x")
+    save("server_turns_processes" if args.processes else "server_turns",
+         {"processes": args.processes, "paced_clients": args.paced, "paced_seconds": args.seconds,
+          "noise_s": args.noise, **rows, "p95_ratio": ratio})
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="force an utterance to end after S s of continuous sound (default 20)")
     serve.add_argument("--max-queued-seconds", type=_positive_float, default=300.0, metavar="S",
                        help="audio a session may have waiting for its engine before chunks are refused (default 300)")
+    serve.add_argument("--decode-slots", type=int, metavar="N", help="engine calls at once, taken in turns by the "
+                       "sessions (default: one per core)")
+    serve.add_argument("--admission", action=argparse.BooleanOptionalAction, default=True,
+                       help="refuse a new session when one more real-time session would make the live ones fall "
+                       "behind, as measured (default on; --no-admission: only --workers limits sessions)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
@@ -205,8 +210,10 @@ def _serve(args: argparse.Namespace) -> int:
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
         certfile=args.certfile, keyfile=args.keyfile, processes=_processes_by_default(args),
         allow_origins=tuple(args.allow_origin), max_utterance_seconds=args.max_utterance_seconds,
-        max_queued_seconds=args.max_queued_seconds,
+        max_queued_seconds=args.max_queued_seconds, decode_slots=args.decode_slots, admission=args.admission,
     )
+    if config.decode_slots is not None and config.decode_slots < 1:
+        raise _usage("--decode-slots must be at least 1")
     if config.workers < 1:
         raise _usage("--workers must be at least 1")
     if args.token:
