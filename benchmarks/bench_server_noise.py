@@ -10,7 +10,7 @@ random int16 noise unpaced.  Reported per phase: the longest pause between two r
 client saw, and its final latency (arrival minus the moment the utterance's end was sent).
 Memory: resident memory of the server and its engine processes, idle and with every engine built.
 
-    python -m benchmarks.bench_server_noise --turns [--processes]
+    python -m benchmarks.bench_server_noise --turns [--threads]
 
 Fairness: the same two phases' second half (paced clients beside the greedy one) on a server whose
 engine calls all run at once (`--decode-slots 64 --no-admission`, as before turns existed) and on
@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per real-time client")
     parser.add_argument("--processes", action="store_true")
     parser.add_argument("--turns", action="store_true", help="compare the server without and with decode turns")
+    parser.add_argument("--threads", action="store_true", help="with --turns: engines in threads (serve --threads)")
     args = parser.parse_args()
     if args.longest_call:
         rows = [longest_call(args.longest_call, m) for m in (20.0, 1e9)]
@@ -190,8 +191,9 @@ def main() -> None:
 def compare_turns(args: argparse.Namespace, pcm: bytes, workers: int) -> None:
     """The paced clients beside the greedy one, without turns (every call at once) and with them, in one run."""
     rows = {}
+    mode = ("--threads",) if args.threads else ()
     for name, options in (("without turns", ("--decode-slots", "64", "--no-admission")), ("with turns", ())):
-        server = Server(workers, args.processes, options)
+        server = Server(workers, args.processes, (*mode, *options))
         try:
             asyncio.run(phase(server.url, pcm[:32000], workers, 0))  # warm: every engine built
             rows[name] = asyncio.run(phase(server.url, pcm, args.paced, args.noise))
@@ -201,8 +203,8 @@ def compare_turns(args: argparse.Namespace, pcm: bytes, workers: int) -> None:
     before, after = rows["without turns"]["latency_p95_s"], rows["with turns"]["latency_p95_s"]
     ratio = round(float(before) / max(float(after), 1e-3), 2)  # type: ignore[arg-type]
     print(f"paced p95 final latency beside a greedy client: {before} s without turns, {after} s with: {ratio}x")
-    save("server_turns_processes" if args.processes else "server_turns",
-         {"processes": args.processes, "paced_clients": args.paced, "paced_seconds": args.seconds,
+    save("server_turns_threads" if args.threads else "server_turns",
+         {"processes": not args.threads, "paced_clients": args.paced, "paced_seconds": args.seconds,
           "noise_s": args.noise, **rows, "p95_ratio": ratio})
 
 
