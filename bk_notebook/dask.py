@@ -27,7 +27,7 @@ from typing import Any
 from .blocking import run_blocking
 from .checkpoint import record_of
 from .client import Client
-from .errors import ClusterError, MissingDependency, UsageError
+from .errors import ClusterError, UsageError, missing_extra
 
 __all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
 
@@ -119,7 +119,7 @@ def check_cluster(
     try:
         from distributed import Client as DaskClient
     except ImportError as exc:
-        raise MissingDependency("cluster= needs Dask: pip install 'bk-notebook[dask]'") from exc
+        raise missing_extra("cluster=", "Dask", "dask", exc) from exc
     if not isinstance(cluster, DaskClient):
         raise UsageError(f"cluster must be a dask.distributed.Client, e.g. Client(LocalCluster()); "
                          f"got {type(cluster).__name__}")

@@ -50,6 +50,7 @@ __all__ = [
     "StreamTimeout",
     "UsageError",
     "WorkerUnavailable",
+    "missing_extra",
 ]
 
 
@@ -78,6 +79,16 @@ class UsageError(BkError, ValueError):
 
 class MissingDependency(BkError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+def missing_extra(feature: str, needs: str, extra: str, exc: ImportError | None = None) -> MissingDependency:
+    """The one way to say an optional extra is missing: what needs what, what is missing, the pip line.
+
+    >>> str(missing_extra("evaluate", "jiwer and pandas", "eval"))
+    "evaluate needs jiwer and pandas: pip install 'bk-notebook[eval]'"
+    """
+    missing = f" ({exc.name} is missing)" if exc is not None and exc.name and exc.name not in needs.split() else ""
+    return MissingDependency(f"{feature} needs {needs}{missing}: pip install 'bk-notebook[{extra}]'")
 
 
 class DeviceError(BkError, OSError):

@@ -18,7 +18,7 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from ..errors import MissingDependency, UsageError
+from ..errors import UsageError, missing_extra
 from ..protocol import Final, Partial
 
 __all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory"]
@@ -134,9 +134,7 @@ class PocketSphinxEngine:
         try:
             from pocketsphinx import Decoder
         except ImportError as exc:
-            raise MissingDependency(
-                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
-            ) from exc
+            raise missing_extra("the pocketsphinx engine", "pocketsphinx", "server", exc) from exc
         if max_utterance_seconds <= 0:
             raise UsageError("max_utterance_seconds must be positive")
         self.max_utterance_seconds = float(max_utterance_seconds)
@@ -250,9 +248,7 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
         try:
             import pocketsphinx  # noqa: F401
         except ImportError as exc:
-            raise MissingDependency(
-                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
-            ) from exc
+            raise missing_extra("the pocketsphinx engine", "pocketsphinx", "server", exc) from exc
         return lambda: PocketSphinxEngine(**options)  # type: ignore[arg-type]
     if name == "energy":
         return lambda: EnergyEngine(**options)  # type: ignore[arg-type]

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MissingDependency
+from ..errors import missing_extra
 
 try:
     import anywidget
     import ipywidgets
     import traitlets
 except ImportError as exc:  # pragma: no cover - exercised without the extra
-    raise MissingDependency(
-        f"bk_notebook.widgets needs ipywidgets and anywidget ({exc.name} is missing): "
-        "pip install 'bk-notebook[widgets]'"
-    ) from exc
+    raise missing_extra("bk_notebook.widgets", "ipywidgets and anywidget", "widgets", exc) from exc
 
 __all__ = ["anywidget", "front_end", "ipywidgets", "traitlets"]
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE, to_pcm16
-from ..errors import MissingDependency, UsageError
+from ..errors import UsageError, missing_extra
 from ._deps import anywidget, front_end, traitlets
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def encode_audio(pcm: np.ndarray, audio_format: str = "auto") -> tuple[bytes, st
         audio_format = "wav" if pcm.nbytes <= WAV_LIMIT_BYTES else "flac"
     if audio_format == "opus":
         if not _opus_available():
-            raise MissingDependency("audio_format='opus' needs PyAV: pip install 'bk-notebook[webrtc]'")
+            raise missing_extra("audio_format='opus'", "PyAV", "webrtc")
         return _encode_opus(pcm), _MIME["opus"]
     out = io.BytesIO()
     sf.write(out, pcm, SAMPLE_RATE, format=audio_format.upper(), subtype="PCM_16")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import load_audio
-from ..errors import AudioError, MissingDependency
+from ..errors import AudioError, missing_extra
 
 __all__ = ["from_recorder", "is_file_upload", "is_recorder", "uploaded_files"]
 
@@ -47,5 +47,5 @@ def from_recorder(recorder: Any) -> tuple[np.ndarray, int]:
     try:
         import av  # noqa: F401
     except ImportError as exc:
-        raise MissingDependency("decoding browser recordings needs PyAV: pip install 'bk-notebook[webrtc]'") from exc
+        raise missing_extra("decoding browser recordings", "PyAV", "webrtc", exc) from exc
     return load_audio(data)
