@@ -25,7 +25,6 @@ extensions = [
     "myst_nb",  # MyST Markdown pages and the notebooks (it loads myst_parser itself)
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",  # the docstrings are numpy style
-    "sphinx.ext.viewcode",
     "sphinxarg.ext",  # the CLI, from bk_notebook.cli:_parser
 ]
 
@@ -89,12 +88,29 @@ def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     owner = ".".join(part for part in (node.get("py:module"), node.get("py:class")) if part)
     if owner and f"{owner}.{target}" in objects:
         matches = [f"{owner}.{target}"]
+    elif owner in objects and _lists_attribute(owner, target):
+        matches = [owner]  # an instance attribute of the "Attributes" section: link to the class that lists it
     else:
         matches = sorted({name for name, obj in objects.items() if name.endswith("." + target) and not obj.aliased})
     if len(matches) != 1:
         return None
     entry = objects[matches[0]]
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
+
+
+def _lists_attribute(owner: str, attribute: str) -> bool:
+    """Whether the class ``owner`` names ``attribute`` in its docstring's "Attributes" section."""
+    import importlib
+    import re
+
+    module, _, name = owner.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    doc = cls.__doc__ or ""
+    section = doc.partition("Attributes\n")[2]
+    return re.search(rf"^\s*{re.escape(attribute)} :", section, re.M) is not None
 
 
 def setup(app: Any) -> dict[str, Any]:
