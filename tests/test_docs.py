@@ -22,7 +22,8 @@ from docs_site import DOCS, ROOT, Site, build_site
 
 pytestmark = pytest.mark.slow
 
-SHORT_README = DOCS / "_readme_short.md"
+# The short README waits in docs/ until it replaces README.md; then these tests hold README.md to it.
+SHORT_README = DOCS / "_readme_short.md" if (DOCS / "_readme_short.md").exists() else ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
