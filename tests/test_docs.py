@@ -127,7 +127,10 @@ def test_each_notebook_is_rendered_from_its_committed_outputs(site: Site) -> Non
         assert len(re.findall(r'<img [^>]*src="[^"]*_images/', page)) >= plots, notebook.name
 
 
-def test_the_build_needs_no_network_and_no_kernel() -> None:
+def test_the_build_needs_no_network_and_no_kernel(site: Site) -> None:
+    if not site.offline:
+        pytest.skip("unshare -n is not available to this user: the build ran with the network up")
+    assert site.returncode == 0  # it built in a namespace with no network at all
     conf = (DOCS / "conf.py").read_text()
     assert re.search(r'^nb_execution_mode = "off"', conf, re.M)
     assert "sphinx.ext.intersphinx" not in conf
