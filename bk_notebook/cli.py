@@ -262,7 +262,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
                                             drain_timeout=args.drain_timeout)
     if client is not None:
-        require_token(client)
+        require_token(client.settings)
     progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
 
     async def run() -> list[Any]:
@@ -560,7 +560,7 @@ def _listen(args: argparse.Namespace) -> int:
     client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
                                             drain_timeout=args.drain_timeout)
     if client is not None:
-        require_token(client)
+        require_token(client.settings)
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     live = sys.stderr.isatty()
     shown: dict[str, Any] = {"partial": "", "level": -100.0}

@@ -31,8 +31,6 @@ from .errors import ClusterError, UsageError, missing_extra
 
 __all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
 
-_CLIENT_OPTIONS = ("connect_timeout", "reply_timeout", "drain_timeout", "connect_retries", "retry_backoff",
-                   "reconnect", "resume_buffer_seconds", "window_seconds")
 _servers: dict[tuple[tuple[str, Any], ...], Any] = {}  # one embedded server per worker process and settings
 _servers_lock = threading.Lock()
 
@@ -97,8 +95,8 @@ def _settings(client: Client | None, worker_server: dict[str, Any] | None, kwarg
     if client.ssl is not None:
         raise UsageError("an ssl= context cannot be sent to Dask workers; install the CA on the workers instead")
     return WorkerSettings(
-        url=client.url, token=client._token, transcribe_options=kwargs,
-        client_options={name: getattr(client, name) for name in _CLIENT_OPTIONS},
+        url=client.url, token=client.settings.token, transcribe_options=kwargs,
+        client_options=client.settings.worker_options(),
     )
 
 

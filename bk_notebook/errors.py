@@ -5,6 +5,7 @@
     BkError
     ├── AudioError (also ValueError)        bad audio: nothing was sent
     ├── UsageError (also ValueError)        bad arguments or configuration: nothing was sent
+    │   └── NotAwaitedError (also AttributeError) a result's attribute asked of its coroutine (a missing ``await``)
     ├── MissingDependency (also ImportError) an optional extra is not installed
     ├── DeviceError (also OSError)          the sound card cannot be opened or failed while recording
     ├── ConnectError (also ConnectionError) the websocket could not be opened or was lost
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionLost",
     "DeviceError",
     "MissingDependency",
+    "NotAwaitedError",
     "ProtocolError",
     "ServiceError",
     "StreamTimeout",
@@ -75,6 +77,10 @@ class AudioError(BkError, ValueError):
 
 class UsageError(BkError, ValueError):
     """An argument or setting is wrong; the message says which and how to fix it."""
+
+
+class NotAwaitedError(UsageError, AttributeError):
+    """An attribute of a result was asked of the coroutine that computes it (a forgotten ``await``)."""
 
 
 class MissingDependency(BkError, ImportError):

@@ -135,9 +135,6 @@ class BkServer:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s (engine %s, %d workers)", self.url, self.config.engine, self.config.workers)
 
-    async def serve_forever(self) -> None:
-        await self._server.serve_forever()
-
     async def close(self, grace: float = 5.0, close_timeout: float = 0.5) -> None:
         """Stop listening at once; give running sessions ``grace`` seconds, then end them.
 
