@@ -59,11 +59,23 @@ def message(kind: str, sess_id: str = "", audio: bytes | None = None) -> str:
     return json.dumps({"bk": bk_})
 
 
+async def open_session(ws: object, refused: list[int]) -> str:
+    """audioConn, retried every half second while the server refuses it (as bk.Client retries)."""
+    for _ in range(60):
+        await ws.send(message("audioConn"))  # type: ignore[attr-defined]
+        reply = json.loads(await ws.recv())["bk"]  # type: ignore[attr-defined]
+        if reply.get("status") == 200:
+            return str(reply["data"]["sess_id"])
+        refused[0] += 1
+        await asyncio.sleep(0.5)
+    raise RuntimeError("audioConn refused for 30 s")
+
+
 async def paced(url: str, pcm: bytes, delay: float) -> dict[str, float]:
     await asyncio.sleep(delay)
+    refused = [0]
     async with connect(url) as ws:
-        await ws.send(message("audioConn"))
-        sess_id = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
+        sess_id = await open_session(ws, refused)
         t0 = time.monotonic()
         arrivals: list[float] = []
         latencies: list[float] = []
@@ -85,7 +97,8 @@ async def paced(url: str, pcm: bytes, delay: float) -> dict[str, float]:
         await ws.send(message("audioStop", sess_id))
         await asyncio.wait_for(receiver, 600)
     gaps = np.diff([t0, *arrivals])
-    return {"max_pause_s": float(gaps.max()), "latencies": latencies}  # type: ignore[dict-item]
+    return {"max_pause_s": float(gaps.max()), "latencies": latencies,  # type: ignore[dict-item]
+            "refused": refused[0]}
 
 
 async def noisy(url: str, seconds: float, started: asyncio.Event) -> dict[str, float]:
@@ -114,7 +127,8 @@ def summary(results: list[dict[str, float]]) -> dict[str, float]:
     return {"max_pause_s": round(max(r["max_pause_s"] for r in results), 2),
             "latency_p50_s": round(float(np.percentile(latencies, 50)), 2),
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 2),
-            "latency_max_s": round(float(latencies.max()), 2)}
+            "latency_max_s": round(float(latencies.max()), 2),
+            "audioconn_refusals": int(sum(r.get("refused", 0) for r in results))}
 
 
 async def phase(url: str, pcm: bytes, n: int, noise: float) -> dict[str, object]:

@@ -374,9 +374,10 @@ class Connection:
         assert self._lease is not None
         try:
             async with self._turns.turn():  # round-robin with the other sessions' calls
-                began = asyncio.get_running_loop().time()
+                turns, began = self._turns, asyncio.get_running_loop().time()
+                alone, granted = turns.running == 1, turns.granted
                 events = await self._lease.call(method, *args)
-                if self._load is not None and method == "feed":
+                if self._load is not None and method == "feed" and alone and turns.granted == granted:
                     self._load.decoded(len(args[0]) / 2 / SAMPLE_RATE, asyncio.get_running_loop().time() - began)
                 return events  # type: ignore[no-any-return]
         except Exception:

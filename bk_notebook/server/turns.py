@@ -11,8 +11,9 @@ five minutes of audio gets one decode, then waits behind everyone else's next
 chunk, instead of decoding its whole backlog ahead of them.
 
 **Admission.**  :class:`Load` measures what decoding costs (engine seconds per
-second of audio, averaged over recent calls) and how fast each session's audio
-arrives.  A session whose audio arrives at about real time (at most
+second of audio, averaged over recent calls that ran alone: a call sharing the
+cores, or the GIL, with another takes longer than the engine needs) and how
+fast each session's audio arrives.  A session whose audio arrives at about real time (at most
 ``LIVE_RATE`` times it) is *live*: falling behind is what hurts it.  Sessions
 faster than that (a file sent unpaced) take whatever turns are left and are not
 counted.  ``audioConn`` is refused ("worker not available", which the client
@@ -42,6 +43,7 @@ class DecodeTurns:
             raise ValueError("slots must be at least 1")
         self.slots = slots
         self.running = 0
+        self.granted = 0  # turns given so far: a call that saw no other granted while it ran ran alone
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -53,6 +55,7 @@ class DecodeTurns:
         """Wait for a turn, hold it while the body runs, then hand it to the longest waiter."""
         if self.running < self.slots and not self._waiting:
             self.running += 1
+            self.granted += 1
         else:
             ticket = asyncio.get_running_loop().create_future()
             self._waiting.append(ticket)
@@ -75,6 +78,7 @@ class DecodeTurns:
             ticket = self._waiting.popleft()
             if not ticket.done():
                 ticket.set_result(None)
+                self.granted += 1
                 return
         self.running -= 1
 
