@@ -101,7 +101,7 @@ async def transcribe_many(
         Run the items on this Dask cluster's workers (see :mod:`bk_notebook.dask`).
     worker_server : dict, optional
         With ``cluster`` and no ``client``: arguments of each worker's
-        :func:`~bk_notebook.local_server` (default ``{"engine": "pocketsphinx"}``).
+        :func:`~bk_notebook.local_server` (default ``{"engine": "auto"}``).
     column, sr_column, id_column : str, optional
         For DataFrame and Dataset input: the audio column (default: the first of ``audio``,
         ``path``, ``file`` present), the sample-rate column and the key column, if present.
