@@ -26,10 +26,11 @@ from benchmarks.common import ROOT, save
 
 
 class Server:
-    def __init__(self, workers: int, processes: bool = False) -> None:
+    def __init__(self, workers: int, processes: bool = False, engine: str = "pocketsphinx") -> None:
         extra = ["--processes"] if processes else []
         self.proc = subprocess.Popen([sys.executable, "-m", "bk_notebook.cli", "serve", "--port", "0",
-                                      "--workers", str(workers), *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                                      "--engine", engine, "--workers", str(workers), *extra],
+                                     cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = ""
         while "listening on" not in line:
             line = self.proc.stderr.readline()
