@@ -162,6 +162,18 @@ def test_the_demo_command_uses_whisper_by_default(whisper_server: Any) -> None:
     assert {"world", "speech", "recognition", "sunny", "warm"} <= set(words(result.stdout)), result.stdout
 
 
+@pytest.mark.slow
+def test_whisper_stop_point_sweep() -> None:
+    """A stop after any chunk: finals well-formed, earlier ones as in the full run, no partial lost."""
+    whisper_installed()
+    from test_engines import pcm_of, sweep
+
+    from bk_notebook.server.whisper import WhisperEngine
+
+    engine = WhisperEngine(model="tiny.en", language="en")  # the fastest model: each stop point is decoded
+    assert sweep(engine, pcm_of(FIXTURES / "hello.wav"), "hello.wav") > 15  # ~30 s; tomorrow.wav too: ~75 s
+
+
 # ------------------------------------------------------------------ choosing the engine
 def test_auto_picks_whisper_when_installed_and_pocketsphinx_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from bk_notebook.server import engines, models

@@ -255,6 +255,8 @@ class WhisperEngine:
             return []  # a click or a cough: never decoded, never shown
         text, language = self._decode(self._decode_from, decode_end, final=True)
         self._utt_language = None
+        # Words already shown as a partial are never lost: a final decode that finds nothing keeps them.
+        text = text or previous_partial
         if not text:
             return []
         return [Final(text, speech_start / SAMPLE_RATE, speech_end / SAMPLE_RATE, language=language)]
