@@ -60,14 +60,15 @@ def words_right(references: list[str], hypotheses: list[str]) -> tuple[int, int,
 @pytest.fixture(scope="module")
 def whisper_server() -> Any:
     whisper_installed()
-    with bk.local_server(engine="whisper", workers=2) as server:  # language auto: Indonesian or English
+    # Language auto (Indonesian or English); finals only, for the suite's time (partials: tested on the engine).
+    with bk.local_server(engine="whisper", workers=2, partials=False) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def indonesian_server() -> Any:
     whisper_installed()
-    with bk.local_server(engine="whisper", language="id", workers=2) as server:  # the same model: shared
+    with bk.local_server(engine="whisper", language="id", workers=2, partials=False) as server:  # the same model
         yield server
 
 
@@ -163,6 +164,20 @@ def test_the_demo_command_uses_whisper_by_default(whisper_server: Any) -> None:
 
 
 @pytest.mark.slow
+def test_continuous_speech_is_cut_at_max_utterance_seconds() -> None:
+    whisper_installed()
+    from bk_notebook.server.whisper import WhisperEngine
+
+    engine = WhisperEngine(model="tiny.en", language="en", partials=False, max_utterance_seconds=1.5)
+    pcm = bk.to_pcm16(ENGLISH / "s01.flac").tobytes()  # 2.6 s of speech without a pause
+    finals = [e for i in range(0, len(pcm), 3200) for e in engine.feed(pcm[i:i + 3200])] + engine.flush()
+    assert len(finals) >= 2, finals
+    assert all(f.end - f.start <= 1.5 for f in finals), finals
+    assert all(a.end <= b.start for a, b in zip(finals, finals[1:], strict=False)), finals  # in order
+    assert {"hello", "recognition"} <= set(words(" ".join(f.text for f in finals))), finals
+
+
+@pytest.mark.slow
 def test_whisper_stop_point_sweep() -> None:
     """A stop after any chunk: finals well-formed, earlier ones as in the full run, no partial lost."""
     whisper_installed()
@@ -171,7 +186,8 @@ def test_whisper_stop_point_sweep() -> None:
     from bk_notebook.server.whisper import WhisperEngine
 
     engine = WhisperEngine(model="tiny.en", language="en")  # the fastest model: each stop point is decoded
-    assert sweep(engine, pcm_of(FIXTURES / "hello.wav"), "hello.wav") > 15  # ~30 s; tomorrow.wav too: ~75 s
+    pcm = pcm_of(FIXTURES / "hello.wav")[: 24 * 3200]  # 2.4 s: "hello world" and a stop after each of 24 chunks
+    assert sweep(engine, pcm, "hello.wav") == 25
 
 
 # ------------------------------------------------------------------ choosing the engine

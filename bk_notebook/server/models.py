@@ -264,7 +264,10 @@ class Turns:
 
 
 class SharedModel:
-    """One loaded WhisperModel and the turns of the sessions that decode with it."""
+    """One loaded WhisperModel, the turns of the sessions that decode with it, and its one-window decode."""
+
+    NO_SPEECH = 0.6  # faster-whisper's defaults: a window likely without speech and decoded with low
+    LOW_LOGPROB = -1.0  # confidence gives no text
 
     def __init__(self, name: str, model: Any, load_seconds: float) -> None:
         self.name = name
@@ -272,6 +275,47 @@ class SharedModel:
         self.load_seconds = load_seconds
         self.multilingual = bool(model.model.is_multilingual)
         self.turns = Turns()
+        self._tokenizers: dict[str, tuple[Any, tuple[int, ...]]] = {}
+
+    def _tokenizer(self, language: str) -> tuple[Any, tuple[int, ...]]:
+        if language not in self._tokenizers:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe",
+                                  language=language if self.multilingual else None)
+            self._tokenizers[language] = (tokenizer, tuple(get_suppressed_tokens(tokenizer, [-1])))
+        return self._tokenizers[language]
+
+    def decode(self, audio: Any, languages: tuple[str, ...], max_new_tokens: int) -> tuple[str, str]:
+        """Text and language of one window (at most 30 s) of float32 audio: one encoder pass.
+
+        With several ``languages``, the language is detected among them on the same encoder
+        output (one decoder step), where ``model.transcribe`` with ``detect_language`` would
+        encode the window twice.  Greedy, temperature 0, no earlier text, no timestamps.
+        Callers hold a turn (:meth:`Turns.turn`).
+        """
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.model
+        features = model.feature_extractor(audio)
+        frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
+        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        language = languages[0] if self.multilingual else "en"
+        if self.multilingual and len(languages) > 1:
+            ranked = model.model.detect_language(encoded)[0]  # [("<|en|>", p), ...], most likely first
+            language = next((token[2:-2] for token, _ in ranked if token[2:-2] in languages), language)
+        tokenizer, suppress = self._tokenizer(language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        result = model.model.generate(
+            encoded, [prompt], beam_size=1, max_length=min(model.max_length, len(prompt) + max_new_tokens),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=list(suppress),
+        )[0]
+        tokens = result.sequences_ids[0]
+        average_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > self.NO_SPEECH and average_logprob <= self.LOW_LOGPROB:
+            return "", language
+        return tokenizer.decode(tokens).strip(), language
 
 
 _shared: dict[str, SharedModel] = {}
@@ -297,13 +341,13 @@ def shared_model(model: str = "base", cpu_threads: int | None = None) -> SharedM
                               local_files_only=True)
         import numpy as np
 
-        # The first decode costs ~1 s more than the next ones: pay it now, not in the first session.
-        list(loaded.transcribe(np.zeros(16_000, dtype=np.float32), language="en", beam_size=1, temperature=0.0,
-                               without_timestamps=True, max_new_tokens=4, condition_on_previous_text=False)[0])
-        seconds = time.perf_counter() - began
-        logger.info("whisper model %s loaded in %.1f s (%s, int8, %d threads)", model, seconds, folder, threads)
-        _shared[model] = SharedModel(model, loaded, seconds)
-        return _shared[model]
+        shared = SharedModel(model, loaded, 0.0)
+        shared.decode(np.zeros(16_000, dtype=np.float32), ("en",), 4)  # the first decode costs ~1 s more: now
+        shared.load_seconds = time.perf_counter() - began
+        logger.info("whisper model %s loaded in %.1f s (%s, int8, %d threads)", model, shared.load_seconds, folder,
+                    threads)
+        _shared[model] = shared
+        return shared
 
 
 def clear_cache(model: str = "base") -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
@@ -172,8 +172,6 @@ class WhisperEngine:
         self._last_partial = ""
         self._partial_at = 0  # samples when the last partial decode started
         self._partial_wall = 0.0  # wall seconds the last partial decode took, waiting included
-        self._utt_language: str | None = None
-        self._session_language: str | None = None
         self._wall_start = 0.0  # monotonic time of the first feed
         self._least_lag = float("inf")
 
@@ -222,7 +220,6 @@ class WhisperEngine:
                 self._quiet_since = None
                 self._partial_at = start
                 self._last_partial = ""
-                self._utt_language = None
                 self._trim(self._decode_from)
             return []
         if probability >= self.threshold:
@@ -254,7 +251,6 @@ class WhisperEngine:
         if speech_end - speech_start < self.min_samples and not previous_partial:
             return []  # a click or a cough: never decoded, never shown
         text, language = self._decode(self._decode_from, decode_end, final=True)
-        self._utt_language = None
         # Words already shown as a partial are never lost: a final decode that finds nothing keeps them.
         text = text or previous_partial
         if not text:
@@ -273,6 +269,8 @@ class WhisperEngine:
         interval = max(self.partial_samples, int(1.5 * self._partial_wall * SAMPLE_RATE))
         if position - self._partial_at < interval or position - self._utt_start < self.partial_samples:
             return False
+        if self._quiet_since is not None:
+            return False  # a pause: the final may be due in a moment, and must not wait behind a partial
         if audio_seconds - wall_seconds > 2.0:
             return False  # fed faster than real time (a file): the finals come sooner than partials could be read
         # Audio arrives at most in real time when live, so the least lag seen is this stream's own latency;
@@ -292,29 +290,10 @@ class WhisperEngine:
     # ---------------------------------------------------------------- decoding
     def _decode(self, start: int, end: int, *, final: bool) -> tuple[str, str]:
         audio = self._buffer[max(0, start - self._buffer_start) : end - self._buffer_start]
-        model = self._shared.model
+        languages = AUTO_LANGUAGES if self.language == "auto" else (self.language,)
+        max_new_tokens = int(min(400, 24 + 12 * len(audio) / SAMPLE_RATE))
         with self._shared.turns.turn(final=final):
-            language = self._language_of(model, audio, final=final)
-            segments, _ = model.transcribe(
-                audio, language=language, task="transcribe", beam_size=1, temperature=0.0,
-                condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
-                max_new_tokens=int(min(400, 24 + 12 * len(audio) / SAMPLE_RATE)),
-            )
-            text = " ".join(segment.text.strip() for segment in segments).strip()
+            text, language = self._shared.decode(audio, languages, max_new_tokens)
         if not any(ch.isalnum() for ch in text):
             text = ""  # "..." or a lone "-": nothing was said
         return text, language
-
-    def _language_of(self, model: Any, audio: np.ndarray, *, final: bool) -> str:
-        if self.language != "auto":
-            return self.language
-        if not final and self._utt_language is None:
-            self._utt_language = self._session_language  # partials reuse the last final's language
-        if self._utt_language is None or final:
-            # One more encoder pass (about 40% more per final): a final decides with all its audio.
-            _, _, probabilities = model.detect_language(audio=audio)
-            allowed = [(p, lang) for lang, p in probabilities if lang in AUTO_LANGUAGES]
-            self._utt_language = max(allowed)[1] if allowed else AUTO_LANGUAGES[0]
-            if final:
-                self._session_language = self._utt_language
-        return self._utt_language
