@@ -21,7 +21,7 @@ text, with a token limit proportional to the audio.
 Every decode pays for a 30-second window (~0.5-0.8 s for base on 2 cores), so
 partials are rationed: the open utterance is re-decoded at most once per
 ``partial_interval`` seconds of audio, less often when decodes take long (the
-interval grows to 1.5x the last partial's wall time, waiting included), and
+interval grows to twice the last partial's wall time, waiting included), and
 not at all while the engine lags behind real time or is fed a file faster than
 real time (the finals arrive sooner than partials could be read).  Sessions
 share one model per process and take turns (:class:`~.models.Turns`): finals
@@ -266,7 +266,7 @@ class WhisperEngine:
     # ---------------------------------------------------------------- partials
     def _partial_due(self, audio_seconds: float, wall_seconds: float) -> bool:
         position = self._end()
-        interval = max(self.partial_samples, int(1.5 * self._partial_wall * SAMPLE_RATE))
+        interval = max(self.partial_samples, int(2 * self._partial_wall * SAMPLE_RATE))  # at most half the time
         if position - self._partial_at < interval or position - self._utt_start < self.partial_samples:
             return False
         if self._quiet_since is not None:
@@ -274,8 +274,8 @@ class WhisperEngine:
         if audio_seconds - wall_seconds > 2.0:
             return False  # fed faster than real time (a file): the finals come sooner than partials could be read
         # Audio arrives at most in real time when live, so the least lag seen is this stream's own latency;
-        # lagging a second more than that means decodes fell behind: catch up before spending on partials.
-        return (wall_seconds - audio_seconds) - self._least_lag < 1.0
+        # lagging half a second more than that means decodes fell behind: catch up before spending on partials.
+        return (wall_seconds - audio_seconds) - self._least_lag < 0.5
 
     def _partial(self) -> list[EngineEvent]:
         began = time.monotonic()
