@@ -26,10 +26,12 @@ from benchmarks.common import ROOT, save
 
 
 class Server:
-    def __init__(self, workers: int, processes: bool = False, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, workers: int, processes: bool = False, options: tuple[str, ...] = (),
+                 engine: str = "pocketsphinx") -> None:
         extra = ["--processes", *options] if processes else list(options)
         self.proc = subprocess.Popen([sys.executable, "-m", "bk_notebook.cli", "serve", "--port", "0",
-                                      "--workers", str(workers), *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                                      "--engine", engine, "--workers", str(workers), *extra],
+                                     cwd=ROOT, stderr=subprocess.PIPE, text=True)
         line = ""
         while "listening on" not in line:
             line = self.proc.stderr.readline()

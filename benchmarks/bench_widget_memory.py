@@ -5,7 +5,7 @@
 Resident memory above the start after the players were built (each with its encoded copy, as when a
 browser asked for the audio), closed, deleted and collected; the one-hour source array itself is
 kept by the benchmark and counted (115 MB).  To compare with a version before a change, run the
-same command with PYTHONPATH pointing at a checkout of that version (BENCHMARKS.md §13).
+same command with PYTHONPATH pointing at a checkout of that version (BENCHMARKS.md §14).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ async def transcribe_many(
         Run the items on this Dask cluster's workers (see :mod:`bk_notebook.dask`).
     worker_server : dict, optional
         With ``cluster`` and no ``client``: arguments of each worker's
-        :func:`~bk_notebook.local_server` (default ``{"engine": "pocketsphinx"}``).
+        :func:`~bk_notebook.local_server` (default ``{"engine": "auto"}``).
     worker_timeout : float
         With ``cluster``: seconds to wait for a first worker, and the longest the cluster may
         have none while items are left, before a :class:`ClusterError`; a lost scheduler

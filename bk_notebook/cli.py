@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    serve.add_argument("--engine", default="pocketsphinx", help="pocketsphinx, energy or module:Class")
+    serve.add_argument("--engine", default="auto", help="auto (whisper when installed, else pocketsphinx), whisper, "
+                       "pocketsphinx, energy or module:Class")
+    _add_whisper_options(serve)
     serve.add_argument("--workers", type=int, default=4, help="concurrent sessions (default 4)")
     serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable). Prefer "
                        "$BK_SERVER_TOKENS (comma or space separated): a --token shows in ps to other local users. "
@@ -113,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                             help="wait this long for the server's end-of-stream reply (default 10)")
     transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
-    transcribe.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
+    transcribe.add_argument("--engine", default="auto", help="engine for --local (default auto)")
+    _add_whisper_options(transcribe)
     transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
     transcribe.add_argument("--recursive", action="store_true", help="a FILE that is a folder: its audio files, "
                             "in subfolders too")
@@ -125,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                             "terminal); -v also prints each final as it lands")
 
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
-    demo.add_argument("--engine", default="pocketsphinx", help="engine (default pocketsphinx)")
+    demo.add_argument("--engine", default="auto", help="engine (default auto: whisper when installed)")
+    _add_whisper_options(demo)
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
 
     listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
@@ -135,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                         help="after Ctrl-C, wait this long for the server's last finals (default 10)")
     listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
-    listen.add_argument("--engine", default="pocketsphinx", help="engine for --local (default pocketsphinx)")
+    listen.add_argument("--engine", default="auto", help="engine for --local (default auto)")
+    _add_whisper_options(listen)
     listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
                         "(default: the system's default input)")
     listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
@@ -190,6 +195,17 @@ def _add_token_options(parser: argparse.ArgumentParser) -> None:
     given.add_argument("--token", dest="token_on_command_line", help=argparse.SUPPRESS)
 
 
+def _add_whisper_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--language", help="whisper: auto (Indonesian or English, the default), id, en or any "
+                         "Whisper language code")
+    command.add_argument("--model", help="whisper: base (default), tiny.en or a CTranslate2 model folder")
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--language and --model, when given, for the engine (the other engines take neither)."""
+    return {key: value for key in ("language", "model") if (value := getattr(args, key, None)) is not None}
+
+
 def _processes_by_default(args: argparse.Namespace) -> bool:
     """Engines in processes unless told otherwise, when they can decode on more than one core.
 
@@ -199,7 +215,9 @@ def _processes_by_default(args: argparse.Namespace) -> bool:
     """
     if args.processes is not None:
         return bool(args.processes)
-    return args.engine == "pocketsphinx" and (os.cpu_count() or 1) > 1
+    from .server.engines import resolve_engine
+
+    return resolve_engine(args.engine, args.model) == "pocketsphinx" and (os.cpu_count() or 1) > 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -211,6 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
         certfile=args.certfile, keyfile=args.keyfile, processes=_processes_by_default(args),
         allow_origins=tuple(args.allow_origin), max_utterance_seconds=args.max_utterance_seconds,
         max_queued_seconds=args.max_queued_seconds, decode_slots=args.decode_slots, admission=args.admission,
+        engine_options=_engine_options(args),
     )
     if config.decode_slots is not None and config.decode_slots < 1:
         raise _usage("--decode-slots must be at least 1")
@@ -277,7 +296,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             return await with_client(client)
         from .server import local_server
 
-        with local_server(engine=args.engine, workers=args.concurrency) as server:
+        with local_server(engine=args.engine, workers=args.concurrency, **_engine_options(args)) as server:
             return await with_client(Client(server.url, drain_timeout=args.drain_timeout))
 
     results: list[Any] = []
@@ -521,8 +540,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"{prefix}final [{span}]: {record['text']}", file=sys.stderr, flush=True)
 
     async def run() -> Any:
-        with local_server(engine=args.engine, workers=1) as server:
-            print(f"local server on {server.url} (engine {args.engine}); streaming {sample.name}", file=sys.stderr)
+        with local_server(engine=args.engine, workers=1, **_engine_options(args)) as server:
+            print(f"local server on {server.url} (engine {server.engine}); streaming {sample.name}", file=sys.stderr)
             client = Client(server.url)
             return await client.transcribe(sample, speed=args.speed, on_partial=show_partial, on_final=show_final)
 
@@ -627,7 +646,7 @@ def _listen(args: argparse.Namespace) -> int:
             return await session(client)
         from .server import local_server
 
-        with local_server(engine=args.engine, workers=1) as server:
+        with local_server(engine=args.engine, workers=1, **_engine_options(args)) as server:
             return await session(Client(server.url, drain_timeout=args.drain_timeout))
 
     def output(transcript: Any) -> bool:

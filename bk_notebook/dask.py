@@ -47,7 +47,7 @@ class WorkerSettings:
     url: str | None
     token: str | None = field(default=None, repr=False)
     client_options: dict[str, Any] = field(default_factory=dict)
-    server_options: tuple[tuple[str, Any], ...] = (("engine", "pocketsphinx"),)
+    server_options: tuple[tuple[str, Any], ...] = (("engine", "auto"),)
     transcribe_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +85,7 @@ def transcribe_item(key: str, audio: Any, sr: float | None, settings: WorkerSett
 
 def _settings(client: Client | None, worker_server: dict[str, Any] | None, kwargs: dict[str, Any]) -> WorkerSettings:
     if client is None:
-        server = {"engine": "pocketsphinx", **(worker_server or {})}
+        server = {"engine": "auto", **(worker_server or {})}
         if server.get("processes"):
             raise UsageError("worker_server processes=True: Dask worker processes cannot start engine processes; "
                              "scale with more Dask worker processes instead")
@@ -150,7 +150,7 @@ async def run_on_cluster(
     client : Client, optional
         Workers connect to its URL with its token and settings; else each starts a local server.
     worker_server : dict, optional
-        Arguments of each worker's ``local_server`` (default ``{"engine": "pocketsphinx"}``).
+        Arguments of each worker's ``local_server`` (default ``{"engine": "auto"}``).
     retries : int
         Times Dask re-runs a task that raised (a dead worker's tasks are re-run regardless).
     worker_timeout : float

@@ -52,6 +52,7 @@ __all__ = [
     "StreamTimeout",
     "UsageError",
     "WorkerUnavailable",
+    "install_hint",
     "missing_extra",
 ]
 
@@ -87,6 +88,11 @@ class MissingDependency(BkError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs an extra: the one place it is spelled."""
+    return f"pip install 'bk-notebook[{extra}]'"
+
+
 def missing_extra(feature: str, needs: str, extra: str, exc: ImportError | None = None) -> MissingDependency:
     """The one way to say an optional extra is missing: what needs what, what is missing, the pip line.
 
@@ -94,7 +100,7 @@ def missing_extra(feature: str, needs: str, extra: str, exc: ImportError | None 
     "evaluate needs jiwer and pandas: pip install 'bk-notebook[eval]'"
     """
     missing = f" ({exc.name} is missing)" if exc is not None and exc.name and exc.name not in needs.split() else ""
-    return MissingDependency(f"{feature} needs {needs}{missing}: pip install 'bk-notebook[{extra}]'")
+    return MissingDependency(f"{feature} needs {needs}{missing}: {install_hint(extra)}")
 
 
 class DeviceError(BkError, OSError):

@@ -106,11 +106,16 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    """A finished utterance; ``start``/``end`` are seconds when the server sends them."""
+    """A finished utterance; ``start``/``end`` are seconds when the server sends them.
+
+    ``language`` is the utterance's language code when the server names it (an extra
+    key of the local server's Whisper engine; the hosted service does not send it).
+    """
 
     text: str
     start: float | None = None
     end: float | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +306,9 @@ class ClientProtocol(_Machine):
             return [Stopped()]
         self.answered += 1
         if "final" in data:  # a reply with both: the final wins
-            return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")))]
+            language = data.get("language")
+            return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")),
+                          language if isinstance(language, str) and language else None)]
         if "partial" in data:
             return [Partial(str(data["partial"]))]
         self.acknowledged += 1
@@ -459,9 +466,11 @@ class ServerProtocol(_Machine):
                         "data": {"partial": text}})
 
     @staticmethod
-    def final(text: str, start: float, end: float) -> str:
-        return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "",
-                        "data": {"final": text, "start": round(start, 3), "end": round(end, 3)}})
+    def final(text: str, start: float, end: float, language: str | None = None) -> str:
+        data: dict[str, Any] = {"final": text, "start": round(start, 3), "end": round(end, 3)}
+        if language:  # an extra key: clients of the hosted service ignore what they do not know
+            data["language"] = language
+        return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "", "data": data})
 
     def stopped(self) -> str:
         """Close the session and return the ``audioStop`` reply."""

@@ -264,7 +264,8 @@ class Stream:
             offset = self._offset / BYTES_PER_SECOND
             start = None if event.start is None else round(event.start + offset, 3)
             end = None if event.end is None else round(event.end + offset, 3)
-            record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent)
+            record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent,
+                                               language=event.language)
             if self._resume is not None:
                 self._resume.final_ended_at(int(record["end"] * BYTES_PER_SECOND))
             await call_back(self._on_final, record)

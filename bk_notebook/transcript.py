@@ -33,7 +33,8 @@ class Transcript:
     finals : list of dict
         One record per final: ``segment``, ``text``, ``start``, ``end`` (seconds
         of audio) and ``session_id``; records whose times were not sent by the
-        server are estimated from the audio sent and say ``"timing": "estimated"``.
+        server are estimated from the audio sent and say ``"timing": "estimated"``;
+        a server that names the final's language adds ``language`` (``"id"``).
     session_id : str or None
         The server's session id (of the last session, if several were joined).
     duration : float
@@ -54,8 +55,13 @@ class Transcript:
     gaps: list[tuple[float, float]] = field(default_factory=list)
     complete: bool = False
 
-    def add_final(self, text: str, start: float | None, end: float | None, *, sent: float) -> dict[str, Any]:
-        """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates)."""
+    def add_final(
+        self, text: str, start: float | None, end: float | None, *, sent: float, language: str | None = None
+    ) -> dict[str, Any]:
+        """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates).
+
+        ``language`` (the local Whisper engine names it) becomes the record's last key.
+        """
         record: dict[str, Any] = {"segment": len(self.finals), "text": text}
         if start is None or end is None:
             previous_end = self.finals[-1]["end"] if self.finals else 0.0
@@ -64,6 +70,8 @@ class Transcript:
             record["timing"] = "estimated"
         else:
             record.update(start=start, end=end, session_id=self.session_id)
+        if language:
+            record["language"] = language
         self.finals.append(record)
         return record
 
@@ -88,8 +96,9 @@ class Transcript:
         return pd.DataFrame(self.records(), columns=self._columns())
 
     def _columns(self) -> list[str]:
-        """The record fields, with ``timing`` only when some final's times were estimated."""
-        return list(_COLUMNS) + (["timing"] if any("timing" in r for r in self.finals) else [])
+        """The record fields, with ``timing`` (``language``) only when some final has one."""
+        optional = [key for key in ("timing", "language") if any(key in r for r in self.finals)]
+        return list(_COLUMNS) + optional
 
     def to_srt(self) -> str:
         """SubRip subtitles, one cue per final."""

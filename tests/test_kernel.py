@@ -160,7 +160,8 @@ tr.start()
 def test_rerunning_the_server_and_transcriber_cells_does_not_stack(kernel: Kernel) -> None:
     kernel.run(SERVER_LOG + "import bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
                "from ipywidgets.widgets.widget import _instances\nservers = []")
-    server_cell = "server = bk.local_server()\nclient = bk.Client(server.url)\nservers.append(server)"
+    server_cell = ("server = bk.local_server(engine='pocketsphinx')\nclient = bk.Client(server.url)\n"
+                   "servers.append(server)")
     kernel.run(server_cell, cell_id="server-cell")
     once = kernel.resources()
     for _ in range(4):

@@ -38,7 +38,7 @@ def texts(t: bk.Transcript) -> list[str]:
 
 async def test_the_same_complete_finals_unpaced_at_10x_and_at_real_time(long_pcm: np.ndarray) -> None:
     require("pocketsphinx", "the default engine")
-    with bk.local_server(workers=3) as server:
+    with bk.local_server(engine="pocketsphinx", workers=3) as server:
         client = bk.Client(server.url)
         unpaced, default, real_time = await asyncio.gather(
             client.transcribe(long_pcm, 16000, speed=None),

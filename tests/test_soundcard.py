@@ -115,7 +115,9 @@ class Pulse:
         subprocess.run(["paplay", str(wav)], env=self.env, check=True, timeout=120)
 
     def listen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([*cli(), "listen", *args], env=env or self.env, text=True,
+        # PocketSphinx: these tests wait for its early partials ("world" mid-utterance).
+        engine = ["--engine", "pocketsphinx"] if "--local" in args else []
+        return subprocess.Popen([*cli(), "listen", *args, *engine], env=env or self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

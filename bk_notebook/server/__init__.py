@@ -5,6 +5,7 @@ from __future__ import annotations
 from .app import BkServer, ServerConfig
 from .engines import EnergyEngine, Engine, PocketSphinxEngine, engine_factory
 from .local import LocalServer, local_server
+from .whisper import WhisperEngine
 
 __all__ = [
     "BkServer",
@@ -13,6 +14,7 @@ __all__ = [
     "LocalServer",
     "PocketSphinxEngine",
     "ServerConfig",
+    "WhisperEngine",
     "engine_factory",
     "local_server",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
-from .engines import Engine, engine_factory
+from .engines import Engine, engine_factory, resolve_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
 from .turns import DecodeTurns, Load
@@ -45,7 +45,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    engine: str = "pocketsphinx"
+    engine: str = "auto"  # whisper when installed, else pocketsphinx
     workers: int = 4
     tokens: tuple[str, ...] = ()
     idle_timeout: float = 60.0
@@ -59,7 +59,7 @@ class ServerConfig:
     # come near it; the service's sample (10x real time, no waiting) stays under it for files of
     # a few minutes even when the engine decodes at 2x.
     max_queued_seconds: float = 300.0
-    # Continuous sound longer than this is cut into utterances (pocketsphinx and energy engines):
+    # Continuous sound longer than this is cut into utterances (the built-in engines; whisper: at most 28 s):
     # noise or a talk without pauses cannot grow one utterance, and its final decode, without bound.
     max_utterance_seconds: float = 20.0
     # Engine calls that run at once, taken in turns by the sessions (None: one per core).
@@ -88,9 +88,11 @@ class BkServer:
         self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
         self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         options = dict(config.engine_options)
-        if config.engine in ("pocketsphinx", "energy"):
+        self.engine = resolve_engine(config.engine, options.get("model"))
+        if self.engine in ("pocketsphinx", "energy", "whisper"):
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
-        make = engine_factory(config.engine, **options)  # checks the name now, in this process
+        # Checks the name now, in this process; loads a whisper model once for every session's thread.
+        make = engine_factory(config.engine, preload=not config.processes, **options)
         if config.processes:
             from .processes import ProcessEngine
 
@@ -133,7 +135,7 @@ class BkServer:
             logger=RedactingLogger(logging.getLogger("websockets.server"), self._tokens),
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        logger.info("listening on %s (engine %s, %d workers)", self.url, self.config.engine, self.config.workers)
+        logger.info("listening on %s (engine %s, %d workers)", self.url, self.engine, self.config.workers)
 
     async def close(self, grace: float = 5.0, close_timeout: float = 0.5) -> None:
         """Stop listening at once; give running sessions ``grace`` seconds, then end them.

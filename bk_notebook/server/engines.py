@@ -11,17 +11,23 @@ blocking code: the server calls them from worker threads, never on its loop.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Protocol, Union
 
 import numpy as np
 
-from ..errors import UsageError, missing_extra
+from ..errors import UsageError, install_hint, missing_extra
 from ..protocol import Final, Partial
 
-__all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory"]
+__all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
+
+logger = logging.getLogger("bk_notebook.server")
+WHISPER_ONLY = ("language", "model", "partials")  # options that only the whisper engine takes
+_auto_logged = threading.Event()  # "engine auto: ..." is said once per process
 
 EngineEvent = Union[Partial, Final]
 SAMPLE_RATE = 16_000
@@ -235,15 +241,50 @@ class PocketSphinxEngine:
         return events
 
 
-def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
+def resolve_engine(name: str, model: object = None) -> str:
+    """The engine ``name`` stands for: ``"auto"`` is whisper when it can load, else pocketsphinx (logged once)."""
+    if name != "auto":
+        return name
+    from .models import whisper_available
+
+    chosen = "whisper" if whisper_available(str(model or "base")) else "pocketsphinx"
+    if not _auto_logged.is_set():
+        _auto_logged.set()
+        if chosen == "whisper":
+            logger.info("engine auto: whisper (faster-whisper and its model are installed)")
+        else:
+            logger.info("engine auto: pocketsphinx (US English); %s for Whisper, Indonesian included",
+                        install_hint("whisper"))
+    return chosen
+
+
+def engine_factory(name: str, *, preload: bool = True, **options: object) -> Callable[[], Engine]:
     """Return a zero-argument constructor for ``name``.
 
-    ``name`` is ``"pocketsphinx"``, ``"energy"``, or ``"module:Class"`` naming a
-    user's class with ``reset``/``feed``/``flush`` (for instance a Vosk wrapper).
-    The module is imported with the current directory on ``sys.path`` (appended,
-    as uvicorn does for ``module:app``), so ``bk-notebook serve --engine
-    my_engines:MyEngine`` finds ``./my_engines.py``.
+    ``name`` is ``"auto"`` (whisper when installed, else pocketsphinx),
+    ``"whisper"``, ``"pocketsphinx"``, ``"energy"``, or ``"module:Class"``
+    naming a user's class with ``reset``/``feed``/``flush`` (for instance a Vosk
+    wrapper).  The module is imported with the current directory on
+    ``sys.path`` (appended, as uvicorn does for ``module:app``), so
+    ``bk-notebook serve --engine my_engines:MyEngine`` finds ``./my_engines.py``.
+    With ``preload`` (the default) the whisper model is loaded now, once per
+    process, so that the first session does not wait for it.
     """
+    if name == "auto":
+        name = resolve_engine(name, options.get("model"))
+        if name != "whisper":
+            language = str(options.get("language") or "auto").lower()
+            if language not in ("auto", "en"):
+                raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
+                                    "whisper")
+            options = {k: v for k, v in options.items() if k not in WHISPER_ONLY}
+    if name == "whisper":
+        from .models import shared_model
+        from .whisper import WhisperEngine
+
+        if preload:
+            shared_model(str(options.get("model") or "base"))  # raises MissingDependency, or loads and logs
+        return lambda: WhisperEngine(**options)  # type: ignore[arg-type]
     if name == "pocketsphinx":
         try:
             import pocketsphinx  # noqa: F401
@@ -254,7 +295,7 @@ def engine_factory(name: str, **options: object) -> Callable[[], Engine]:
         return lambda: EnergyEngine(**options)  # type: ignore[arg-type]
     module_name, _, class_name = name.partition(":")
     if not module_name or not class_name:
-        raise UsageError(f"unknown engine {name!r}: use 'pocketsphinx', 'energy' or 'module:Class'")
+        raise UsageError(f"unknown engine {name!r}: use 'auto', 'whisper', 'pocketsphinx', 'energy' or 'module:Class'")
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     try:

@@ -79,6 +79,11 @@ class LocalServer:
         return self._server.port
 
     @property
+    def engine(self) -> str:
+        """The engine in use: ``"auto"`` resolved to ``"whisper"`` or ``"pocketsphinx"``."""
+        return self._server.engine
+
+    @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop_requested.is_set()
 
@@ -128,11 +133,11 @@ class LocalServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"LocalServer(url={self.url!r}, engine={self.config.engine!r}, workers={self.config.workers}, {state})"
+        return f"LocalServer(url={self.url!r}, engine={self.engine!r}, workers={self.config.workers}, {state})"
 
 
 def local_server(
-    engine: str = "pocketsphinx",
+    engine: str = "auto",
     port: int = 0,
     workers: int = 4,
     *,
@@ -147,6 +152,8 @@ def local_server(
     max_queued_seconds: float = 300.0,
     decode_slots: int | None = None,
     admission: bool = True,
+    language: str | None = None,
+    model: str | None = None,
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -154,8 +161,17 @@ def local_server(
     Parameters
     ----------
     engine : str
-        ``"pocketsphinx"`` (real offline English recognition), ``"energy"``
+        ``"auto"`` (the default: ``"whisper"`` when the ``whisper`` extra is
+        installed, else ``"pocketsphinx"``; logged once), ``"whisper"``
+        (Whisper through faster-whisper: Indonesian, English and more),
+        ``"pocketsphinx"`` (US English, light and fast), ``"energy"``
         (deterministic, for tests and teaching) or ``"module:Class"``.
+    language : str, optional
+        Whisper only: ``"auto"`` (the default: Indonesian or English, detected
+        per utterance), ``"id"``, ``"en"`` or any Whisper language code.
+    model : str, optional
+        Whisper only: ``"base"`` (the default, multilingual), ``"tiny.en"``
+        (English only, faster) or a folder holding a CTranslate2 Whisper model.
     port : int
         0 picks a free port; read it back from ``.url``.
     workers : int
@@ -184,7 +200,7 @@ def local_server(
     certfile, keyfile : str, optional
         A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
-        Passed to the engine (e.g. ``grammar=`` for pocketsphinx).
+        Passed to the engine (e.g. ``grammar=`` for pocketsphinx, ``partials=False`` for whisper).
 
     Returns
     -------
@@ -202,6 +218,10 @@ def local_server(
     >>> bk.local_server() is server                     # doctest: +SKIP
     True
     """
+    if language is not None:
+        engine_options["language"] = language
+    if model is not None:
+        engine_options["model"] = model
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,

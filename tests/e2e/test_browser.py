@@ -162,7 +162,8 @@ def test_transcribe_with_display_in_a_cell(page: Any, jupyter: JupyterServer, sh
     notebook = {
         "cells": [
             {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source":
-             "import bk_notebook as bk\nserver = bk.local_server()\nclient = bk.Client(server.url)"},
+             "import bk_notebook as bk\nserver = bk.local_server(engine='pocketsphinx')\n"
+             "client = bk.Client(server.url)"},
             {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source":
              "t = await client.transcribe(bk.sample_path(), speed=4.0, display=True)"},
         ],

@@ -50,7 +50,7 @@ def write_notebook(jupyter: JupyterServer, name: str, cells: list[str]) -> None:
 
 
 PLAYER_CELLS = [
-    "import bk_notebook as bk\nserver = bk.local_server()\nclient = bk.Client(server.url)\n"
+    "import bk_notebook as bk\nserver = bk.local_server(engine='pocketsphinx')\nclient = bk.Client(server.url)\n"
     "t = await client.transcribe(bk.sample_path(), speed=None)\n"
     "print([(f['start'], f['end']) for f in t.finals])",
     "p = t.player(bk.sample_path())\np",
@@ -202,7 +202,7 @@ def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: Jupyte
 # ------------------------------------------------------------------------------------- Voilà
 VOILA_CELLS = [
     "import bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
-    "server = bk.local_server()\nclient = bk.Client(server.url)",
+    "server = bk.local_server(engine='pocketsphinx')\nclient = bk.Client(server.url)",
     "Transcriber(client)",
 ]
 
