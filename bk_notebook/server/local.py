@@ -80,7 +80,7 @@ class LocalServer:
 
     @property
     def engine(self) -> str:
-        """The engine in use: ``"auto"`` resolved to ``"whisper"`` or ``"pocketsphinx"``."""
+        """Which engine runs (``"auto"`` resolved to ``"whisper"`` or ``"pocketsphinx"``)."""
         return self._server.engine
 
     @property
