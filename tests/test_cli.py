@@ -63,7 +63,8 @@ def test_transcribe_local_with_pocketsphinx_table() -> None:
     assert result.returncode == 0, result.stderr
     assert "hello world" in result.stdout
     assert "audio sent" not in result.stderr  # stderr is not a terminal: no bar unless asked
-    shown = run("transcribe", str(FIXTURES / "hello.wav"), "--local", "--speed", "max", "--progress")
+    shown = run("transcribe", str(FIXTURES / "hello.wav"), "--local", "--engine", "pocketsphinx", "--speed", "max",
+                "--progress")
     assert shown.returncode == 0 and shown.stdout == result.stdout, shown.stderr
     assert "audio sent: 100%" in shown.stderr and "4.5/4.5 s" in shown.stderr  # seconds of the file's total
 
