@@ -198,6 +198,25 @@ def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> N
     assert read_checkpoint(path)["c"]["finals"] == [{"segment": 0, "text": "x"}]
 
 
+def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: Path, monkeypatch) -> None:
+    # A power loss after append() returned must not lose the item: its line is on disk, not in a cache.
+    path = tmp_path / "c.jsonl"
+    synced: list[bytes] = []  # what the file held, on disk's side of the flush, at each fsync of it
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), path.stat()):  # the checkpoint's own descriptor
+            synced.append(path.read_bytes())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with Checkpoint(path) as store:
+        store.append({"key": "a", "complete": True, "finals": []})
+        assert len(synced) == 1 and synced[0].endswith(b"\n") and json.loads(synced[0])["key"] == "a"
+        store.append({"key": "b", "complete": False, "finals": []})
+        assert len(synced) == 2 and [json.loads(line)["key"] for line in synced[1].splitlines()] == ["a", "b"]
+
+
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello\n")

@@ -99,6 +99,7 @@ async def test_audio_beyond_the_resume_buffer_is_reported_as_a_gap(energy_server
         t = await run(url, audio, reconnect=1, resume_buffer_seconds=1.0)
     [(start, end)] = t.gaps
     assert start == pytest.approx(1.3) and end == pytest.approx(2.6)
+    assert not t.complete and "1.3 s of audio could not be transcribed" in t.incomplete_reason
     assert t.finals[0]["text"] == "sound 0.50 s" and t.finals[-1]["text"] == "sound 0.40 s"
 
 

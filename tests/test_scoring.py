@@ -69,6 +69,17 @@ def test_normalisation_is_stated_and_configurable() -> None:
     assert Normaliser()("Don't stop -- it's \"fine\"; well-known.") == "don't stop it's fine well known"
 
 
+def test_compatibility_forms_score_as_the_plain_text() -> None:
+    # NFKC: a ligature, full-width letters and digits, a decomposed accent are the words a reader sees.
+    decomposed = "cafe\u0301"  # e + combining acute accent
+    assert decomposed != "caf\u00e9" and Normaliser()(decomposed) == "caf\u00e9"
+    hyps = ["\ufb01ne caf\u00e9", "\uff28\uff45\uff4c\uff4c\uff4f \uff17", f"fine {decomposed}"]
+    refs = ["fine caf\u00e9", "hello 7", "fine caf\u00e9"]
+    scores = bk.evaluate(hyps, refs, numbers="words")
+    assert list(scores["wer"]) == [0.0, 0.0, 0.0] and list(scores["cer"]) == [0.0, 0.0, 0.0]
+    assert list(scores["hypothesis"]) == ["fine caf\u00e9", "hello seven", "fine caf\u00e9"]
+
+
 def test_number_to_words() -> None:
     assert number_to_words(0) == "zero"
     assert number_to_words(40) == "forty"

@@ -178,6 +178,18 @@ async def test_pings_are_answered_while_the_engine_lags_and_a_backlog_is_not_idl
     assert sum("final" in r.get("data", {}) for r in replies) == 3
 
 
+async def test_one_decode_longer_than_the_idle_timeout_is_not_idleness() -> None:
+    # Nothing queued behind the chunk, nothing received while it decodes: the session is busy, not idle.
+    with server(engine="tests.slow_engine:SlowEngine", workers=1, idle_timeout=0.3,
+                engine_options={"inner": "energy", "speed": 0.2}) as s:
+        async with connect(s.url) as ws:
+            sess_id = await open_session(ws)
+            await ws.send(audio_message(sess_id, bytes(6400)))  # 0.2 s of audio, 1 s of decoding
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"] == ACK
+            await ws.send(stop_message(sess_id))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"] == STOPPED
+
+
 async def test_a_client_beyond_the_queue_bound_is_refused_with_400_not_dropped() -> None:
     with server(engine="tests.slow_engine:SlowEngine", workers=1, max_queued_seconds=1.0,
                 engine_options={"inner": "energy", "speed": 2.0}) as s:
