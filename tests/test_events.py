@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bk_notebook.events import EventBacklog
 from bk_notebook.protocol import Final, Partial
 
@@ -38,3 +40,12 @@ async def test_readers_get_events_in_order_then_stop_at_the_end() -> None:
     assert len(backlog) == 1
     backlog.end()
     assert [event async for event in reader] == [Final("f")]
+
+
+async def test_a_reader_of_an_empty_backlog_waits_for_the_next_event() -> None:
+    backlog = EventBacklog()
+    reader = asyncio.ensure_future(anext(backlog.read()))
+    await asyncio.sleep(0)  # the reader is now waiting: nothing has been published
+    assert not reader.done()
+    backlog.publish(Final("late"))
+    assert await asyncio.wait_for(reader, 5) == Final("late")  # a bound for a hang
