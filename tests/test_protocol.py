@@ -423,3 +423,28 @@ def test_a_server_session_that_ended_can_open_again() -> None:
     assert s.receive(_req("audioStop", sess_id="one")) == BadRequest("no open session: send audioConn first",
                                                                       "audioStop")
     assert json.loads(s.accept())["bk"]["data"]["sess_id"] == "two" and s.state is State.STREAMING
+
+
+def test_a_reply_without_a_type_is_read_as_the_one_awaited() -> None:
+    p = ClientProtocol()
+    p.connect()
+    assert p.receive(json.dumps({"bk": {"status": 200, "data": {"sess_id": SID}}})) == [Connected(SID)]
+    assert p.receive(json.dumps({"bk": {"status": 200, "data": {"partial": "x"}}})) == [Partial("x")]
+
+
+def test_every_empty_acknowledgement_is_counted_whatever_its_spelling() -> None:
+    p = streaming()
+    short, long = (json.dumps({"bk": {"type": "audioStream", "status": 200}}),
+                   json.dumps({"bk": {"type": "audioStream", "status": 200, "message": ""}}))
+    for text in (short, long, short, long):  # each differs from the one remembered: parsed every time
+        assert p.receive(text) == []
+    assert (p.answered, p.acknowledged) == (4, 4)
+
+
+@pytest.mark.parametrize("sess_id", [123, "", None, ["s"]])
+def test_an_accepted_audioconn_needs_a_session_id_string(sess_id: object) -> None:
+    p = ClientProtocol()
+    p.connect()
+    with pytest.raises(ProtocolError) as info:
+        p.receive(json.dumps({"bk": {"type": "audioConn", "status": 200, "data": {"sess_id": sess_id}}}))
+    assert str(info.value) == "the audioConn reply has status 200 but no sess_id"

@@ -175,3 +175,12 @@ def test_every_refusal_says_what_was_wrong(monkeypatch) -> None:
 def test_a_custom_normaliser_without_a_name_is_described_by_its_repr() -> None:
     shout = functools.partial(str.upper)
     assert bk.evaluate(["a"], ["A"], normalise=shout).attrs["normalisation"] == f"custom: {shout!r}"
+
+
+def test_nothing_to_score_gives_the_columns_and_zero_totals() -> None:
+    scores = bk.evaluate([], [])
+    assert len(scores) == 0 and list(scores.columns)[:3] == ["reference", "hypothesis", "wer"]
+    assert scores.attrs["corpus"]["wer"] == 0.0 and scores.attrs["corpus"]["items"] == 0
+    with pytest.raises(bk.UsageError) as info:
+        bk.evaluate(["a"], pd.DataFrame({"transcript": ["a"]}))
+    assert str(info.value) == "references is a DataFrame without a 'text' column"

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
+
+import pytest
 
 import bk_notebook as bk
 from bk_notebook.transcript import Transcript, finals_table_html
+
+from conftest import require
 
 
 def sample() -> bk.Transcript:
@@ -128,3 +134,29 @@ def test_a_join_renumbers_the_segments_and_adds_the_durations() -> None:
     assert [(r["segment"], r["text"], r["session_id"]) for r in joined.finals] == [(0, "one", "s1"), (1, "two", "s2")]
     assert joined.session_id == "s3" and joined.duration == 4.0 and joined.complete
     assert Transcript.join([]).session_id is None
+
+
+def test_the_html_view_of_a_complete_transcript_and_of_several_rows() -> None:
+    records = [{"segment": i, "text": f"w{i}", "start": float(i), "end": i + 0.5, "session_id": "s"} for i in (0, 1)]
+    rows = ("<tr><td>0</td><td>0.00</td><td>0.50</td><td style='text-align:left'>w0</td></tr>"
+            "<tr><td>1</td><td>1.00</td><td>1.50</td><td style='text-align:left'>w1</td></tr>")
+    assert finals_table_html(records).endswith(f"<tbody>{rows}</tbody></table>")
+    done = Transcript(finals=records, duration=2.0, complete=True)
+    assert done._repr_html_() == f"<div><b>Transcript</b>: 2 finals, 2.0 s of audio{finals_table_html(records)}</div>"
+
+
+def test_without_pandas_to_dataframe_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(bk.MissingDependency) as info:
+        sample().to_dataframe()
+    assert str(info.value) == "to_dataframe needs pandas: pip install 'bk-notebook[pandas]'"
+
+
+def test_player_and_plot_hand_the_transcript_and_the_audio_on(monkeypatch) -> None:
+    require("anywidget", "the player widget")
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr("bk_notebook.widgets.player.Player", lambda *a, **kw: calls.append((a, kw)) or "player")
+    monkeypatch.setattr("bk_notebook.plot.plot_transcript", lambda *a, **kw: calls.append((a, kw)) or "axes")
+    t, audio = sample(), [0.0, 0.1]
+    assert t.player(audio, sr=8000) == "player" and t.plot(audio, sr=8000, ax="ax") == "axes"
+    assert calls == [((t, audio), {"sr": 8000}), ((t, audio), {"sr": 8000, "ax": "ax"})]
