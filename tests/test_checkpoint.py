@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint
+from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint, record_of, transcript_of
+from bk_notebook.transcript import Transcript
 
 from conftest import FIXTURES
 
@@ -185,6 +186,25 @@ def test_keys() -> None:
     assert item_key((a, 8000)) != item_key((a.astype(np.float64), 8000))
     assert item_key((a, 8000)) != item_key((a[::-1].copy(), 8000))
     assert item_key(b"RIFF....").startswith("sha256:") and item_key(b"a") != item_key(b"b")
+    bare = item_key(a)  # an array without a rate, as a dict's "audio" alone
+    assert bare == item_key({"audio": a}) != item_key((a, 8000))
+    assert len(bare) == len("sha256:") + 32 and len(item_key(b"a")) == len(bare)
+
+
+def test_a_record_round_trips_through_its_line() -> None:
+    t = Transcript(session_id="s1", duration=2.34567, gaps=[(1.0, 1.5)], complete=False)
+    t.add_final("café", 0.1, 0.9, sent=1.0)
+    t.add_final("late", None, None, sent=2.0)
+    record = record_of("k", t)
+    assert record == {"key": "k", "complete": False, "finals": t.records(), "text": "café late",
+                      "duration": 2.346, "session_id": "s1", "gaps": [[1.0, 1.5]]}
+    back = transcript_of(json.loads(json.dumps(record)))
+    assert (back.finals, back.session_id, back.duration, back.gaps, back.complete) == \
+        (t.finals, "s1", 2.346, [(1.0, 1.5)], False)
+    assert transcript_of(record_of("k", Transcript(complete=True))).complete
+    # A line written before duration, session_id and gaps were recorded still reads.
+    old = transcript_of({"key": "k", "complete": True, "finals": [{"segment": 0, "text": "x"}]})
+    assert (old.text, old.session_id, old.duration, old.gaps, old.complete) == ("x", None, 0.0, [], True)
 
 
 def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> None:
@@ -196,6 +216,37 @@ def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> N
         store.append({"key": "c", "complete": True, "finals": [{"segment": 0, "text": "x"}]})
     assert [r["key"] for r in lines(path)] == ["a", "b", "c"]
     assert read_checkpoint(path)["c"]["finals"] == [{"segment": 0, "text": "x"}]
+
+
+def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: Path, monkeypatch) -> None:
+    # A power loss after append() returned must not lose the item: its line is on disk, not in a cache.
+    path = tmp_path / "c.jsonl"
+    synced: list[bytes] = []  # what the file held, on disk's side of the flush, at each fsync of it
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), path.stat()):  # the checkpoint's own descriptor
+            synced.append(path.read_bytes())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with Checkpoint(path) as store:
+        store.append({"key": "a", "complete": True, "finals": []})
+        assert store.done["a"] == {"key": "a", "complete": True, "finals": []}
+        assert len(synced) == 1 and synced[0].endswith(b"\n") and json.loads(synced[0])["key"] == "a"
+        store.append({"key": "b", "complete": False, "finals": []})
+        assert len(synced) == 2 and [json.loads(line)["key"] for line in synced[1].splitlines()] == ["a", "b"]
+
+
+def test_lines_are_utf8_json_and_a_nan_is_refused_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with Checkpoint(path) as store:
+        store.append({"key": 1, "complete": True, "finals": [{"text": "café"}]})
+        with pytest.raises(ValueError):
+            store.append({"key": "nan", "complete": True, "finals": [], "duration": float("nan")})
+        assert repr(store) == f"Checkpoint({str(path)!r}, 1 items done)"
+    assert path.read_bytes() == '{"key": 1, "complete": true, "finals": [{"text": "café"}]}\n'.encode()
+    assert list(read_checkpoint(path)) == ["1"]
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -146,8 +146,9 @@ async def test_interrupting_a_cluster_batch_keeps_what_finished(dask_client, tmp
         with pytest.raises(asyncio.CancelledError) as info:  # kept, as IPython keeps sys.last_traceback
             await asyncio.wait_for(batch, 60)
         assert sorted(r["key"] for r in lines(path)) == [f"clip-{i:02d}" for i in range(5)]
-        await asyncio.to_thread(wait_for, lambda: not any(dask_client.processing().values()),
-                                "the cluster to drop the cancelled tasks", 30)
+        # The interrupt cancelled the pending tasks before returning: the scheduler has already dropped
+        # them, though they are still stuck on the workers (not later, when the futures are collected).
+        assert not any(dask_client.processing().values())
         del info
     finally:
         release.touch()

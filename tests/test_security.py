@@ -123,6 +123,9 @@ async def test_origin_refused_allowed_and_absent() -> None:
         assert await handshake_status(server.url, Origin="http://localhost:8889") == 403
         assert await handshake_status(server.url, Origin="http://localhost:8888") == 101
         assert await handshake_status(server.url, Origin="https://lab.example.org") == 101
+        # One origin however it is spelt: scheme and host in any case, with or without the trailing slash.
+        assert await handshake_status(server.url, Origin="HTTP://Localhost:8888/") == 101
+        assert await handshake_status(server.url, Origin="https://LAB.example.org/") == 101
         assert await handshake_status(server.url) == 101  # no Origin: Python clients, the CLI
         t = await bk.Client(server.url).transcribe(tone_pcm16(), 16000, speed=None)
         assert t.text == "sound 0.30 s"
