@@ -141,8 +141,8 @@ def _checked(record: Any, where: str) -> dict[str, Any]:
     if not isinstance(record, dict) or not {"key", "complete", "finals"} <= record.keys():
         raise UsageError(f"{where} lacks 'key', 'complete' or 'finals'; is this a checkpoint?")
     problems = []
-    if not isinstance(record["key"], str):
-        problems.append("'key' is not a string")
+    if isinstance(record["key"], bool) or not isinstance(record["key"], (str, int)):
+        problems.append("'key' is not a string")  # (a whole number is read as its text, as bk always wrote it)
     if not isinstance(record["complete"], bool):
         problems.append("'complete' is not true or false")
     finals = record["finals"]
@@ -182,7 +182,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}); is this a checkpoint?") from None
             record = _checked(record, f"{file}: line {number}")
-            records[record["key"]] = record
+            records[str(record["key"])] = record
     return records
 
 

@@ -397,7 +397,7 @@ def test_a_line_that_is_not_utf8_names_the_file_and_the_line(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("record, problem", [
-    ({"key": 1, "complete": True, "finals": []}, "'key' is not a string"),
+    ({"key": [1], "complete": True, "finals": []}, "'key' is not a string"),
     ({"key": "a", "complete": "yes", "finals": []}, "'complete' is not true or false"),
     ({"key": "a", "complete": True, "finals": "hello"}, "'finals' is not a list"),
     ({"key": "a", "complete": True, "finals": [{"segment": 0}]}, "'finals' is not a list of records with a 'text'"),
