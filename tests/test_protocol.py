@@ -448,3 +448,16 @@ def test_an_accepted_audioconn_needs_a_session_id_string(sess_id: object) -> Non
     with pytest.raises(ProtocolError) as info:
         p.receive(json.dumps({"bk": {"type": "audioConn", "status": 200, "data": {"sess_id": sess_id}}}))
     assert str(info.value) == "the audioConn reply has status 200 but no sess_id"
+
+
+def test_an_empty_frame_is_an_error_before_and_after_the_first_acknowledgement() -> None:
+    # Found by a mutation run: the remembered acknowledgement started as "", so an empty frame before
+    # the first real one was counted as an acknowledgement, while after one it was an error.
+    for acknowledged_first in (False, True):
+        p = streaming()
+        if acknowledged_first:
+            assert p.receive(json.dumps({"bk": {"type": "audioStream", "status": 200}})) == []
+        answered = p.answered
+        with pytest.raises(ProtocolError):
+            p.receive("")
+        assert p.answered == answered and p.state is State.FAILED
