@@ -92,8 +92,7 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
         if kind == "chunk" and buffers:
             chunk = bytes(buffers[0])
             self._chunks.append(chunk)
-            for callback in list(self._chunk_callbacks):
-                callback(chunk)
+            self._fire_chunk(chunk)
         elif kind == "started":
             self._chunks = []
             self.browser_sample_rate = float(content.get("sample_rate") or 0.0)
@@ -101,13 +100,11 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
             self.status = "recording"
         elif kind == "stopped":
             self.status = "idle"
-            for stopped in list(self._stop_callbacks):
-                stopped()
+            self._fire_stop()
         elif kind == "detached":
             for detached in list(self._detach_callbacks):
                 detached()
         elif kind == "error":
             self.error = str(content.get("message", "the microphone could not start"))
             self.status = "error"
-            for failed in list(self._error_callbacks):
-                failed(self.error)
+            self._fire_error(self.error)
