@@ -38,10 +38,11 @@ LAYERS: dict[str, int] = {
     # audio: conversion, live conversion, sound devices
     "audio": AUDIO, "live": AUDIO, "devices": AUDIO, "soundcard": AUDIO,
     # client I/O
-    "blocking": CLIENT, "auth": CLIENT, "handshake": CLIENT, "stream": CLIENT, "client": CLIENT,
+    "settings": CLIENT, "blocking": CLIENT, "auth": CLIENT, "handshake": CLIENT, "stream": CLIENT, "client": CLIENT,
     # the local server
     "server": SERVER, "server.app": SERVER, "server.engines": SERVER, "server.local": SERVER,
     "server.pool": SERVER, "server.processes": SERVER, "server.session": SERVER, "server.turns": SERVER,
+    "server.models": SERVER, "server.whisper": SERVER,
     # batch runs over many inputs
     "checkpoint": BATCH, "datasets": BATCH, "scoring": BATCH, "batch": BATCH, "dask": BATCH,
     # views: rich display, plots, notebook widgets
@@ -67,13 +68,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
 
 # ``x._private`` across modules today: (module, "x._name").
 KNOWN_PRIVATE: set[tuple[str, str]] = {
-    # To be removed by ClientSettings: one frozen settings object with the URL/secret/redaction
-    # helpers that the connector, the Stream and the Dask adapter take, and a ``remember`` callback.
-    ("handshake", "client._connect_url"),
-    ("handshake", "client._secrets"),
-    ("handshake", "client._redact"),
-    ("stream", "self._client._remember"),
-    ("dask", "client._token"),
     # To be removed by the one audio pipeline: live conversion reuses the file conversion's helpers.
     ("live", "import _float_to_int16"),
     ("live", "import _to_float32"),
