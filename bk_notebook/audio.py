@@ -21,6 +21,7 @@ from typing import Any, Union
 import numpy as np
 
 from .errors import AudioError
+from .protocol import CHUNK_BYTES, SAMPLE_RATE
 
 __all__ = [
     "CHUNK_BYTES",
@@ -34,8 +35,6 @@ __all__ = [
     "to_pcm16",
 ]
 
-SAMPLE_RATE = 16_000
-CHUNK_BYTES = 3_200  # 100 ms of 16 kHz 16-bit mono
 MAX_CHANNELS = 32
 _BLOCK_FRAMES = 1 << 16  # decode granularity for files (~1.5 s at 44.1 kHz)
 

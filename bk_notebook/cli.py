@@ -22,8 +22,9 @@ from .errors import BkError, CheckpointError
 from .handshake import require_token
 from .outputs import check_writable_file, check_writable_folder, write_text_atomically
 from .redact import RedactingFilter
+from .transcript import EXPORT_FORMATS
 
-FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
+FORMATS = EXPORT_FORMATS
 LISTEN_FORMATS = FORMATS  # one list: listen writes every format transcribe does
 ONE_TRANSCRIPT_FORMATS = ("srt", "vtt")  # a subtitle file holds one recording's timeline
 _REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
@@ -222,7 +223,15 @@ def _processes_by_default(args: argparse.Namespace) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import BkServer, ServerConfig
+    from .server.app import check_origin
 
+    # Usage first: a mistake is one line, before the engine is chosen (and logged) or built.
+    if args.workers < 1:
+        raise _usage("--workers must be at least 1")
+    if args.decode_slots is not None and args.decode_slots < 1:
+        raise _usage("--decode-slots must be at least 1")
+    for origin in args.allow_origin:
+        check_origin(origin)
     config = ServerConfig(
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
@@ -231,10 +240,6 @@ def _serve(args: argparse.Namespace) -> int:
         max_queued_seconds=args.max_queued_seconds, decode_slots=args.decode_slots, admission=args.admission,
         engine_options=_engine_options(args),
     )
-    if config.decode_slots is not None and config.decode_slots < 1:
-        raise _usage("--decode-slots must be at least 1")
-    if config.workers < 1:
-        raise _usage("--workers must be at least 1")
     if args.token:
         print("bk-notebook: warning: a token given with --token is visible to other local users (ps, /proc); "
               "set BK_SERVER_TOKENS instead (comma or space separated)", file=sys.stderr)
@@ -488,36 +493,9 @@ def _batch_files(args: argparse.Namespace) -> list[Path]:
 
 
 def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
-    import csv
-    import io
-    import json
+    from .transcript import render
 
-    records = [{"file": name, **rec} for name, t in results for rec in t.finals]
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    if fmt == "csv":
-        out = io.StringIO()
-        fields = ["file", "segment", "start", "end", "text", "session_id"]
-        if any("timing" in r for r in records):  # "estimated": the server sent no times (most send them)
-            fields.append("timing")
-        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
-        return out.getvalue()
-    if fmt in ("srt", "vtt"):
-        [(_, transcript)] = results  # several files go to --out-dir, one at a time
-        return str(transcript.to_srt() if fmt == "srt" else transcript.to_vtt())
-    return _table(records)
-
-
-def _table(records: list[dict[str, Any]]) -> str:
-    header = ("file", "segment", "start", "end", "text")
-    rows = [(r["file"], str(r["segment"]), f"{r['start']:.2f}", f"{r['end']:.2f}", r["text"]) for r in records]
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header[:-1])]
-    lines = []
-    for row in [header, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
-    return "\n".join(lines) + "\n"
+    return render(results, fmt)  # one set of exporters: the Transcript's
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -546,7 +524,7 @@ def _demo(args: argparse.Namespace) -> int:
             return await client.transcribe(sample, speed=args.speed, on_partial=show_partial, on_final=show_final)
 
     transcript = asyncio.run(run())
-    sys.stdout.write(_table([{"file": "sample.wav", **r} for r in transcript.finals]))
+    sys.stdout.write(_render("table", [("sample.wav", transcript)]))
     return 0
 
 

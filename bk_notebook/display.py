@@ -10,6 +10,7 @@ import html
 import sys
 from typing import Any
 
+from .protocol import SAMPLE_RATE
 from .transcript import Transcript, finals_table_html
 
 __all__ = ["LiveDisplay"]
@@ -68,7 +69,7 @@ class LiveDisplay:
         import numpy as np
 
         try:
-            player = transcript.player(np.concatenate(self._audio), sr=16_000)
+            player = transcript.player(np.concatenate(self._audio), sr=SAMPLE_RATE)
         except Exception as exc:  # noqa: BLE001 - the transcript is the result; the player is a view of it
             self.partial_html.value = f"<i>no playback: {html.escape(str(exc))}</i>"
             return

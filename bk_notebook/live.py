@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .audio import CHUNK_BYTES, MAX_CHANNELS, SAMPLE_RATE, _float_to_int16, _to_float32
+from .audio import MAX_CHANNELS, _float_to_int16, _to_float32
 from .errors import AudioError
+from .protocol import CHUNK_BYTES, SAMPLE_RATE
 
 __all__ = ["SILENCE_DBFS", "LiveConverter", "Rechunker", "convert_blocks", "level_dbfs"]
 

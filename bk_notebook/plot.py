@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, to_pcm16
+from .audio import to_pcm16
 from .errors import UsageError, missing_extra
+from .protocol import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from .transcript import Transcript

@@ -42,6 +42,9 @@ from typing import Any, Union
 from .errors import ProtocolError
 
 __all__ = [
+    "BYTES_PER_SECOND",
+    "CHUNK_BYTES",
+    "SAMPLE_RATE",
     "AudioRequest",
     "BadRequest",
     "ClientProtocol",
@@ -59,6 +62,10 @@ __all__ = [
     "Stopped",
 ]
 
+#: The protocol's audio: 16 kHz mono signed 16-bit PCM, sent in chunks of 3200 bytes (100 ms).
+SAMPLE_RATE = 16_000
+CHUNK_BYTES = 3_200
+BYTES_PER_SECOND = SAMPLE_RATE * 2
 #: The largest ``audioStream`` chunk the local server takes (decoded bytes).
 MAX_CHUNK_BYTES = 64 * 1024
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .audio import CHUNK_BYTES, SAMPLE_RATE
 from .capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
 from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
 from .errors import DeviceError
 from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
+from .protocol import CHUNK_BYTES, SAMPLE_RATE
 
 __all__ = ["LiveChunks", "SoundCard"]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import CHUNK_BYTES, SAMPLE_RATE, pcm_bytes
+from .audio import pcm_bytes
 from .errors import (
     BkError,
     ConnectError,
@@ -44,7 +44,17 @@ from .errors import (
 )
 from .events import EventBacklog
 from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
-from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State
+from .protocol import (
+    BYTES_PER_SECOND,
+    CHUNK_BYTES,
+    ClientProtocol,
+    Connected,
+    Event,
+    Final,
+    Partial,
+    ServerError,
+    State,
+)
 from .resume import ResumeBuffer
 from .settings import ClientSettings
 from .speed import parse_speed
@@ -54,7 +64,6 @@ from .window import SendWindow
 
 __all__ = ["Stream"]
 
-BYTES_PER_SECOND = SAMPLE_RATE * 2
 ABANDON_SECONDS = 1.0  # an interrupted or failed session's socket is closed within this
 logger = logging.getLogger("bk_notebook.client")
 

@@ -11,7 +11,10 @@ from typing import Any
 
 from .errors import missing_extra
 
-__all__ = ["Transcript", "finals_table_html"]
+__all__ = ["EXPORT_FORMATS", "Transcript", "finals_table_html", "render"]
+
+#: What :func:`render` (and the CLI's ``--format``) writes.
+EXPORT_FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
 
 _COLUMNS = ("segment", "text", "start", "end", "session_id")
 
@@ -97,8 +100,7 @@ class Transcript:
 
     def _columns(self) -> list[str]:
         """The record fields, with ``timing`` (``language``) only when some final has one."""
-        optional = [key for key in ("timing", "language") if any(key in r for r in self.finals)]
-        return list(_COLUMNS) + optional
+        return _columns(self.finals)
 
     def to_srt(self) -> str:
         """SubRip subtitles, one cue per final."""
@@ -115,15 +117,11 @@ class Transcript:
 
     def to_csv(self) -> str:
         """The finals as CSV with a header row (a ``timing`` column only when some time was estimated)."""
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=self._columns(), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.finals)
-        return out.getvalue()
+        return _csv(self.finals, self._columns())
 
     def to_jsonl(self) -> str:
         """One JSON object per final, one per line."""
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.finals)
+        return _jsonl(self.finals)
 
     def __repr__(self) -> str:
         preview = self.text if len(self.text) <= 60 else self.text[:57] + "..."
@@ -197,3 +195,52 @@ def finals_table_html(records: list[dict[str, Any]], columns: tuple[str, ...] = 
         for r in records
     )
     return f"<table class='bk-finals'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+# ----------------------------------------------------------------- exports of one or several transcripts
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    optional = [key for key in ("timing", "language") if any(key in r for r in records)]
+    return list(_COLUMNS) + optional
+
+
+def _csv(records: list[dict[str, Any]], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def _text_table(records: list[dict[str, Any]], key: str) -> str:
+    header = (key, "segment", "start", "end", "text")
+    rows = [(str(r[key]), str(r["segment"]), f"{r['start']:.2f}", f"{r['end']:.2f}", r["text"]) for r in records]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header[:-1])]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in [header, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def render(results: list[tuple[str, Transcript]], fmt: str, key: str = "file") -> str:
+    """Several transcripts as one output, each row keyed by its source (``key``: the source's name).
+
+    ``"table"`` (aligned text), ``"csv"`` and ``"jsonl"`` hold every final of every transcript, the
+    same columns as :meth:`Transcript.to_dataframe` after ``key``; ``"srt"`` and ``"vtt"`` take exactly
+    one transcript (a subtitle file is one timeline).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    if fmt in ("srt", "vtt"):
+        if len(results) != 1:
+            raise ValueError(f"a {fmt} file holds one transcript; got {len(results)}")
+        transcript = results[0][1]
+        return transcript.to_srt() if fmt == "srt" else transcript.to_vtt()
+    records = [{key: name, **record} for name, transcript in results for record in transcript.finals]
+    if fmt == "jsonl":
+        return _jsonl(records)
+    if fmt == "csv":
+        return _csv(records, [key, *_columns(records)])
+    return _text_table(records, key)

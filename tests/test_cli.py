@@ -78,7 +78,7 @@ def test_transcribe_local_each_format(fmt: str) -> None:
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
         assert [r["file"] for r in rows] == files and rows[0]["text"].startswith("sound ")
-        assert list(rows[0]) == ["file", "segment", "start", "end", "text", "session_id"]  # no empty timing
+        assert list(rows[0]) == ["file", "segment", "text", "start", "end", "session_id"]  # no empty timing
     elif fmt == "jsonl":
         rows = [json.loads(line) for line in out.splitlines()]
         assert [r["file"] for r in rows] == files and all(r["end"] > r["start"] for r in rows)

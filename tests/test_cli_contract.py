@@ -28,7 +28,7 @@ ENERGY = ["--local", "--engine", "energy", "--speed", "max"]
 
 # ------------------------------------------------------------------ --out writes the result
 @pytest.mark.parametrize("fmt, first_line", [("srt", "1"), ("vtt", "WEBVTT"), ("jsonl", "{"),
-                                             ("csv", "file,segment,start,end,text,session_id"), ("table", "file")])
+                                             ("csv", "file,segment,text,start,end,session_id"), ("table", "file")])
 def test_out_writes_the_result_in_the_format_asked(tmp_path: Path, fmt: str, first_line: str) -> None:
     out = tmp_path / f"talk.{fmt}"
     result = run("transcribe", HELLO, "--format", fmt, "--out", str(out), *ENERGY)

@@ -160,3 +160,23 @@ def test_player_and_plot_hand_the_transcript_and_the_audio_on(monkeypatch) -> No
     t, audio = sample(), [0.0, 0.1]
     assert t.player(audio, sr=8000) == "player" and t.plot(audio, sr=8000, ax="ax") == "axes"
     assert calls == [((t, audio), {"sr": 8000}), ((t, audio), {"sr": 8000, "ax": "ax"})]
+
+
+def test_render_keys_several_transcripts_with_the_dataframe_columns() -> None:
+    from bk_notebook.transcript import render
+
+    a = Transcript(finals=[{"segment": 0, "text": "halo", "start": 0.0, "end": 1.0, "session_id": "s1",
+                            "language": "id"}])
+    b = Transcript(finals=[{"segment": 0, "text": "hello", "start": 0.5, "end": 1.5, "session_id": "s2"}])
+    csv_text = render([("a.wav", a), ("b.wav", b)], "csv")
+    assert csv_text.splitlines()[0] == "file," + ",".join(a._columns())  # the to_dataframe columns, after the key
+    assert csv_text.splitlines()[1:] == ["a.wav,0,halo,0.0,1.0,s1,id", "b.wav,0,hello,0.5,1.5,s2,"]
+    lines = [json.loads(line) for line in render([("a.wav", a), ("b.wav", b)], "jsonl").splitlines()]
+    assert [(r["file"], r["text"]) for r in lines] == [("a.wav", "halo"), ("b.wav", "hello")]
+    table = render([("a.wav", a), ("b.wav", b)], "table").splitlines()
+    assert table[0].split() == ["file", "segment", "start", "end", "text"] and table[2].endswith("hello")
+    assert render([("a.wav", a)], "srt") == a.to_srt() and render([("a.wav", a)], "vtt") == a.to_vtt()
+    with pytest.raises(ValueError, match="one transcript"):
+        render([("a.wav", a), ("b.wav", b)], "srt")
+    with pytest.raises(ValueError, match="format must be one of"):
+        render([("a.wav", a)], "xml")

@@ -21,7 +21,7 @@ from typing import Protocol, Union
 import numpy as np
 
 from ..errors import UsageError, install_hint, missing_extra
-from ..protocol import Final, Partial
+from ..protocol import SAMPLE_RATE, Final, Partial
 
 __all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
 
@@ -30,7 +30,6 @@ WHISPER_ONLY = ("language", "model", "partials")  # options that only the whispe
 _auto_logged = threading.Event()  # "engine auto: ..." is said once per process
 
 EngineEvent = Union[Partial, Final]
-SAMPLE_RATE = 16_000
 
 
 class Engine(Protocol):

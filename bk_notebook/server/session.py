@@ -37,6 +37,7 @@ from typing import Any
 
 from ..protocol import (
     AUDIO_STREAM,
+    SAMPLE_RATE,
     AudioRequest,
     BadRequest,
     ConnRequest,
@@ -52,7 +53,6 @@ __all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox", "Refused
 
 logger = logging.getLogger("bk_notebook.server")
 
-SAMPLE_RATE = 16_000
 # What a queued message costs in the inbox beyond its length: tiny messages are not free.
 MESSAGE_OVERHEAD = 256
 JSON_AROUND_AUDIO = 130  # an audioStream message's text around its base64 audio

@@ -37,7 +37,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import MissingDependency, UsageError
-from ..protocol import Final, Partial
+from ..protocol import SAMPLE_RATE, Final, Partial
 from .models import INSTALL_HINT, SharedModel, shared_model
 
 __all__ = ["StreamingVad", "WhisperEngine"]
@@ -45,7 +45,6 @@ __all__ = ["StreamingVad", "WhisperEngine"]
 logger = logging.getLogger("bk_notebook.server")
 
 EngineEvent = Union[Partial, Final]
-SAMPLE_RATE = 16_000
 AUTO_LANGUAGES = ("id", "en")  # open detection called espeak Indonesian Thai: detect among the expected ones
 WINDOW_SECONDS = 28.0  # one Whisper window is 30 s; leave room for the padding
 

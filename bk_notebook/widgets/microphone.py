@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..capture import CaptureCallbacks
+from ..protocol import SAMPLE_RATE
 from ._deps import anywidget, front_end, traitlets
 
 __all__ = ["Microphone"]
@@ -43,7 +44,7 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
     error = traitlets.Unicode("")
     browser_sample_rate = traitlets.Float(0.0)
 
-    sample_rate = 16_000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(_capture_id=uuid.uuid4().hex, **kwargs)

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, to_pcm16
+from ..audio import to_pcm16
 from ..errors import UsageError, missing_extra
+from ..protocol import SAMPLE_RATE
 from ._deps import anywidget, front_end, traitlets
 
 if TYPE_CHECKING:

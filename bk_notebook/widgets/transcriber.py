@@ -32,6 +32,7 @@ from typing import Any
 from ..capture import AsyncDropOldest
 from ..client import Client
 from ..errors import BkError
+from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript, finals_table_html
 from . import cells
 from ._deps import ipywidgets as w
@@ -372,7 +373,7 @@ class Transcriber(w.VBox):
             audio = self._run_audio
         try:
             if audio is not None and len(audio):
-                self.playback.children = [transcript.player(audio, sr=16_000)]
+                self.playback.children = [transcript.player(audio, sr=SAMPLE_RATE)]
         except BkError as exc:  # never let the player cost the run its results
             self.playback.children = [w.HTML(f"no playback: {html.escape(str(exc))}")]
 
