@@ -26,8 +26,9 @@ from benchmarks.common import ROOT, save
 
 
 class Server:
-    def __init__(self, workers: int, processes: bool = False, engine: str = "pocketsphinx") -> None:
-        extra = ["--processes"] if processes else []
+    def __init__(self, workers: int, processes: bool = False, options: tuple[str, ...] = (),
+                 engine: str = "pocketsphinx") -> None:
+        extra = ["--processes", *options] if processes else list(options)
         self.proc = subprocess.Popen([sys.executable, "-m", "bk_notebook.cli", "serve", "--port", "0",
                                       "--engine", engine, "--workers", str(workers), *extra],
                                      cwd=ROOT, stderr=subprocess.PIPE, text=True)

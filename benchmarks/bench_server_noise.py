@@ -10,6 +10,12 @@ random int16 noise unpaced.  Reported per phase: the longest pause between two r
 client saw, and its final latency (arrival minus the moment the utterance's end was sent).
 Memory: resident memory of the server and its engine processes, idle and with every engine built.
 
+    python -m benchmarks.bench_server_noise --turns [--threads]
+
+Fairness: the same two phases' second half (paced clients beside the greedy one) on a server whose
+engine calls all run at once (`--decode-slots 64 --no-admission`, as before turns existed) and on
+one with the default turns (one call per core, in arrival order), in one run.
+
     python -m benchmarks.bench_server_noise --longest-call 300
 
 Engine alone: the longest single PocketSphinx call (a chunk's feed, or the flush) on that much
@@ -53,11 +59,23 @@ def message(kind: str, sess_id: str = "", audio: bytes | None = None) -> str:
     return json.dumps({"bk": bk_})
 
 
+async def open_session(ws: object, refused: list[int]) -> str:
+    """audioConn, retried every half second while the server refuses it (as bk.Client retries)."""
+    for _ in range(60):
+        await ws.send(message("audioConn"))  # type: ignore[attr-defined]
+        reply = json.loads(await ws.recv())["bk"]  # type: ignore[attr-defined]
+        if reply.get("status") == 200:
+            return str(reply["data"]["sess_id"])
+        refused[0] += 1
+        await asyncio.sleep(0.5)
+    raise RuntimeError("audioConn refused for 30 s")
+
+
 async def paced(url: str, pcm: bytes, delay: float) -> dict[str, float]:
     await asyncio.sleep(delay)
+    refused = [0]
     async with connect(url) as ws:
-        await ws.send(message("audioConn"))
-        sess_id = json.loads(await ws.recv())["bk"]["data"]["sess_id"]
+        sess_id = await open_session(ws, refused)
         t0 = time.monotonic()
         arrivals: list[float] = []
         latencies: list[float] = []
@@ -79,7 +97,8 @@ async def paced(url: str, pcm: bytes, delay: float) -> dict[str, float]:
         await ws.send(message("audioStop", sess_id))
         await asyncio.wait_for(receiver, 600)
     gaps = np.diff([t0, *arrivals])
-    return {"max_pause_s": float(gaps.max()), "latencies": latencies}  # type: ignore[dict-item]
+    return {"max_pause_s": float(gaps.max()), "latencies": latencies,  # type: ignore[dict-item]
+            "refused": refused[0]}
 
 
 async def noisy(url: str, seconds: float, started: asyncio.Event) -> dict[str, float]:
@@ -108,7 +127,8 @@ def summary(results: list[dict[str, float]]) -> dict[str, float]:
     return {"max_pause_s": round(max(r["max_pause_s"] for r in results), 2),
             "latency_p50_s": round(float(np.percentile(latencies, 50)), 2),
             "latency_p95_s": round(float(np.percentile(latencies, 95)), 2),
-            "latency_max_s": round(float(latencies.max()), 2)}
+            "latency_max_s": round(float(latencies.max()), 2),
+            "audioconn_refusals": int(sum(r.get("refused", 0) for r in results))}
 
 
 async def phase(url: str, pcm: bytes, n: int, noise: float) -> dict[str, object]:
@@ -148,6 +168,8 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=2, help="real-time clients")
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per real-time client")
     parser.add_argument("--processes", action="store_true")
+    parser.add_argument("--turns", action="store_true", help="compare the server without and with decode turns")
+    parser.add_argument("--threads", action="store_true", help="with --turns: engines in threads (serve --threads)")
     args = parser.parse_args()
     if args.longest_call:
         rows = [longest_call(args.longest_call, m) for m in (20.0, 1e9)]
@@ -158,6 +180,9 @@ def main() -> None:
     sample = bk.to_pcm16(bk.sample_path())
     pcm = np.tile(sample, int(np.ceil(args.seconds * 16000 / len(sample))))[: int(args.seconds * 16000)].tobytes()
     workers = args.paced + 1
+    if args.turns:
+        compare_turns(args, pcm, workers)
+        return
     server = Server(workers, args.processes)
     try:
         idle = rss_mb(server)
@@ -175,6 +200,26 @@ def main() -> None:
     name = "server_noise_processes" if args.processes else "server_noise"
     save(name, {"processes": args.processes, "paced_clients": args.paced, "paced_seconds": args.seconds,
                 **memory, "alone": alone, "with_noise": with_noise})
+
+
+def compare_turns(args: argparse.Namespace, pcm: bytes, workers: int) -> None:
+    """The paced clients beside the greedy one, without turns (every call at once) and with them, in one run."""
+    rows = {}
+    mode = ("--threads",) if args.threads else ()
+    for name, options in (("without turns", ("--decode-slots", "64", "--no-admission")), ("with turns", ())):
+        server = Server(workers, args.processes, (*mode, *options))
+        try:
+            asyncio.run(phase(server.url, pcm[:32000], workers, 0))  # warm: every engine built
+            rows[name] = asyncio.run(phase(server.url, pcm, args.paced, args.noise))
+            print(name, rows[name], flush=True)
+        finally:
+            server.stop()
+    before, after = rows["without turns"]["latency_p95_s"], rows["with turns"]["latency_p95_s"]
+    ratio = round(float(before) / max(float(after), 1e-3), 2)  # type: ignore[arg-type]
+    print(f"paced p95 final latency beside a greedy client: {before} s without turns, {after} s with: {ratio}x")
+    save("server_turns_threads" if args.threads else "server_turns",
+         {"processes": not args.threads, "paced_clients": args.paced, "paced_seconds": args.seconds,
+          "noise_s": args.noise, **rows, "p95_ratio": ratio})
 
 
 if __name__ == "__main__":

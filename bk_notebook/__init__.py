@@ -12,6 +12,8 @@ from .errors import (
     AuthError,
     BatchError,
     BkError,
+    CheckpointError,
+    ClusterError,
     ConnectError,
     ConnectionLost,
     DeviceError,
@@ -27,14 +29,16 @@ from .server.local import LocalServer, local_server
 from .soundcard import SoundCard
 from .transcript import Transcript
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AudioError",
     "AuthError",
     "BatchError",
     "BkError",
+    "CheckpointError",
     "Client",
+    "ClusterError",
     "ConnectError",
     "ConnectionLost",
     "DeviceError",

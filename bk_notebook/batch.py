@@ -16,21 +16,36 @@ the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from typing import Any
 
-from .checkpoint import Checkpoint, item_key, record_of, transcript_of
+from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
 from .client import Client
 from .datasets import as_items
-from .errors import BatchError, UsageError
+from .errors import BatchError, CheckpointError, ClusterError, UsageError
 from .transcript import Transcript
 
-__all__ = ["CANCEL_GRACE", "transcribe_many"]
+__all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
 
 CANCEL_GRACE = 1.5  # seconds an interrupted batch waits for its items to close their sessions
 logger = logging.getLogger("bk_notebook.batch")
 _CALLBACKS = ("on_partial", "on_final", "on_progress", "display")
+# Set in each item's task; the session's own tasks inherit it, so callbacks can tell items apart.
+_CURRENT_ITEM: contextvars.ContextVar[int | None] = contextvars.ContextVar("bk_current_item", default=None)
+
+
+def current_item() -> int | None:
+    """The position in the input of the item a callback of :func:`transcribe_many` is about.
+
+    None outside a batch.  The callbacks (``on_final``, ``on_progress``, ...) are shared by
+    every item, so this is how one callback keeps items apart::
+
+        sent = {}
+        await bk.transcribe_many(files, on_progress=lambda s: sent.update({bk.batch.current_item(): s}))
+    """
+    return _CURRENT_ITEM.get()
 
 
 def _split_item(item: Any) -> tuple[Any, float | None]:
@@ -64,6 +79,7 @@ async def transcribe_many(
     checkpoint: str | os.PathLike[str] | None = None,
     cluster: Any = None,
     worker_server: dict[str, Any] | None = None,
+    worker_timeout: float = 60.0,
     column: str | None = None,
     sr_column: str | None = "sr",
     id_column: str | None = "id",
@@ -102,6 +118,10 @@ async def transcribe_many(
     worker_server : dict, optional
         With ``cluster`` and no ``client``: arguments of each worker's
         :func:`~bk_notebook.local_server` (default ``{"engine": "auto"}``).
+    worker_timeout : float
+        With ``cluster``: seconds to wait for a first worker, and the longest the cluster may
+        have none while items are left, before a :class:`ClusterError`; a lost scheduler
+        raises one too.  Either way ``.results`` holds what finished (and the checkpoint).
     column, sr_column, id_column : str, optional
         For DataFrame and Dataset input: the audio column (default: the first of ``audio``,
         ``path``, ``file`` present), the sample-rate column and the key column, if present.
@@ -127,20 +147,34 @@ async def transcribe_many(
         from .dask import check_cluster
 
         check_cluster(cluster, client, worker_server, kwargs)
+        if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout <= 0:
+            raise UsageError(f"worker_timeout must be a positive number of seconds, got {worker_timeout!r}")
     elif worker_server is not None:
         raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
     keyed = checkpoint is not None or cluster is not None
     keys = [item_key(item) for item in source.items] if keyed else [str(i) for i in range(len(pending))]
+    if keyed:
+        check_unambiguous_ids(source.items, keys)
+    prints = {key: fingerprint(*pending[i]) for i, key in enumerate(keys)} if checkpoint is not None else {}
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     results: list[Any] = [None] * len(pending)
     todo: dict[str, list[int]] = {}  # key -> positions (one run per key when keyed)
+    changed: set[str] = set()
     for i, key in enumerate(keys):
-        if store is not None and key in store.done:
-            results[i] = transcript_of(store.done[key])
+        kept = store.done.get(key) if store is not None else None
+        if kept is not None and kept.get("fingerprint", prints[key]) != prints[key]:
+            changed.add(key)  # the same key for other audio: transcribe it again, never answer from the file
+            kept = None
+        if kept is not None:
+            results[i] = transcript_of(kept)
         else:
             todo.setdefault(key if keyed else str(i), []).append(i)
+    if changed:
+        logger.warning("%d item(s) changed since the checkpoint %s was written (their audio differs): transcribing "
+                       "them again, e.g. %s", len(changed), store.path if store else "", sorted(changed)[:3])
     skipped = sum(1 for r in results if r is not None)
     bar = _progress_bar(len(pending), skipped, progress)
+    write_failure: list[CheckpointError] = []
 
     def finished(key: str, result: Any) -> None:
         """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
@@ -149,8 +183,12 @@ async def transcribe_many(
             record, result = result, transcript_of(result)
         else:
             record = record_of(key, result) if isinstance(result, Transcript) else None
-        if store is not None and record is not None:
-            store.append({**record, "key": key})
+        if store is not None and record is not None and not write_failure:
+            try:
+                store.append({**record, "key": key, "fingerprint": prints[key]})
+            except CheckpointError as exc:  # kept in memory; no new item starts; raised once all have ended
+                write_failure.append(exc)
+                logger.error("%s: starting no more items; the running ones finish and are kept", exc)
         for i in todo[key]:
             results[i] = result
         if bar is not None:
@@ -161,9 +199,15 @@ async def transcribe_many(
         if cluster is not None:
             from .dask import run_on_cluster
 
-            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server, **kwargs)
+            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server,
+                                 worker_timeout=worker_timeout, **kwargs)
         else:
-            await _run_local(work, finished, client or Client(), concurrency, kwargs)
+            first = {key: positions[0] for key, positions in todo.items()}
+            await _run_local(work, first, finished, client or Client(), concurrency, kwargs,
+                             stopped=lambda: bool(write_failure))
+    except ClusterError as exc:
+        exc.results = list(results)
+        raise
     except BaseException:
         done = sum(1 for r in results if isinstance(r, Transcript))
         where = f"in the checkpoint {str(store.path)!r}" if store is not None else (
@@ -175,6 +219,8 @@ async def transcribe_many(
             bar.close()
         if store is not None:
             store.close()
+    if write_failure:
+        raise _checkpoint_failure(write_failure[0], results, store)
     failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
     if source.wrap is not None:
         return source.wrap(results)
@@ -189,13 +235,25 @@ async def transcribe_many(
 
 
 async def _run_local(
-    work: list[tuple[str, Any, float | None]], finished: Any, client: Client, concurrency: int, kwargs: dict[str, Any]
+    work: list[tuple[str, Any, float | None]],
+    position: dict[str, int],
+    finished: Any,
+    client: Client,
+    concurrency: int,
+    kwargs: dict[str, Any],
+    stopped: Any = lambda: False,
 ) -> None:
-    """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly."""
+    """Run every item as a task behind a semaphore; on cancellation, cancel them and wait briefly.
+
+    An item whose turn comes after ``stopped()`` turned true does not start (its result stays None).
+    """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(key: str, audio: Any, sr: float | None) -> None:
+        _CURRENT_ITEM.set(position[key])  # this task's own context: the callbacks of this item see it
         async with gate:
+            if stopped():
+                return
             try:
                 result: Any = await client.transcribe(audio, sr, **kwargs)
             except Exception as exc:  # noqa: BLE001 - a per-item failure, reported in place
@@ -214,3 +272,16 @@ async def _run_local(
         raise
     for task in tasks:
         task.result()  # an error of our own bookkeeping (e.g. a full disk for the checkpoint) surfaces here
+
+
+def _checkpoint_failure(first: CheckpointError, results: list[Any], store: Checkpoint | None) -> CheckpointError:
+    """One error for a batch whose checkpoint could not be written, holding every result."""
+    done = sum(1 for r in results if isinstance(r, Transcript))
+    not_started = sum(1 for r in results if r is None)
+    written = len(store.done) if store is not None else 0
+    return CheckpointError(
+        f"{first}. {done} of {len(results)} items finished and are all in .results ({written} are in the file; "
+        f"{not_started} did not start). Free some space or pass another checkpoint=, then run the same call "
+        "again: it continues from the file.",
+        path=first.path, results=list(results),
+    )

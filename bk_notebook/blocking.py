@@ -13,15 +13,11 @@ import threading
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-from .errors import UsageError
+from .errors import NotAwaitedError
 
 __all__ = ["Awaitable", "NotAwaitedError", "run_blocking"]
 
 T = TypeVar("T")
-
-
-class NotAwaitedError(UsageError, AttributeError):
-    """An attribute of a result was asked of the coroutine that computes it (a forgotten ``await``)."""
 
 
 def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:

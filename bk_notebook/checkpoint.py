@@ -1,10 +1,13 @@
 """Resumable batches: item keys and an append-only JSON Lines checkpoint.
 
 Each finished item is one line, a JSON object with at least ``key``,
-``complete`` and ``finals``, written and ``fsync``'d as the item finishes, so
-a kernel that is interrupted, or a process that is killed, loses at most the
-items in flight.  A torn last line (a kill during the write) is dropped when
-the file is opened again: that item was not finished, and runs again.
+``complete`` and ``finals``, written whole and ``fsync``'d as the item
+finishes, so a kernel that is interrupted, or a process that is killed, loses
+at most the items in flight.  A torn last line (a kill during the write) is
+dropped when the file is opened again: that item was not finished, and runs
+again.  A failed write (a full disk) is rolled back at once, so the file stays
+whole for the rerun.  Each line also holds a ``fingerprint`` of its input: a
+key reused for other audio is transcribed again, not answered from the file.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .transcript import Transcript
 
-__all__ = ["Checkpoint", "item_key", "read_checkpoint", "record_of", "transcript_of"]
+__all__ = ["Checkpoint", "check_unambiguous_ids", "fingerprint", "item_key", "read_checkpoint", "record_of",
+           "transcript_of"]
 
 
 def item_key(item: Any) -> str:
@@ -61,6 +65,25 @@ def item_key(item: Any) -> str:
     return f"sha256:{digest.hexdigest()[:32]}"
 
 
+def check_unambiguous_ids(items: list[Any], keys: list[str]) -> None:
+    """Refuse ids that differ only in type (``1`` and ``"1"``): they would share one checkpoint key.
+
+    Numbers of any type are one kind (``1`` and ``np.int64(1)`` are the same id: a DataFrame's id
+    column holds NumPy integers).
+    """
+    kinds: dict[str, tuple[str, Any]] = {}
+    for item, key in zip(items, keys, strict=True):
+        if not isinstance(item, dict) or item.get("id") is None:
+            continue
+        value = item["id"]
+        kind = "number" if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else (
+            type(value).__name__)
+        seen = kinds.setdefault(key, (kind, value))
+        if seen[0] != kind:
+            raise UsageError(f"the ids {seen[1]!r} and {value!r} differ only in type and would share the checkpoint "
+                             f"key {key!r}; give every item an id of one type")
+
+
 def record_of(key: str, transcript: Transcript) -> dict[str, Any]:
     """The checkpoint line of a finished item."""
     return {
@@ -85,8 +108,64 @@ def transcript_of(record: dict[str, Any]) -> Transcript:
     )
 
 
+def fingerprint(audio: Any, sr: float | None = None) -> str:
+    """A cheap fingerprint of an item's input, to notice a key reused for other audio.
+
+    A file: its size and modification time.  Bytes: their length and a hash of the
+    first and last 64 KiB.  An array: its dtype, shape, rate and a hash of its first
+    and last second of samples.  Computing it never reads a whole recording.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        try:
+            stat = os.stat(audio)
+        except OSError:
+            return "file:missing"
+        return f"file:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha256()
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = memoryview(audio).cast("B")
+        digest.update(data[:65536])
+        digest.update(data[-65536:])
+        return f"bytes:{len(data)}:{digest.hexdigest()[:16]}"
+    array = np.asarray(audio)
+    flat = array.reshape(-1)
+    second = 2 * int(sr or 16000)  # a second of stereo, two of mono: either way, cheap
+    digest.update(np.ascontiguousarray(flat[:second]).tobytes())
+    digest.update(np.ascontiguousarray(flat[-second:]).tobytes())
+    rate = None if sr is None else float(sr)
+    return f"array:{array.dtype.str}{array.shape}:sr={rate}:{digest.hexdigest()[:16]}"
+
+
+def _checked(record: Any, where: str) -> dict[str, Any]:
+    """A checkpoint line's record, its fields checked: a bad one is a UsageError naming file and line."""
+    if not isinstance(record, dict) or not {"key", "complete", "finals"} <= record.keys():
+        raise UsageError(f"{where} lacks 'key', 'complete' or 'finals'; is this a checkpoint?")
+    problems = []
+    if isinstance(record["key"], bool) or not isinstance(record["key"], (str, int)):
+        problems.append("'key' is not a string")  # (a whole number is read as its text, as bk always wrote it)
+    if not isinstance(record["complete"], bool):
+        problems.append("'complete' is not true or false")
+    finals = record["finals"]
+    if not isinstance(finals, list) or not all(isinstance(f, dict) and isinstance(f.get("text"), str) for f in finals):
+        problems.append("'finals' is not a list of records with a 'text'")
+    if not isinstance(record.get("duration", 0.0), (int, float)) or isinstance(record.get("duration"), bool):
+        problems.append("'duration' is not a number")
+    gaps = record.get("gaps", [])
+    if not isinstance(gaps, list) or not all(isinstance(g, list) and len(g) == 2 and
+                                             all(isinstance(x, (int, float)) for x in g) for g in gaps):
+        problems.append("'gaps' is not a list of [start, end] pairs")
+    if problems:
+        raise UsageError(f"{where}: {'; '.join(problems)}; is this a checkpoint? (fix or delete that line)")
+    return record
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Every finished item of a checkpoint file, by key (a torn last line is ignored)."""
+    """Every finished item of a checkpoint file, by key (a torn last line is ignored).
+
+    A line that is not a checkpoint record (bad bytes, bad JSON, wrong fields) is a
+    :class:`UsageError` naming the file and the line.  When a key appears twice, the later
+    line wins (a rerun that transcribed an item again because its input had changed).
+    """
     records: dict[str, dict[str, Any]] = {}
     file = Path(path)
     if not file.exists():
@@ -96,17 +175,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             if not line.endswith(b"\n"):
                 break  # torn by a kill mid-write: that item did not finish
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"{file}: line {number} is not UTF-8 text (byte {exc.start + 1}); "
+                                 "is this a checkpoint?") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}); is this a checkpoint?") from None
-            if not isinstance(record, dict) or not {"key", "complete", "finals"} <= record.keys():
-                raise UsageError(f"{file}: line {number} lacks 'key', 'complete' or 'finals'; is this a checkpoint?")
+            record = _checked(record, f"{file}: line {number}")
             records[str(record["key"])] = record
     return records
 
 
 class Checkpoint:
-    """An append-only checkpoint file; one writer at a time.
+    """An append-only checkpoint file, with one writer at a time.
+
+    Each record goes out as one write of one whole line, then ``fsync``; a write that
+    fails (a full disk) is rolled back to the last whole line, so the file never holds
+    half a record in its middle.  The file is locked (``flock``) while open: a second
+    writer, in another process or in this one, is refused at once instead of
+    transcribing everything twice.
 
     Parameters
     ----------
@@ -123,28 +210,51 @@ class Checkpoint:
         self.path = Path(path)
         if self.path.is_dir():
             raise UsageError(f"checkpoint must be a file, got the directory {self.path}")
-        self.done = read_checkpoint(self.path)
-        self._drop_torn_tail()
-        self._file = self.path.open("ab")
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot open the checkpoint {self.path}: {exc.strerror or exc}") from None
+        try:
+            _lock(self._fd, self.path)
+            self.done = read_checkpoint(self.path)
+            self._drop_torn_tail()
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def _drop_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        with self.path.open("rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            os.ftruncate(self._fd, data.rfind(b"\n") + 1)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one finished item's line and ``fsync`` it before returning."""
+        """Write one finished item's line and ``fsync`` it before returning.
+
+        Raises
+        ------
+        CheckpointError
+            The line could not be written whole; the file was rolled back to the line before.
+        """
         line = json.dumps(record, ensure_ascii=False, allow_nan=False).encode() + b"\n"
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, end)  # shrinking needs no space: the half line goes
+            except OSError:
+                pass  # then it is the torn last line, which the next open drops
+            raise CheckpointError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
+                                  path=str(self.path)) from exc
         self.done[str(record["key"])] = record
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the lock
+            self._fd = -1
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -154,3 +264,17 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, {len(self.done)} items done)"
+
+
+def _lock(fd: int, path: Path) -> None:
+    """Take the file's exclusive lock, or refuse: another run is writing it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; one writer is the user's to ensure
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(f"the checkpoint {path} is being written by another run (another process, or another "
+                         "transcribe_many in this kernel); wait for it to finish, or give this run its own "
+                         "checkpoint file") from None

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import BkError
+from .errors import BkError, CheckpointError
+from .handshake import require_token
+from .outputs import check_writable_file, check_writable_folder, write_text_atomically
 from .redact import RedactingFilter
 
 FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
-LISTEN_FORMATS = ("table", "jsonl", "srt")
+LISTEN_FORMATS = FORMATS  # one list: listen writes every format transcribe does
+ONE_TRANSCRIPT_FORMATS = ("srt", "vtt")  # a subtitle file holds one recording's timeline
 _REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
 
 
@@ -89,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="force an utterance to end after S s of continuous sound (default 20)")
     serve.add_argument("--max-queued-seconds", type=_positive_float, default=300.0, metavar="S",
                        help="audio a session may have waiting for its engine before chunks are refused (default 300)")
+    serve.add_argument("--decode-slots", type=int, metavar="N", help="engine calls at once, taken in turns by the "
+                       "sessions (default: one per core)")
+    serve.add_argument("--admission", action=argparse.BooleanOptionalAction, default=True,
+                       help="refuse a new session when one more real-time session would make the live ones fall "
+                       "behind, as measured (default on; --no-admission: only --workers limits sessions)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
@@ -99,8 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_token_options(transcribe)
     transcribe.add_argument("--speed", type=_speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
     transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    transcribe.add_argument("--out-dir", type=Path, metavar="DIR", help="write one file per input into DIR, "
-                            "named after it (x.wav -> DIR/x.srt); needed for several files in srt or vtt")
+    where = transcribe.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, metavar="FILE", help="write the result to FILE in --format instead of "
+                       "stdout (several inputs: one file whose rows name their input; not for srt or vtt)")
+    where.add_argument("--out-dir", type=Path, metavar="DIR", help="write one file per input into DIR (made if "
+                       "missing), named after it (x.wav -> DIR/x.srt); needed for several files in srt or vtt")
     transcribe.add_argument("--drain-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                             help="wait this long for the server's end-of-stream reply (default 10)")
     transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
@@ -109,9 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
     transcribe.add_argument("--recursive", action="store_true", help="a FILE that is a folder: its audio files, "
                             "in subfolders too")
-    transcribe.add_argument("--out", type=Path, help="checkpoint: append each finished file's finals to this "
-                            "JSON Lines file as it finishes")
-    transcribe.add_argument("--resume", action="store_true", help="with --out: skip the files already in it")
+    transcribe.add_argument("--checkpoint", type=Path, metavar="FILE", help="append each finished file's finals "
+                            "to this JSON Lines file as it finishes, so an interrupted run can --resume")
+    transcribe.add_argument("--resume", action="store_true", help="with --checkpoint: skip the files already in it")
+    transcribe.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                            help="show audio seconds sent of the total on stderr (default: when stderr is a "
+                            "terminal); -v also prints each final as it lands")
 
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="auto", help="engine (default auto: whisper when installed)")
@@ -214,8 +228,11 @@ def _serve(args: argparse.Namespace) -> int:
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
         certfile=args.certfile, keyfile=args.keyfile, processes=_processes_by_default(args),
         allow_origins=tuple(args.allow_origin), max_utterance_seconds=args.max_utterance_seconds,
-        max_queued_seconds=args.max_queued_seconds, engine_options=_engine_options(args),
+        max_queued_seconds=args.max_queued_seconds, decode_slots=args.decode_slots, admission=args.admission,
+        engine_options=_engine_options(args),
     )
+    if config.decode_slots is not None and config.decode_slots < 1:
+        raise _usage("--decode-slots must be at least 1")
     if config.workers < 1:
         raise _usage("--workers must be at least 1")
     if args.token:
@@ -248,10 +265,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     # Every check before any network traffic: a mistake costs nothing.
     if args.concurrency < 1:
         raise _usage("--concurrency must be at least 1")
-    if args.token_on_command_line is not None:
-        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
-                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
-    if args.recursive or args.out or args.resume:
+    _refuse_token_on_command_line(args)
+    if args.recursive or args.checkpoint or args.resume:
         args.files = _batch_files(args)
     folders = [str(f) for f in args.files if f.is_dir()]
     if folders:
@@ -261,26 +276,44 @@ def _transcribe(args: argparse.Namespace) -> int:
     if missing:
         raise _usage(f"no such file: {', '.join(missing)}")
     outputs = _output_paths(args)
-    token = _token_for_transcribe(args)
+    if args.checkpoint is not None:
+        check_writable_file(args.checkpoint, "--checkpoint")
+    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
+                                            drain_timeout=args.drain_timeout)
+    if client is not None:
+        require_token(client.settings)
+    progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
 
     async def run() -> list[Any]:
         async def with_client(client: Client) -> list[Any]:
+            callbacks = progress.callbacks() if progress is not None else {}
             return await transcribe_many(
-                args.files, args.concurrency, progress=True, return_exceptions=True, client=client, speed=args.speed,
-                checkpoint=args.out,
+                args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
+                checkpoint=args.checkpoint, **callbacks,
             )
 
-        if not args.local:
-            return await with_client(Client(args.url, token=token, drain_timeout=args.drain_timeout))
+        if client is not None:
+            return await with_client(client)
         from .server import local_server
 
         with local_server(engine=args.engine, workers=args.concurrency, **_engine_options(args)) as server:
             return await with_client(Client(server.url, drain_timeout=args.drain_timeout))
 
-    results = asyncio.run(run())
+    results: list[Any] = []
+    try:
+        results = asyncio.run(run())
+    except CheckpointError as exc:  # the finished files are still printed or written below
+        print(f"bk-notebook: error: {exc}", file=sys.stderr)
+        results = exc.results
+    finally:
+        if progress is not None:
+            progress.close(results)
     done: list[tuple[str, Any]] = []
     incomplete = 0
     for path, result in zip(args.files, results, strict=True):
+        if result is None:
+            print(f"bk-notebook: error: {path}: not transcribed (the run stopped first)", file=sys.stderr)
+            continue
         if isinstance(result, Exception):
             print(f"bk-notebook: error: {path}: {result}", file=sys.stderr)
             continue
@@ -289,31 +322,132 @@ def _transcribe(args: argparse.Namespace) -> int:
             incomplete += 1
             print(f"bk-notebook: warning: {path}: {result.incomplete_reason} ({len(result.finals)} finals kept)",
                   file=sys.stderr)
+    written = True
     if done and outputs is not None:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
         for name, transcript in done:
-            outputs[name].write_text(_render(args.format, [(name, transcript)]), encoding="utf-8")
-            print(f"wrote {outputs[name]}", file=sys.stderr)
+            written &= _write_result(outputs[name], _render(args.format, [(name, transcript)]))
+    elif done and args.out is not None:
+        written = _write_result(args.out, _render(args.format, done))
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
         sys.stdout.write(_render(args.format, done))
-    return 0 if len(done) == len(results) and not incomplete else 1
+    return 0 if len(done) == len(results) and not incomplete and written else 1
+
+
+def _refuse_token_on_command_line(args: argparse.Namespace) -> None:
+    if args.token_on_command_line is not None:
+        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
+                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
 
 
 def _output_paths(args: argparse.Namespace) -> dict[str, Path] | None:
-    """Where each input's result goes with --out-dir (None: stdout); refuses what cannot be written."""
+    """Where each input's result goes with --out-dir (None: one stream); refuses what cannot be written, now."""
+    several = len(args.files) > 1 and args.format in ONE_TRANSCRIPT_FORMATS
     if args.out_dir is None:
-        if len(args.files) > 1 and args.format in ("srt", "vtt"):
-            raise _usage(f"several files in --format {args.format} need --out-dir DIR (one .{args.format} per input)")
+        if several:
+            where = f"--out {args.out}" if args.out is not None else "stdout"
+            raise _usage(f"several files in --format {args.format} cannot share {where}: pass --out-dir DIR "
+                         f"(one .{args.format} per input)")
+        if args.out is not None:
+            check_writable_file(args.out, "--out")
         return None
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        raise _usage(f"--out-dir {args.out_dir} exists and is not a folder")
     paths: dict[str, Path] = {}
     for f in args.files:
         paths[str(f)] = args.out_dir / (f.stem + EXTENSIONS[args.format])
     clashes = sorted({p.name for p in paths.values() if list(paths.values()).count(p) > 1})
     if clashes:
         raise _usage(f"several inputs would write {', '.join(clashes)} in --out-dir; rename or run them apart")
+    check_writable_folder(args.out_dir, "--out-dir")  # made now, nested or not: a refusal costs no audio
     return paths
+
+
+def _write_result(path: Path, text: str, *, echo: bool = True) -> bool:
+    """Write one output file whole (a temporary file, then renamed); False when it failed.
+
+    On failure the result goes to stdout (``echo``, unless it is already there): nothing transcribed is lost.
+    """
+    try:
+        write_text_atomically(path, text)
+    except OSError as exc:
+        print(f"bk-notebook: error: cannot write {path}: {exc.strerror or exc}"
+              + ("; the result follows on stdout" if echo else "; the result is on stdout"), file=sys.stderr)
+        if echo:
+            sys.stdout.write(text)
+        return False
+    print(f"wrote {path}", file=sys.stderr)
+    return True
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return bool(args.progress) if args.progress is not None else sys.stderr.isatty()
+
+
+class _AudioProgress:
+    """One bar of audio seconds sent across every file, and each final as it lands (with -v)."""
+
+    def __init__(self, files: list[Path], total: float | None, *, bar: bool, verbose: bool) -> None:
+        from tqdm import tqdm
+
+        self.files = files
+        self.verbose = verbose
+        self.sent: dict[int, float] = {}  # item position -> seconds sent
+        self.bar = None if not bar else tqdm(
+            total=round(total, 1) if total else None, unit="s", desc="audio sent", file=sys.stderr,
+            dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s "
+            "[{elapsed}<{remaining}]" if total else None)
+
+    @classmethod
+    def for_files(cls, files: list[Path], args: argparse.Namespace) -> _AudioProgress:
+        bar = _show_progress(args)
+        return cls(files, _total_seconds(files) if bar else None, bar=bar, verbose=bool(args.verbose))
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_progress": self.progress, "on_final": self.final}
+
+    def progress(self, seconds: float) -> None:
+        from .batch import current_item
+
+        if self.bar is not None:
+            self.sent[current_item() or 0] = seconds
+            self.bar.n = round(sum(self.sent.values()), 1)
+            self.bar.refresh()
+
+    def final(self, record: dict[str, Any]) -> None:
+        if not self.verbose:
+            return
+        from .batch import current_item
+
+        name = self.files[current_item() or 0].name
+        line = f"final {name} [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)  # above the bar, which redraws below it
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self, results: list[Any]) -> None:
+        """Show where each file ended (progress comes each whole second, so the last fraction is not in it)."""
+        if self.bar is None:
+            return
+        for position, result in enumerate(results):
+            if hasattr(result, "duration"):
+                self.sent[position] = result.duration
+        self.bar.n = round(sum(self.sent.values()), 1)
+        self.bar.close()
+
+
+def _total_seconds(files: list[Path]) -> float | None:
+    """The audio the bar counts up to; None (a bar without a total) when a file's length is unknown."""
+    from .audio import open_audio
+
+    total = 0.0
+    for f in files:
+        try:
+            duration = open_audio(f).duration
+        except BkError:
+            return None  # that file's error is reported when its turn comes
+        if not duration:
+            return None
+        total += duration
+    return total
 
 
 def _token_for_transcribe(args: argparse.Namespace) -> str | None:
@@ -332,13 +466,14 @@ def _token_for_transcribe(args: argparse.Namespace) -> str | None:
 
 
 def _batch_files(args: argparse.Namespace) -> list[Path]:
-    """``--recursive``: folders become their audio files; ``--out``/``--resume``: checked before any traffic."""
+    """``--recursive``: folders become their audio files; ``--checkpoint``/``--resume``: checked before any traffic."""
     from .datasets import AUDIO_SUFFIXES
 
-    if args.resume and not args.out:
-        raise _usage("--resume needs --out FILE (the checkpoint to resume)")
-    if args.out and not args.resume and args.out.exists() and args.out.stat().st_size:
-        raise _usage(f"{args.out} exists: pass --resume to continue it, or remove it")
+    if args.resume and not args.checkpoint:
+        raise _usage("--resume needs --checkpoint FILE (the checkpoint to resume; --out names the result file)")
+    checkpoint = args.checkpoint
+    if checkpoint and not args.resume and checkpoint.is_file() and checkpoint.stat().st_size:
+        raise _usage(f"the checkpoint {checkpoint} exists: pass --resume to continue it, or remove it")
     files: list[Path] = []
     for path in args.files:
         if path.is_dir() and not args.recursive:
@@ -437,14 +572,14 @@ def _listen(args: argparse.Namespace) -> int:
         return 0 if devices else 1
     if args.url and args.local:
         raise _usage("give --url or --local, not both")
-    if args.token_on_command_line is not None:
-        raise _usage("a token on the command line is visible to other local users (ps) and kept in shell "
-                     "history; use $BK_TOKEN, --token-env NAME or --token-prompt")
-    if args.out is not None and not args.out.parent.is_dir():
-        raise _usage(f"cannot write --out {args.out}: no such folder {args.out.parent}")
+    _refuse_token_on_command_line(args)
+    if args.out is not None:
+        check_writable_file(args.out, "--out")
     # A bad URL or token option is reported before the device opens.
     client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
                                             drain_timeout=args.drain_timeout)
+    if client is not None:
+        require_token(client.settings)
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     live = sys.stderr.isatty()
     shown: dict[str, Any] = {"partial": "", "level": -100.0}
@@ -514,13 +649,12 @@ def _listen(args: argparse.Namespace) -> int:
         with local_server(engine=args.engine, workers=1, **_engine_options(args)) as server:
             return await session(Client(server.url, drain_timeout=args.drain_timeout))
 
-    def output(transcript: Any) -> None:
+    def output(transcript: Any) -> bool:
         if live:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
         text = _render(args.format, [(card.device.name, transcript)])
         sys.stdout.write(text)
-        if args.out is not None:
-            args.out.write_text(text, encoding="utf-8")
+        return args.out is None or _write_result(args.out, text, echo=False)
 
     try:
         transcript = asyncio.run(run())
@@ -528,14 +662,14 @@ def _listen(args: argparse.Namespace) -> int:
         if exc.transcript is not None and exc.transcript.finals:
             output(exc.transcript)
         raise
-    output(transcript)
+    written = output(transcript)
     if card.dropped_seconds:
         print(f"bk-notebook: warning: {card.dropped_seconds:.1f} s of audio were dropped (the consumer fell "
               "behind)", file=sys.stderr)
     if not transcript.complete:
         print(f"bk-notebook: error: {transcript.incomplete_reason}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if written else 1
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -7,25 +7,39 @@ cell, or ``asyncio.run`` in a script.
 from __future__ import annotations
 
 import logging
-import os
-import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from ssl import SSLContext
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from .audio import open_audio
 from .blocking import Awaitable, run_blocking
 from .errors import UsageError
-from .redact import redact
+from .settings import DEFAULT_URL, ClientSettings
 from .stream import Stream
 from .transcript import Transcript
-from .waits import positive_seconds
 
-__all__ = ["DEFAULT_URL", "Client", "Stream", "transcribe", "transcribe_sync"]
+__all__ = ["DEFAULT_URL", "Client", "ClientSettings", "Stream", "transcribe", "transcribe_sync"]
 
-DEFAULT_URL = "wss://api.bahasakita.co.id/v1/prod/stream"
 logger = logging.getLogger("bk_notebook.client")
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """A Client attribute that reads, and on assignment replaces, one field of its frozen ``settings``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, client: None, owner: type) -> _Setting[T]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> T: ...
+    def __get__(self, client: Client | None, owner: type) -> T | _Setting[T]:
+        return self if client is None else getattr(client.settings, self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, client: Client, value: T) -> None:
+        client.settings = client.settings.replace(**{self.name: value})
 
 
 class Client:
@@ -77,8 +91,8 @@ class Client:
 
     Notes
     -----
-    Memory is bounded per session: unread ``events()`` at 1000 (older partials
-    dropped), the resume buffer at ``resume_buffer_seconds``, audio in flight
+    Memory is bounded per session: unread ``events()`` at 1000 events and 8 MiB
+    of their text (older partials dropped first), the resume buffer at ``resume_buffer_seconds``, audio in flight
     at ``window_seconds``; the finals themselves are the result and are all kept.
     """
 
@@ -98,33 +112,26 @@ class Client:
         window_seconds: float | None = 3.0,
         history_size: int = 20,
     ) -> None:
-        raw = url or os.environ.get("BK_STT_URL") or DEFAULT_URL
-        parts = urllib.parse.urlsplit(raw)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise UsageError(f"url must start with ws:// or wss:// and name a host, got {parts.scheme or 'no'} scheme")
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        url_token = next((v for k, v in query if k == "token"), None)
-        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
-        self.url = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
-        self._token = token or url_token or os.environ.get("BK_TOKEN") or None
-        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
-        self.reply_timeout = positive_seconds("reply_timeout", reply_timeout)
-        self.drain_timeout = positive_seconds("drain_timeout", drain_timeout)
-        if isinstance(connect_retries, bool) or not isinstance(connect_retries, int) or connect_retries < 1:
-            raise UsageError(f"connect_retries must be a whole number >= 1, got {connect_retries!r}")
-        self.connect_retries = connect_retries
-        self.retry_backoff = float(retry_backoff)
-        if ssl is not None and parts.scheme != "wss":
-            raise UsageError("ssl= applies to wss:// URLs only")
-        self.ssl = ssl
-        if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
-            raise UsageError(f"reconnect must be a whole number >= 0, got {reconnect!r}")
-        self.reconnect = reconnect
-        self.resume_buffer_seconds = positive_seconds("resume_buffer_seconds", resume_buffer_seconds)
-        self.window_seconds = None if window_seconds is None else positive_seconds("window_seconds", window_seconds)
+        self.settings = ClientSettings.resolve(
+            url, token, connect_timeout=connect_timeout, reply_timeout=reply_timeout, drain_timeout=drain_timeout,
+            connect_retries=connect_retries, retry_backoff=retry_backoff, ssl=ssl, reconnect=reconnect,
+            resume_buffer_seconds=resume_buffer_seconds, window_seconds=window_seconds,
+        )
         if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size < 1:
             raise UsageError(f"history_size must be a whole number >= 1, got {history_size!r}")
         self._history: deque[Transcript] = deque(maxlen=history_size)
+
+    # Each option reads, and on assignment replaces, one field of the frozen settings.
+    url = _Setting[str]()
+    connect_timeout = _Setting[float]()
+    reply_timeout = _Setting[float]()
+    drain_timeout = _Setting[float]()
+    connect_retries = _Setting[int]()
+    retry_backoff = _Setting[float]()
+    ssl = _Setting["SSLContext | None"]()
+    reconnect = _Setting[int]()
+    resume_buffer_seconds = _Setting[float]()
+    window_seconds = _Setting["float | None"]()
 
     @property
     def history(self) -> list[Transcript]:
@@ -137,22 +144,10 @@ class Client:
     @property
     def has_token(self) -> bool:
         """Whether a token will be sent (the token itself is never exposed)."""
-        return self._token is not None
+        return self.settings.has_token
 
     def __repr__(self) -> str:
-        return f"Client(url={self.url!r}, token={'<set>' if self._token else None})"
-
-    def _secrets(self) -> list[str]:
-        return [self._token, urllib.parse.quote(self._token, safe="")] if self._token else []
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._secrets())
-
-    def _connect_url(self) -> str:
-        if not self._token:
-            return self.url
-        sep = "&" if urllib.parse.urlsplit(self.url).query else "?"
-        return f"{self.url}{sep}token={urllib.parse.quote(self._token, safe='')}"
+        return f"Client(url={self.url!r}, token={'<set>' if self.settings.has_token else None})"
 
     def stream(
         self,
@@ -168,7 +163,8 @@ class Client:
         the default, as live audio arrives at its own pace).  ``on_progress(seconds)``
         is called with the audio seconds sent, once per second of audio.
         """
-        return Stream(self, speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress)
+        return Stream(self.settings, remember=self._remember, speed=speed, on_partial=on_partial, on_final=on_final,
+                      on_progress=on_progress)
 
     def transcribe(self, audio: Any, sr: float | None = None, **kwargs: Any) -> Any:
         """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.

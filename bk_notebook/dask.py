@@ -27,12 +27,10 @@ from typing import Any
 from .blocking import run_blocking
 from .checkpoint import record_of
 from .client import Client
-from .errors import MissingDependency, UsageError
+from .errors import ClusterError, UsageError, missing_extra
 
 __all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
 
-_CLIENT_OPTIONS = ("connect_timeout", "reply_timeout", "drain_timeout", "connect_retries", "retry_backoff",
-                   "reconnect", "resume_buffer_seconds", "window_seconds")
 _servers: dict[tuple[tuple[str, Any], ...], Any] = {}  # one embedded server per worker process and settings
 _servers_lock = threading.Lock()
 
@@ -97,8 +95,8 @@ def _settings(client: Client | None, worker_server: dict[str, Any] | None, kwarg
     if client.ssl is not None:
         raise UsageError("an ssl= context cannot be sent to Dask workers; install the CA on the workers instead")
     return WorkerSettings(
-        url=client.url, token=client._token, transcribe_options=kwargs,
-        client_options={name: getattr(client, name) for name in _CLIENT_OPTIONS},
+        url=client.url, token=client.settings.token, transcribe_options=kwargs,
+        client_options=client.settings.worker_options(),
     )
 
 
@@ -119,7 +117,7 @@ def check_cluster(
     try:
         from distributed import Client as DaskClient
     except ImportError as exc:
-        raise MissingDependency("cluster= needs Dask: pip install 'bk-notebook[dask]'") from exc
+        raise missing_extra("cluster=", "Dask", "dask", exc) from exc
     if not isinstance(cluster, DaskClient):
         raise UsageError(f"cluster must be a dask.distributed.Client, e.g. Client(LocalCluster()); "
                          f"got {type(cluster).__name__}")
@@ -136,6 +134,7 @@ async def run_on_cluster(
     client: Client | None = None,
     worker_server: dict[str, Any] | None = None,
     retries: int = 2,
+    worker_timeout: float = 60.0,
     **kwargs: Any,
 ) -> None:
     """Submit one task per item to ``cluster`` and call ``finished(key, record or exception)`` as each ends.
@@ -154,12 +153,16 @@ async def run_on_cluster(
         Arguments of each worker's ``local_server`` (default ``{"engine": "auto"}``).
     retries : int
         Times Dask re-runs a task that raised (a dead worker's tasks are re-run regardless).
+    worker_timeout : float
+        Seconds to wait for a first worker, and the longest the cluster may have none while
+        items are left; then :class:`ClusterError`.  A lost scheduler is a ``ClusterError`` too.
     **kwargs
         Passed to :meth:`Client.transcribe` on the workers (``speed``, ...).
     """
     settings = check_cluster(cluster, client, worker_server, kwargs)
     if not work:
         return
+    await asyncio.to_thread(_wait_for_a_worker, cluster, worker_timeout)
     loop = asyncio.get_running_loop()
     ready: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     futures = []
@@ -171,8 +174,54 @@ async def run_on_cluster(
         futures.append(future)
     try:
         for _ in futures:
-            key, future = await ready.get()
+            key, future = await _next_done(cluster, ready, worker_timeout)
+            if future.status == "cancelled" and cluster.status != "running":
+                raise ClusterError(f"lost the Dask scheduler {_address(cluster)} (the client is {cluster.status}); "
+                                   "the items that finished before are kept (and in the checkpoint, if any): "
+                                   "restart the cluster and run the same call again")
             finished(key, await asyncio.to_thread(_outcome, future))
+    except ClusterError:
+        raise  # nothing to cancel on a scheduler that is gone or has no workers
     except BaseException:
         cluster.cancel(futures, asynchronous=False)
         raise
+
+
+def _address(cluster: Any) -> str:
+    return str(getattr(cluster.scheduler, "address", None) or "(unknown address)")
+
+
+def _workers(cluster: Any) -> int:
+    try:
+        return len(cluster.scheduler_info().get("workers", {}))
+    except Exception:  # noqa: BLE001 - a scheduler that cannot answer has no workers for us
+        return 0
+
+
+def _wait_for_a_worker(cluster: Any, timeout: float) -> None:
+    """Return once the cluster has a worker; raise ClusterError after ``timeout`` seconds without one."""
+    try:
+        cluster.wait_for_workers(1, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - distributed raises its own timeout types
+        raise ClusterError(f"no Dask worker joined the scheduler {_address(cluster)} within {timeout:g} s (it has "
+                           f"{_workers(cluster)} workers): start some (`dask worker {_address(cluster)}`), or pass a "
+                           f"longer worker_timeout=") from exc
+
+
+async def _next_done(cluster: Any, ready: asyncio.Queue[tuple[str, Any]], worker_timeout: float) -> tuple[str, Any]:
+    """The next finished task; a cluster that has had no worker for ``worker_timeout`` s is an error."""
+    loop = asyncio.get_running_loop()
+    without_workers_since: float | None = None
+    while True:
+        try:
+            return await asyncio.wait_for(ready.get(), timeout=min(5.0, worker_timeout))
+        except asyncio.TimeoutError:
+            pass
+        if await asyncio.to_thread(_workers, cluster):
+            without_workers_since = None
+            continue
+        without_workers_since = without_workers_since or loop.time()
+        if loop.time() - without_workers_since >= worker_timeout:
+            raise ClusterError(f"the Dask scheduler {_address(cluster)} has had no worker for {worker_timeout:g} s "
+                               "with items left: the items that finished are kept; start workers and run the same "
+                               "call again")

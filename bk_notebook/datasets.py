@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingDependency, UsageError
+from .errors import UsageError, missing_extra
 from .transcript import Transcript
 
 __all__ = ["AUDIO_SUFFIXES", "Source", "as_items", "result_columns"]
@@ -138,7 +138,7 @@ def _hf_dataset(ds: Any, column: str | None, sr_column: str | None, id_column: s
     try:
         from datasets import Audio
     except ImportError as exc:  # pragma: no cover - a Dataset came from somewhere
-        raise MissingDependency("Dataset input needs datasets: pip install 'bk-notebook[datasets]'") from exc
+        raise missing_extra("Dataset input", "datasets", "datasets", exc) from exc
     name = _pick_column(list(ds.column_names), column)
     audio_column = ds.select_columns([name])
     if isinstance(ds.features[name], Audio):  # read bytes/path and decode them here: no torchcodec needed
@@ -168,6 +168,6 @@ def _pandas() -> Any:
     try:
         import pandas as pd
     except ImportError as exc:
-        raise MissingDependency("folder input returns a DataFrame: pip install 'bk-notebook[pandas]'") from exc
+        raise missing_extra("folder input (it returns a DataFrame)", "pandas", "pandas", exc) from exc
     return pd
 

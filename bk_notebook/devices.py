@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DeviceError, MissingDependency
+from .errors import DeviceError, MissingDependency, missing_extra
 
 __all__ = ["InputDevice", "device_error", "input_devices", "quiet_native_stderr", "resolve_device", "sounddevice"]
 
@@ -49,9 +49,7 @@ def sounddevice() -> Any:
         with quiet_native_stderr():
             import sounddevice as module
     except ImportError as exc:
-        raise MissingDependency(
-            f"SoundCard needs sounddevice ({exc.name} is missing): pip install 'bk-notebook[soundcard]'"
-        ) from exc
+        raise missing_extra("SoundCard", "sounddevice", "soundcard", exc) from exc
     except OSError as exc:  # sounddevice is there, the PortAudio library is not
         raise MissingDependency(
             f"SoundCard needs the PortAudio library ({exc}): on Debian/Ubuntu apt-get install libportaudio2"

@@ -5,6 +5,7 @@
     BkError
     ├── AudioError (also ValueError)        bad audio: nothing was sent
     ├── UsageError (also ValueError)        bad arguments or configuration: nothing was sent
+    │   └── NotAwaitedError (also AttributeError) a result's attribute asked of its coroutine (a missing ``await``)
     ├── MissingDependency (also ImportError) an optional extra is not installed
     ├── DeviceError (also OSError)          the sound card cannot be opened or failed while recording
     ├── ConnectError (also ConnectionError) the websocket could not be opened or was lost
@@ -14,7 +15,9 @@
     │   └── WorkerUnavailable               ``audioConn`` refused after every retry
     ├── ProtocolError                       a reply that does not follow the protocol
     ├── StreamTimeout (also TimeoutError)   the server did not answer in time
-    └── BatchError                          some items of ``transcribe_many`` failed
+    ├── BatchError                          some items of ``transcribe_many`` failed
+    ├── CheckpointError                     the checkpoint could not be written (a full disk)
+    └── ClusterError                        the Dask cluster cannot run the batch (no workers, scheduler lost)
 
 Local mistakes (``AudioError``, ``UsageError``) are raised before any network
 traffic.  Every error raised after ``audioConn`` succeeded carries
@@ -37,15 +40,20 @@ __all__ = [
     "AuthError",
     "BatchError",
     "BkError",
+    "CheckpointError",
+    "ClusterError",
     "ConnectError",
     "ConnectionLost",
     "DeviceError",
     "MissingDependency",
+    "NotAwaitedError",
     "ProtocolError",
     "ServiceError",
     "StreamTimeout",
     "UsageError",
     "WorkerUnavailable",
+    "install_hint",
+    "missing_extra",
 ]
 
 
@@ -72,8 +80,27 @@ class UsageError(BkError, ValueError):
     """An argument or setting is wrong; the message says which and how to fix it."""
 
 
+class NotAwaitedError(UsageError, AttributeError):
+    """An attribute of a result was asked of the coroutine that computes it (a forgotten ``await``)."""
+
+
 class MissingDependency(BkError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an extra: the one place it is spelled."""
+    return f"pip install 'bk-notebook[{extra}]'"
+
+
+def missing_extra(feature: str, needs: str, extra: str, exc: ImportError | None = None) -> MissingDependency:
+    """The one way to say an optional extra is missing: what needs what, what is missing, the pip line.
+
+    >>> str(missing_extra("evaluate", "jiwer and pandas", "eval"))
+    "evaluate needs jiwer and pandas: pip install 'bk-notebook[eval]'"
+    """
+    missing = f" ({exc.name} is missing)" if exc is not None and exc.name and exc.name not in needs.split() else ""
+    return MissingDependency(f"{feature} needs {needs}{missing}: {install_hint(extra)}")
 
 
 class DeviceError(BkError, OSError):
@@ -137,3 +164,40 @@ class BatchError(BkError):
     def errors(self) -> dict[int, BaseException]:
         """Index of each failed item mapped to its exception."""
         return {i: r for i, r in enumerate(self.results) if isinstance(r, BaseException)}
+
+
+class CheckpointError(BkError):
+    """Writing a batch's checkpoint failed (a full disk, a lost mount); no result is lost.
+
+    The batch stops starting items at the first failed write and lets the running ones
+    finish.  The file keeps every line written before the failure, whole: the half line
+    is rolled back, so a rerun with the same checkpoint continues from it.
+
+    Attributes
+    ----------
+    results : list
+        One entry per item, in order: a ``Transcript`` (finished, in the file or not),
+        the exception it raised, or None (not started).
+    path : str
+        The checkpoint file.
+    """
+
+    def __init__(self, message: str, *, path: str, results: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.results = list(results or [])
+
+
+class ClusterError(BkError):
+    """The Dask cluster cannot run the batch: no worker joined in time, or the scheduler was lost.
+
+    Attributes
+    ----------
+    results : list
+        One entry per item, in order: a ``Transcript`` for each item that finished before
+        (also in the checkpoint, when there is one), an exception, or None.
+    """
+
+    def __init__(self, message: str, *, results: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.results = list(results or [])

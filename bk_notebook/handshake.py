@@ -12,13 +12,20 @@ import urllib.parse
 from ssl import SSLError
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, ConnectError
+from .errors import AuthError, ConnectError, UsageError
 from .redact import RedactingLogger
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .settings import ClientSettings
 
-__all__ = ["MAX_REPLY_BYTES", "backoff", "open_websocket"]
+__all__ = ["HOSTED_HOST", "MAX_REPLY_BYTES", "NO_TOKEN_HELP", "backoff", "open_websocket", "require_token"]
+
+HOSTED_HOST = "api.bahasakita.co.id"
+NO_TOKEN_HELP = (
+    "set $BK_TOKEN (get one with `bk-notebook token --email EMAIL`), pass token=... to the Client, or in the "
+    "CLI use --token-env NAME or --token-prompt; or transcribe offline with the local server (--local, "
+    "bk.local_server())"
+)
 
 MAX_REPLY_BYTES = 2**20
 logger = logging.getLogger("bk_notebook.client")
@@ -47,7 +54,13 @@ def _refused(exc: BaseException) -> bool:
     return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
 
 
-async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback: bool = True) -> Any:
+def require_token(settings: ClientSettings) -> None:
+    """Refuse, before any network traffic, to call the hosted service without a token (it would only say 401)."""
+    if not settings.has_token and urllib.parse.urlsplit(settings.url).hostname == HOSTED_HOST:
+        raise UsageError(f"the hosted service {settings.url} needs a token and none was given: {NO_TOKEN_HELP}")
+
+
+async def open_websocket(settings: ClientSettings, attempt: int, *, fail_fast_on_loopback: bool = True) -> Any:
     """Open the websocket; None means a network error worth retrying (after a backoff).
 
     A refused connection on this machine (127.0.0.0/8, ``::1``, ``localhost``)
@@ -56,36 +69,41 @@ async def open_websocket(client: Client, attempt: int, *, fail_fast_on_loopback:
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
-    tls: dict[str, Any] = {"ssl": client.ssl} if client.ssl is not None else {}  # wss:// verifies by default
+
+    require_token(settings)
+    tls: dict[str, Any] = {"ssl": settings.ssl} if settings.ssl is not None else {}  # wss:// verifies by default
     try:
         return await connect(
-            client._connect_url(),
-            open_timeout=client.connect_timeout,
+            settings.connect_url(),
+            open_timeout=settings.connect_timeout,
             compression=None,  # base64 audio barely compresses; deflate would cost CPU
             max_size=MAX_REPLY_BYTES,  # replies are small JSON: a huge one is a fault, not data
             **tls,
             proxy=None,
             close_timeout=2.0,  # a server stuck in its closing handshake must not hold us 10 s
-            logger=RedactingLogger(logging.getLogger("websockets.client"), client._secrets()),
+            logger=RedactingLogger(logging.getLogger("websockets.client"), settings.secrets()),
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
+        if status in (401, 403) and not settings.has_token:
+            raise AuthError(f"{settings.url} refused the handshake (HTTP {status}): no token was sent; "
+                            f"{NO_TOKEN_HELP.split('; or ')[0]}") from None
         if status in (401, 403):
-            raise AuthError(f"{client.url} refused the token (HTTP {status}); check the token or $BK_TOKEN") from None
-        error = ConnectError(f"{client.url} refused the websocket handshake (HTTP {status})")
+            raise AuthError(f"{settings.url} refused the token (HTTP {status}); check the token or $BK_TOKEN") from None
+        error = ConnectError(f"{settings.url} refused the websocket handshake (HTTP {status})")
     except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-        reason = client._redact(str(exc)) or type(exc).__name__
+        reason = settings.redact(str(exc)) or type(exc).__name__
         if isinstance(exc, SSLError):
             raise ConnectError(
-                f"TLS verification failed for {client.url}: {reason}; pass ssl=<SSLContext> to trust it"
+                f"TLS verification failed for {settings.url}: {reason}; pass ssl=<SSLContext> to trust it"
             ) from None
-        error = ConnectError(f"cannot connect to {client.url}: {reason}")
-        if fail_fast_on_loopback and _refused(exc) and _on_loopback(client.url):
-            error = ConnectError(f"cannot connect to {client.url}: connection refused, nothing is listening there "
+        error = ConnectError(f"cannot connect to {settings.url}: {reason}")
+        if fail_fast_on_loopback and _refused(exc) and _on_loopback(settings.url):
+            error = ConnectError(f"cannot connect to {settings.url}: connection refused, nothing is listening there "
                                  "(is the server running? `bk-notebook serve` or bk.local_server())")
-            attempt = client.connect_retries  # raised below, outside this block: no foreign exception chained
-    if attempt >= client.connect_retries:
+            attempt = settings.connect_retries  # raised below, outside this block: no foreign exception chained
+    if attempt >= settings.connect_retries:
         raise error
-    logger.info("%s; retrying (attempt %d of %d)", error, attempt, client.connect_retries)
-    await asyncio.sleep(backoff(client.retry_backoff, attempt))
+    logger.info("%s; retrying (attempt %d of %d)", error, attempt, settings.connect_retries)
+    await asyncio.sleep(backoff(settings.retry_backoff, attempt))
     return None

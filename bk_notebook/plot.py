@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import SAMPLE_RATE, to_pcm16
-from .errors import MissingDependency, UsageError
+from .errors import UsageError, missing_extra
 
 if TYPE_CHECKING:
     from .transcript import Transcript
@@ -31,9 +31,7 @@ def _imports() -> tuple[Any, Any, Any]:
         import librosa.display
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise MissingDependency(
-            f"Transcript.plot needs matplotlib and librosa ({exc.name} is missing): pip install 'bk-notebook[plot]'"
-        ) from exc
+        raise missing_extra("Transcript.plot", "matplotlib and librosa", "plot", exc) from exc
     return plt, librosa, librosa.display
 
 

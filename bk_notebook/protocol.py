@@ -247,7 +247,7 @@ class ClientProtocol(_Machine):
         super().__init__()
         self.session_id: str | None = None
         self._stream_prefix = ""
-        self._ack = ""  # the last acknowledgement's exact text: most replies repeat it
+        self._ack: str | None = None  # the last acknowledgement's exact text: most replies repeat it
         self.answered = 0  # audioStream replies received (each answers one chunk on a per-chunk server)
         self.acknowledged = 0  # of which empty 200 acknowledgements: only a per-chunk server sends those
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import MissingDependency, UsageError
+from .errors import UsageError, missing_extra
 
 __all__ = ["Normaliser", "evaluate", "number_to_words"]
 
@@ -155,7 +155,7 @@ def evaluate(
         import jiwer
         import pandas as pd
     except ImportError as exc:
-        raise MissingDependency("evaluate needs jiwer and pandas: pip install 'bk-notebook[eval]'") from exc
+        raise missing_extra("evaluate", "jiwer and pandas", "eval", exc) from exc
     index = None
     if isinstance(references, str):
         if not hasattr(hypotheses, "columns") or references not in hypotheses.columns:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .audio import CHUNK_BYTES, SAMPLE_RATE
-from .capture import CaptureCallbacks
+from .capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
 from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
 from .errors import DeviceError
 from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
@@ -113,7 +112,8 @@ class SoundCard(CaptureCallbacks):
         self._lock = threading.Lock()
         self._stream: Any = None
         self._worker: threading.Thread | None = None
-        self._blocks: queue.Queue[np.ndarray | None] = queue.Queue()
+        self._block_rate = self.native_rate
+        self._blocks = self._new_block_queue()
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -140,7 +140,8 @@ class SoundCard(CaptureCallbacks):
             if self._worker is not None:
                 return
             blocksize = max(1, round(self.native_rate * BLOCK_SECONDS))
-            self._blocks = queue.Queue()
+            self._block_rate = self.native_rate
+            self._blocks = self._new_block_queue()
             self._stopping = False
             self.dropped_seconds = 0.0
             self._frames = 0
@@ -155,7 +156,8 @@ class SoundCard(CaptureCallbacks):
             except self._sd.PortAudioError as exc:
                 raise device_error(exc, self.device, self.native_rate, self.channels) from None
             self._stream = stream
-            converter = LiveConverter(float(stream.samplerate), self.channels)
+            self._block_rate = float(stream.samplerate)
+            converter = LiveConverter(self._block_rate, self.channels)
             self._worker = threading.Thread(
                 target=self._convert, args=(self._blocks, converter), name="bk-soundcard", daemon=True
             )
@@ -173,7 +175,7 @@ class SoundCard(CaptureCallbacks):
                 with contextlib.suppress(Exception), quiet_native_stderr():
                     stream.stop()  # returns once the callback will not run again
                     stream.close()
-            self._blocks.put(None)
+            self._blocks.put_nowait(None)
         if worker is not threading.current_thread():  # a callback may stop the card itself
             worker.join()
         with self._lock:
@@ -181,29 +183,30 @@ class SoundCard(CaptureCallbacks):
                 self._worker = None
 
     # --------------------------------------------------------------- threads
+    def _new_block_queue(self) -> ThreadDropOldest:
+        # PortAudio's blocks waiting for the converter: at most backlog_seconds, the oldest dropped first.
+        return ThreadDropOldest(max(1, round(self.backlog_seconds / BLOCK_SECONDS)), self._count_dropped_block)
+
+    def _count_dropped_block(self, block: np.ndarray | None) -> None:
+        if block is not None:
+            self.dropped_seconds += len(block) / self._block_rate
+
     def _on_block(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         # PortAudio's thread: copy and hand over, nothing more.
         if status and status.input_overflow:
             self.dropped_seconds += frames / self.native_rate
         self._frames += frames
-        self._blocks.put(indata.copy())
+        self._blocks.push(indata.copy())
 
     def _on_finished(self) -> None:
         if not self._stopping:  # the stream ended without stop(): the device failed or went away
             self._emit_error(f"input device {self.device.index} ({self.device.name!r}) stopped delivering audio")
-            self._blocks.put(None)
+            self._blocks.put_nowait(None)
 
-    def _convert(self, blocks: queue.Queue[np.ndarray | None], converter: LiveConverter) -> None:
+    def _convert(self, blocks: ThreadDropOldest, converter: LiveConverter) -> None:
         chunker = Rechunker()
-        backlog = max(1, round(self.backlog_seconds / BLOCK_SECONDS))
         try:
-            while (block := blocks.get()) is not None:
-                while blocks.qsize() > backlog:  # the converter fell behind: drop the oldest audio
-                    dropped = blocks.get()
-                    if dropped is None:
-                        blocks.put(None)
-                        break
-                    self.dropped_seconds += len(dropped) / converter.rate
+            while (block := blocks.get()) is not None:  # when it falls behind, push() dropped the oldest
                 for chunk in chunker.push(converter.convert(block)):
                     self._emit_chunk(chunk)
             for chunk in chunker.push(converter.flush()):
@@ -214,20 +217,20 @@ class SoundCard(CaptureCallbacks):
         except Exception as exc:  # noqa: BLE001 - reported to the consumer, never lost in a thread
             self._emit_error(f"converting the sound card's audio failed: {type(exc).__name__}: {exc}")
         finally:
-            for callback in list(self._stop_callbacks):
-                _call(callback)
+            self._fire_stop()
             if not self._stopping:  # ended on its own: release the device
                 threading.Thread(target=self.stop, name="bk-soundcard-stop", daemon=True).start()
 
     def _emit_chunk(self, chunk: bytes) -> None:
         self.level = level_dbfs(chunk)
-        for callback in list(self._chunk_callbacks):
-            _call(callback, chunk)
+        self._fire_chunk(chunk)
 
     def _emit_error(self, message: str) -> None:
         logger.warning("%s", message)
-        for callback in list(self._error_callbacks):
-            _call(callback, message)
+        self._fire_error(message)
+
+    def _call_callback(self, callback: Callable[..., Any], *args: Any) -> None:
+        _call(callback, *args)  # on the converter's thread: a consumer's error is logged, not fatal
 
     # ------------------------------------------------------------------ async
     def chunks(self) -> LiveChunks:
@@ -258,8 +261,8 @@ class LiveChunks:
     def __init__(self, card: SoundCard, loop: asyncio.AbstractEventLoop) -> None:
         self._card = card
         self._loop = loop
-        self._queue: asyncio.Queue[bytes | DeviceError | None] = asyncio.Queue()
-        self._backlog = max(1, round(card.backlog_seconds / _CHUNK_SECONDS))
+        # live audio must not pile up without bound: the oldest chunk waiting is dropped, and counted
+        self._queue = AsyncDropOldest(round(card.backlog_seconds / _CHUNK_SECONDS), self._count_dropped)
         self._closed = False
         self._failure: DeviceError | None = None
         card.on_chunk(self._from_thread)
@@ -299,14 +302,11 @@ class LiveChunks:
             self._card.stop()
 
     def _unsubscribe(self) -> None:
-        for callbacks, fn in ((self._card._chunk_callbacks, self._from_thread),
-                              (self._card._stop_callbacks, self._stopped_from_thread),
-                              (self._card._error_callbacks, self._error_from_thread)):
-            with contextlib.suppress(ValueError):
-                callbacks.remove(fn)  # type: ignore[arg-type]
+        for fn in (self._from_thread, self._stopped_from_thread, self._error_from_thread):
+            self._card.remove_callback(fn)
 
     def _from_thread(self, chunk: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._enqueue, chunk)
+        self._loop.call_soon_threadsafe(self._queue.push, chunk)
 
     def _stopped_from_thread(self) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
@@ -314,11 +314,8 @@ class LiveChunks:
     def _error_from_thread(self, message: str) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, DeviceError(message))
 
-    def _enqueue(self, chunk: bytes) -> None:
-        if self._queue.qsize() >= self._backlog:  # live audio must not pile up without bound
-            self._queue.get_nowait()
-            self._card.dropped_seconds += _CHUNK_SECONDS
-        self._queue.put_nowait(chunk)
+    def _count_dropped(self, _item: object) -> None:
+        self._card.dropped_seconds += _CHUNK_SECONDS
 
 
 def _call(callback: Callable[..., Any], *args: Any) -> None:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +46,11 @@ from .events import EventBacklog
 from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
 from .protocol import ClientProtocol, Connected, Event, Final, Partial, ServerError, State
 from .resume import ResumeBuffer
+from .settings import ClientSettings
 from .speed import parse_speed
 from .transcript import Transcript
 from .waits import call_back, call_back_sync, deadline
 from .window import SendWindow
-
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ["Stream"]
 
@@ -66,14 +64,16 @@ class Stream:
 
     def __init__(
         self,
-        client: Client,
+        settings: ClientSettings,
         *,
+        remember: Callable[[Transcript], Any] = lambda transcript: None,
         speed: float | None,
         on_partial: Callable[[str], Any] | None,
         on_final: Callable[[dict[str, Any]], Any] | None,
         on_progress: Callable[[float], Any] | None = None,
     ) -> None:
-        self._client = client
+        self._settings = settings
+        self._remember = remember  # the client's history: told of this session's transcript on entry
         self._speed = parse_speed(speed)  # a multiple of real time; None or "max": unpaced
         self._on_partial = on_partial
         self._on_final = on_final
@@ -91,8 +91,9 @@ class Stream:
         self._sent = 0  # bytes of PCM sent (each byte once, whatever resumptions resent)
         self._t0 = 0.0
         self._offset = 0  # timeline position (bytes) where the current session's audio starts
-        self._reconnects_left = client.reconnect
-        self._resume = ResumeBuffer(int(client.resume_buffer_seconds * BYTES_PER_SECOND)) if client.reconnect else None
+        self._reconnects_left = settings.reconnect
+        self._resume = (ResumeBuffer(int(settings.resume_buffer_seconds * BYTES_PER_SECOND))
+                        if settings.reconnect else None)
         self.transcript = Transcript()
 
     @property
@@ -115,7 +116,7 @@ class Stream:
                 f"seconds_sent={self.seconds_sent:.1f}, finals={len(self.transcript)})")
 
     def _new_window(self) -> SendWindow:
-        seconds = self._client.window_seconds
+        seconds = self._settings.window_seconds
         return SendWindow(None if seconds is None else max(1, round(seconds * 10)))
 
     def _check_usable(self, action: str) -> None:
@@ -134,7 +135,7 @@ class Stream:
             await self._close(ABANDON_SECONDS)
             self._end("cancelled" if not isinstance(exc, Exception) else "failed")
             raise
-        self._client._remember(self.transcript)
+        self._remember(self.transcript)
         return self
 
     async def __aexit__(
@@ -160,6 +161,9 @@ class Stream:
         self._ended = how
         self._events.end()  # events() iterators end with the session
         self._room.set()
+        if self._events.dropped:  # nobody read events(): say what its bound let go (finals are all kept)
+            logger.info("session %s: %d unread events dropped from events() (its backlog is bounded; every final "
+                        "is in .transcript)", self.session_id, self._events.dropped)
 
     async def _abandon(self) -> None:
         """Leave a session that did not stop normally: a best-effort audioStop, then close within a second."""
@@ -176,12 +180,12 @@ class Stream:
         from websockets.protocol import State as WebSocketState
 
         self._ws_open = WebSocketState.OPEN  # compared per chunk: bound once, websockets imported lazily
-        client = self._client
+        settings = self._settings
         refusal: ServerError | None = None
-        for attempt in range(1, client.connect_retries + 1):
+        for attempt in range(1, settings.connect_retries + 1):
             if self._ws is None:
                 # A local server restarting under a resumed session is worth its retries.
-                self._ws = await open_websocket(client, attempt, fail_fast_on_loopback=not resuming)
+                self._ws = await open_websocket(settings, attempt, fail_fast_on_loopback=not resuming)
                 if self._ws is None:
                     continue
             event = await self._request_session()
@@ -194,12 +198,12 @@ class Stream:
                 logger.debug("session %s open", event.session_id)
                 return
             refusal = event
-            logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, client.connect_retries)
-            if attempt < client.connect_retries:
-                await asyncio.sleep(backoff(client.retry_backoff, attempt))
+            logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, settings.connect_retries)
+            if attempt < settings.connect_retries:
+                await asyncio.sleep(backoff(settings.retry_backoff, attempt))
         await self._close()
         raise WorkerUnavailable(
-            f"the server refused audioConn {client.connect_retries} times (worker not available); "
+            f"the server refused audioConn {settings.connect_retries} times (worker not available); "
             "try again later or raise connect_retries",
             status=refusal.status if refusal else 400,
         )
@@ -209,14 +213,14 @@ class Stream:
 
         try:
             await self._ws.send(self._protocol.connect())
-            async with deadline(self._client.reply_timeout):
+            async with deadline(self._settings.reply_timeout):
                 while True:
                     for event in self._protocol.receive(await self._ws.recv()):
                         if isinstance(event, (Connected, ServerError)):
                             return event
         except (TimeoutError, asyncio.TimeoutError):
             await self._close()
-            raise StreamTimeout(f"no reply to audioConn within {self._client.reply_timeout:g} s") from None
+            raise StreamTimeout(f"no reply to audioConn within {self._settings.reply_timeout:g} s") from None
         except ConnectionClosed as exc:
             await self._close()
             raise ConnectError(f"the server closed the connection during audioConn ({_close_reason(exc)})") from None
@@ -362,10 +366,10 @@ class Stream:
             if self._fits_write_buffer(text):
                 await self._ws.send(text)  # below the high-water mark send() cannot wait: no timer needed
             else:
-                async with deadline(self._client.reply_timeout):
+                async with deadline(self._settings.reply_timeout):
                     await self._ws.send(text)
         except (TimeoutError, asyncio.TimeoutError):
-            self._fail(StreamTimeout(f"the server did not accept {what} within {self._client.reply_timeout:g} s"))
+            self._fail(StreamTimeout(f"the server did not accept {what} within {self._settings.reply_timeout:g} s"))
         except Exception as exc:
             from websockets.exceptions import ConnectionClosed  # here, not per chunk: imports cost on a hot path
 
@@ -473,7 +477,7 @@ class Stream:
         self._last_heard = loop.time()
         done: set[Any] = set()
         while not done:  # as long as the server keeps talking, it is still working for us
-            silence = self._client.drain_timeout - (loop.time() - self._last_heard)
+            silence = self._settings.drain_timeout - (loop.time() - self._last_heard)
             if silence <= 0:
                 break
             done, _ = await asyncio.wait([self._reader], timeout=silence)
@@ -482,7 +486,7 @@ class Stream:
                                       f"({self._close_frame()})"))
         elif not done:
             logger.warning("no audioStop reply (the server was silent for %.1f s); returning the %d finals "
-                           "received, marked incomplete", self._client.drain_timeout, len(self.transcript))
+                           "received, marked incomplete", self._settings.drain_timeout, len(self.transcript))
         return not isinstance(self._failure, ConnectionLost)
 
     async def _close(self, timeout: float = 2.0) -> None:

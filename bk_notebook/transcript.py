@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import MissingDependency
+from .errors import missing_extra
 
 __all__ = ["Transcript", "finals_table_html"]
 
@@ -92,9 +92,7 @@ class Transcript:
         try:
             import pandas as pd
         except ImportError as exc:
-            raise MissingDependency(
-                "to_dataframe needs pandas: pip install 'bk-notebook[pandas]'"
-            ) from exc
+            raise missing_extra("to_dataframe", "pandas", "pandas", exc) from exc
         return pd.DataFrame(self.records(), columns=self._columns())
 
     def _columns(self) -> list[str]:

@@ -68,3 +68,44 @@ def sphinx_server() -> Any:
 
     with local_server(engine="pocketsphinx", workers=2) as server:
         yield server
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Any:
+    """Mount a tmpfs with ``options`` on ``folder`` (root only); skip with a reason, or fail under CI."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        message = f"cannot mount a tmpfs ({options}) here: needs root with mount rights"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def readonly_folder(tmp_path: Path) -> Any:
+    """A folder no file can be written in, even by root: a read-only tmpfs."""
+    with tmpfs(tmp_path / "readonly", "ro,size=64k") as folder:
+        yield folder
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 256 KiB file system, to fill up on purpose."""
+    with tmpfs(tmp_path / "small", "size=256k") as folder:
+        yield folder
+
+
+def fill(folder: Path, leave: int) -> Path:
+    """Fill ``folder``'s file system until about ``leave`` bytes are free; delete the returned file to free it."""
+    filler = folder / "filler"
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with filler.open("ab") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler

@@ -52,3 +52,30 @@ class SlowEngine:
 
     def flush(self) -> list[Any]:
         return self.inner.flush()
+
+
+_ONE_CORE = __import__("threading").Lock()
+
+
+class OneCoreEngine:
+    """The energy engine on "one core": every instance decodes under one shared lock, ``cost``
+    seconds per audio second, as a recogniser that holds the GIL in C code does.
+
+    ``threading.Lock`` is not fair: a thread that releases it and asks again at once usually wins,
+    so without the server's turns a session with a backlog starves the others (the real problem).
+    """
+
+    def __init__(self, cost: float = 0.5, **options: Any) -> None:
+        self.cost = cost
+        self.inner = engine_factory("energy", **options)()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def feed(self, pcm: bytes) -> list[Any]:
+        with _ONE_CORE:
+            time.sleep(len(pcm) / 2 / SAMPLE_RATE * self.cost)
+            return self.inner.feed(pcm)
+
+    def flush(self) -> list[Any]:
+        return self.inner.flush()

@@ -42,6 +42,21 @@ async def test_without_return_exceptions_a_batch_error_keeps_every_result(energy
     assert results[0].text == "sound 1.00 s" and results[3].text == "sound 0.50 s sound 0.70 s"
 
 
+async def test_callbacks_tell_their_item_apart_with_current_item(energy_server) -> None:
+    from bk_notebook.batch import current_item
+
+    seconds = (3.0, 1.0, 5.0)  # streamed at once: their callbacks interleave
+    audio = [(np.concatenate([tone(s - 0.5), np.zeros(8000)]), 16000) for s in seconds]
+    sent: dict[object, float] = {}
+    finals: dict[object, list[str]] = {}
+    await bk.transcribe_many(audio, concurrency=3, progress=False, client=bk.Client(energy_server.url), speed=None,
+                             on_progress=lambda s: sent.__setitem__(current_item(), s),
+                             on_final=lambda r: finals.setdefault(current_item(), []).append(r["text"]))
+    assert sent == {0: 3.0, 1: 1.0, 2: 5.0}
+    assert finals == {0: ["sound 2.50 s"], 1: ["sound 0.50 s"], 2: ["sound 4.50 s"]}
+    assert current_item() is None  # outside a batch
+
+
 async def test_progress_bar_counts_items(energy_server, capsys) -> None:
     client = bk.Client(energy_server.url)
     await bk.transcribe_many([(tone(0.3), 16000)] * 3, client=client, speed=None)

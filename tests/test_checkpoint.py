@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint
+from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint, record_of, transcript_of
+from bk_notebook.transcript import Transcript
 
 from conftest import FIXTURES
 
@@ -185,6 +186,25 @@ def test_keys() -> None:
     assert item_key((a, 8000)) != item_key((a.astype(np.float64), 8000))
     assert item_key((a, 8000)) != item_key((a[::-1].copy(), 8000))
     assert item_key(b"RIFF....").startswith("sha256:") and item_key(b"a") != item_key(b"b")
+    bare = item_key(a)  # an array without a rate, as a dict's "audio" alone
+    assert bare == item_key({"audio": a}) != item_key((a, 8000))
+    assert len(bare) == len("sha256:") + 32 and len(item_key(b"a")) == len(bare)
+
+
+def test_a_record_round_trips_through_its_line() -> None:
+    t = Transcript(session_id="s1", duration=2.34567, gaps=[(1.0, 1.5)], complete=False)
+    t.add_final("café", 0.1, 0.9, sent=1.0)
+    t.add_final("late", None, None, sent=2.0)
+    record = record_of("k", t)
+    assert record == {"key": "k", "complete": False, "finals": t.records(), "text": "café late",
+                      "duration": 2.346, "session_id": "s1", "gaps": [[1.0, 1.5]]}
+    back = transcript_of(json.loads(json.dumps(record)))
+    assert (back.finals, back.session_id, back.duration, back.gaps, back.complete) == \
+        (t.finals, "s1", 2.346, [(1.0, 1.5)], False)
+    assert transcript_of(record_of("k", Transcript(complete=True))).complete
+    # A line written before duration, session_id and gaps were recorded still reads.
+    old = transcript_of({"key": "k", "complete": True, "finals": [{"segment": 0, "text": "x"}]})
+    assert (old.text, old.session_id, old.duration, old.gaps, old.complete) == ("x", None, 0.0, [], True)
 
 
 def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> None:
@@ -196,6 +216,37 @@ def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> N
         store.append({"key": "c", "complete": True, "finals": [{"segment": 0, "text": "x"}]})
     assert [r["key"] for r in lines(path)] == ["a", "b", "c"]
     assert read_checkpoint(path)["c"]["finals"] == [{"segment": 0, "text": "x"}]
+
+
+def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: Path, monkeypatch) -> None:
+    # A power loss after append() returned must not lose the item: its line is on disk, not in a cache.
+    path = tmp_path / "c.jsonl"
+    synced: list[bytes] = []  # what the file held, on disk's side of the flush, at each fsync of it
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), path.stat()):  # the checkpoint's own descriptor
+            synced.append(path.read_bytes())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with Checkpoint(path) as store:
+        store.append({"key": "a", "complete": True, "finals": []})
+        assert store.done["a"] == {"key": "a", "complete": True, "finals": []}
+        assert len(synced) == 1 and synced[0].endswith(b"\n") and json.loads(synced[0])["key"] == "a"
+        store.append({"key": "b", "complete": False, "finals": []})
+        assert len(synced) == 2 and [json.loads(line)["key"] for line in synced[1].splitlines()] == ["a", "b"]
+
+
+def test_lines_are_utf8_json_and_a_nan_is_refused_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with Checkpoint(path) as store:
+        store.append({"key": 1, "complete": True, "finals": [{"text": "café"}]})
+        with pytest.raises(ValueError):
+            store.append({"key": "nan", "complete": True, "finals": [], "duration": float("nan")})
+        assert repr(store) == f"Checkpoint({str(path)!r}, 1 items done)"
+    assert path.read_bytes() == '{"key": 1, "complete": true, "finals": [{"text": "café"}]}\n'.encode()
+    assert list(read_checkpoint(path)) == ["1"]
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -257,7 +308,7 @@ async def test_interrupt_returns_though_items_are_slow_to_close(energy_server, t
 
 
 @pytest.mark.slow
-def test_cli_recursive_out_resume(tmp_path: Path) -> None:
+def test_cli_recursive_checkpoint_resume(tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
     for name in ("hello", "numbers"):
@@ -266,7 +317,7 @@ def test_cli_recursive_out_resume(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path / "results.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--out", str(out),
+    cmd = [sys.executable, "-m", "bk_notebook.cli", "transcribe", str(folder), "--recursive", "--checkpoint", str(out),
            "--local", "--engine", "energy", "--speed", "max", "--format", "jsonl"]
     for flat in ([c for c in cmd if c != "--recursive"], cmd[:5] + ["--local", "--engine", "energy"]):
         refused = subprocess.run(flat, capture_output=True, text=True, env=env, timeout=120)
@@ -285,3 +336,133 @@ def test_cli_recursive_out_resume(tmp_path: Path) -> None:
     assert out.read_text().splitlines()[0] == first_line  # kept, not transcribed again
     assert sorted(r["key"] for r in lines(out)) == keys
     assert {json.loads(line)["file"] for line in resumed.stdout.splitlines()} == set(keys)
+
+
+# ------------------------------------------------------------------ the edges: a full disk, bad bytes, two writers
+def many_finals_item(key: str, bursts: int = 100) -> dict[str, Any]:
+    """One item whose checkpoint line is long (~15 KB): ``bursts`` stretches of sound, one final each."""
+    t = np.arange(3200) / 16000
+    burst = np.concatenate([0.3 * np.sin(2 * np.pi * 300 * t), np.zeros(6400)])
+    return {"id": key, "audio": np.tile(burst, bursts), "sr": 16000}
+
+
+def long_record(key: str, finals: int = 80) -> dict[str, Any]:
+    return {"key": key, "complete": True, "finals": [{"segment": i, "text": f"word {i} " * 12, "start": i,
+                                                      "end": i + 1} for i in range(finals)]}
+
+
+def test_a_write_that_fills_the_disk_is_rolled_back_and_the_file_continues(small_disk: Path) -> None:
+    from conftest import fill
+
+    path = small_disk / "c.jsonl"
+    with Checkpoint(path) as store:
+        store.append(long_record("a"))
+        filler = fill(small_disk, leave=4096)  # less than the next line: the write fails half way
+        assert len(json.dumps(long_record("b"))) > 8192
+        with pytest.raises(bk.CheckpointError, match=f"cannot write the checkpoint {path}") as info:
+            store.append(long_record("b"))
+        assert info.value.path == str(path)
+        assert path.read_bytes().endswith(b"\n") and [r["key"] for r in lines(path)] == ["a"]  # no half line
+        filler.unlink()  # the space comes back
+        store.append(long_record("c"))
+    assert list(read_checkpoint(path)) == ["a", "c"]  # every line whole: a rerun can open it
+    with Checkpoint(path) as again:
+        assert sorted(again.done) == ["a", "c"]
+
+
+async def test_a_full_disk_stops_the_batch_and_keeps_every_result(energy_server, small_disk: Path,
+                                                                  caplog: Any) -> None:
+    from conftest import fill
+
+    path = small_disk / "c.jsonl"
+    items = [many_finals_item(f"item-{i}") for i in range(6)]
+    fill(small_disk, leave=24 * 1024)  # room for one long line, not two
+    client = bk.Client(energy_server.url)
+    with pytest.raises(bk.CheckpointError) as info:
+        await bk.transcribe_many(items, concurrency=1, progress=False, client=client, checkpoint=path, speed=None)
+    results = info.value.results
+    finished = [r for r in results if isinstance(r, bk.Transcript)]
+    assert len(finished) == 2 and results[2:] == [None] * 4  # the second line failed: nothing new started
+    assert all(len(r.finals) == 100 and r.complete for r in finished)  # both kept in memory
+    assert [r["key"] for r in lines(path)] == ["item-0"]  # the file holds whole lines only
+    assert str(path) in str(info.value) and "run the same call again" in str(info.value)
+    assert "never retrieved" not in caplog.text
+
+
+def test_a_line_that_is_not_utf8_names_the_file_and_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"key": "a", "complete": true, "finals": []}\n{"key": "\xff\xfe", "complete": true}\n')
+    with pytest.raises(bk.UsageError, match=rf"{path}: line 2 is not UTF-8"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"key": [1], "complete": True, "finals": []}, "'key' is not a string"),
+    ({"key": "a", "complete": "yes", "finals": []}, "'complete' is not true or false"),
+    ({"key": "a", "complete": True, "finals": "hello"}, "'finals' is not a list"),
+    ({"key": "a", "complete": True, "finals": [{"segment": 0}]}, "'finals' is not a list of records with a 'text'"),
+    ({"key": "a", "complete": True, "finals": [], "duration": "long"}, "'duration' is not a number"),
+    ({"key": "a", "complete": True, "finals": [], "gaps": [[1, 2, 3]]}, "'gaps' is not a list of"),
+])
+def test_malformed_fields_are_a_usage_error_with_the_line(tmp_path: Path, record: dict[str, Any],
+                                                          problem: str) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"key": "ok", "complete": True, "finals": []}) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(bk.UsageError, match=rf"line 2: {problem}"):
+        Checkpoint(path)
+
+
+def test_a_second_writer_is_refused_at_once_in_this_process_and_another(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with Checkpoint(path):
+        with pytest.raises(bk.UsageError, match="being written by another run"):
+            Checkpoint(path)
+    Checkpoint(path).close()  # closing released the lock
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from bk_notebook.checkpoint import Checkpoint
+        store = Checkpoint({str(path)!r})
+        print("holding", flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(bk.UsageError, match="another process"):
+            Checkpoint(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    Checkpoint(path).close()  # the lock died with its process
+
+
+async def test_ids_that_differ_only_in_type_are_refused(energy_server, tmp_path: Path) -> None:
+    a = np.zeros(1600)
+    client = bk.Client(energy_server.url)
+    with pytest.raises(bk.UsageError, match="differ only in type"):
+        await bk.transcribe_many([{"id": 1, "audio": a, "sr": 16000}, {"id": "1", "audio": a + 0.1, "sr": 16000}],
+                                 progress=False, client=client, checkpoint=tmp_path / "c.jsonl")
+    assert not (tmp_path / "c.jsonl").exists() or lines(tmp_path / "c.jsonl") == []
+    # A DataFrame's NumPy integers and Python ints are one kind of id: the same number is the same item.
+    same = [{"id": np.int64(1), "audio": a, "sr": 16000}, {"id": 1, "audio": a, "sr": 16000}]
+    results = await bk.transcribe_many(same, progress=False, client=client, checkpoint=tmp_path / "d.jsonl", speed=None)
+    assert results[0] is results[1]
+
+
+async def test_a_checkpoint_reused_for_other_audio_transcribes_it_again_and_says_so(
+        energy_server, tmp_path: Path, caplog: Any) -> None:
+    path = tmp_path / "c.jsonl"
+    first = make_items(3)
+    client = bk.Client(energy_server.url)
+    before = await bk.transcribe_many(first, progress=False, client=client, checkpoint=path, speed=None)
+    other = [dict(item) for item in make_items(6)[3:]]
+    for item, reused in zip(other, first, strict=True):
+        item["id"] = reused["id"]  # same ids, other recordings
+    with caplog.at_level(logging.WARNING, logger="bk_notebook.batch"):
+        after = await bk.transcribe_many(other, progress=False, client=client, checkpoint=path, speed=None)
+    assert [t.text for t in after] != [t.text for t in before]
+    fresh = await bk.transcribe_many(other, progress=False, client=client, speed=None)
+    assert [t.text for t in after] == [t.text for t in fresh]
+    assert "3 item(s) changed since the checkpoint" in caplog.text
+    again = CountingClient(energy_server.url, {id(item["audio"]): item["id"] for item in other})
+    await bk.transcribe_many(other, progress=False, client=again, checkpoint=path, speed=None)
+    assert again.transcribed == []  # the new lines are the ones that count now

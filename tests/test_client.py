@@ -276,7 +276,7 @@ def test_url_and_token_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("BK_TOKEN", TOKEN)
     client = bk.Client()
     assert client.url == "ws://127.0.0.1:9/v1/prod/stream" and client.has_token
-    assert client._connect_url().endswith("?token=" + TOKEN)
+    assert client.settings.connect_url().endswith("?token=" + TOKEN)
     monkeypatch.delenv("BK_STT_URL")
     assert bk.Client().url == bk.client.DEFAULT_URL
 

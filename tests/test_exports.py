@@ -13,7 +13,7 @@ def test_all_is_complete_and_sorted() -> None:
     modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
                "widgets", "cli", "display", "annotations", "stream", "resume", "handshake", "window", "blocking",
                "speed", "events", "waits", "soundcard", "live", "devices", "plot", "checkpoint", "datasets",
-               "scoring", "dask", "capture"}
+               "scoring", "dask", "capture", "settings", "outputs"}
     assert public - modules <= set(bk.__all__)
     assert bk.__all__ == sorted(bk.__all__)
     assert all(hasattr(bk, name) for name in bk.__all__)

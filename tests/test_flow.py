@@ -151,6 +151,39 @@ async def test_unread_events_are_bounded() -> None:
     assert len(unread) == bk.events.EVENT_BACKLOG and unread[-1].text == "w3000"
 
 
+async def test_unread_events_are_bounded_in_bytes_too() -> None:
+    big = "x" * 900_000  # under the client's 1 MiB reply limit
+
+    async def long_partials(ws: Any) -> None:
+        n = 0
+        async for raw in ws:
+            kind = json.loads(raw)["bk"]["type"]
+            if kind == "audioConn":
+                await ws.send(reply("audioConn", sess_id=SID))
+            elif kind == "audioStream":
+                n += 1
+                if n % 10 == 0:
+                    await ws.send(reply("audioStream", final=f"w{n}", start=(n - 10) / 10, end=n / 10))
+                else:
+                    await ws.send(reply("audioStream", partial=f"p{n} {big}"))
+            elif kind == "audioStop":
+                await ws.send(reply("audioStop"))
+
+    async with scripted_server(long_partials, max_size=None) as url:
+        async with client(url).stream() as s:
+            await s.send(noise(6.0))  # 60 chunks: 54 partials of 0.9 MB and 6 finals, nobody reading
+            backlog = s._events
+            t = await s.stop()
+            assert backlog.bytes <= bk.events.EVENT_BACKLOG_BYTES
+            unread = [e async for e in s.events()]
+    assert [r["text"] for r in t.finals] == [f"w{n}" for n in range(10, 61, 10)]
+    assert sum(len(e.text) for e in unread) <= bk.events.EVENT_BACKLOG_BYTES
+    assert [e.text for e in unread if isinstance(e, bk.protocol.Final)] == [r["text"] for r in t.finals]  # kept
+    partials = [e.text.split()[0] for e in unread if isinstance(e, bk.protocol.Partial)]
+    assert 0 < len(partials) < 54 and partials[-1] == "p59"  # the oldest went first
+    assert backlog.bytes == 0  # all read
+
+
 async def test_an_error_caught_inside_the_block_already_carries_the_transcript() -> None:
     async def failing(ws: Any) -> None:
         async for raw in ws:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -167,6 +169,66 @@ def test_transcribe_sync_in_a_script(energy_server) -> None:
     assert isinstance(t, Transcript) and t.complete and len(t) >= 2
     t2 = bk.transcribe_sync(bk.sample_path(), speed=None, client=bk.Client(energy_server.url))
     assert t2.records() == t.records() or [r["text"] for r in t2.finals] == [r["text"] for r in t.finals]
+
+
+class ServerThread:
+    """A scripted server on its own loop in a thread: for tests whose main thread blocks (``*_sync``)."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.url = ""
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with scripted_server(self.handler) as self.url:
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+class CtrlCWhileStreaming:
+    """Acknowledges each chunk; after ``chunks`` of them, presses Ctrl-C in the main thread."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.messages: list[str] = []
+        self.closed = threading.Event()
+
+    async def __call__(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                kind = json.loads(raw)["bk"]["type"]
+                self.messages.append(kind)
+                if kind == "audioConn":
+                    await ws.send(reply("audioConn", sess_id=SID))
+                elif kind == "audioStream":
+                    await ws.send(json.dumps({"bk": {"type": "audioStream", "status": 200}}))
+                    if self.messages.count("audioStream") == self.chunks:
+                        _thread.interrupt_main()  # as SIGINT from the terminal does
+                elif kind == "audioStop":
+                    await ws.send(reply("audioStop"))
+        finally:
+            self.closed.set()
+
+
+def test_ctrl_c_during_transcribe_sync_stops_the_session_in_its_thread() -> None:
+    server = CtrlCWhileStreaming(chunks=5)
+    with ServerThread(server) as url:
+        with pytest.raises(KeyboardInterrupt):
+            client(url).transcribe_sync(noise(120.0), 16000, speed=1.0)
+        assert server.closed.wait(10)  # a bound for a hang, not a timing claim
+        assert "audioStop" in server.messages  # the session was stopped, not left streaming in the thread
+    assert not [t for t in threading.enumerate() if t.name == "bk-blocking"]
 
 
 async def test_transcribe_sync_inside_a_running_loop(energy_server) -> None:

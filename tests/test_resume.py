@@ -99,6 +99,7 @@ async def test_audio_beyond_the_resume_buffer_is_reported_as_a_gap(energy_server
         t = await run(url, audio, reconnect=1, resume_buffer_seconds=1.0)
     [(start, end)] = t.gaps
     assert start == pytest.approx(1.3) and end == pytest.approx(2.6)
+    assert not t.complete and "1.3 s of audio could not be transcribed" in t.incomplete_reason
     assert t.finals[0]["text"] == "sound 0.50 s" and t.finals[-1]["text"] == "sound 0.40 s"
 
 
@@ -112,6 +113,27 @@ def test_resume_buffer_bookkeeping() -> None:
     assert (start, data, gap) == (6, b"ghijklmnop", (4, 6))
     buf.final_ended_at(3)  # an older end changes nothing
     assert buf.resume()[0] == 6
+
+
+def test_resume_buffer_overflow_before_any_final_is_a_gap_from_the_start() -> None:
+    buf = ResumeBuffer(limit=9)
+    buf.sent(b"0123456789")  # one byte over: the oldest byte goes
+    assert buf.resume() == (1, b"123456789", (0, 1))
+    buf.final_ended_at(5)  # an odd position is rounded down to a whole sample
+    assert buf.resume() == (4, b"456789", None)
+    buf.final_ended_at(2)  # behind what was kept: nothing to cut
+    assert buf.resume() == (4, b"456789", None)
+
+
+def test_resume_buffer_cuts_by_timeline_position_after_an_overflow() -> None:
+    buf = ResumeBuffer(limit=4)
+    buf.sent(b"abcdef")  # kept from position 2
+    buf.final_ended_at(4)  # cut the 2 bytes before position 4
+    assert buf.resume() == (4, b"ef", None)
+    buf = ResumeBuffer(limit=9)
+    buf.sent(b"0123456789")  # kept from position 1
+    buf.final_ended_at(2)  # a cut of one byte
+    assert buf.resume() == (2, b"23456789", None)
 
 
 def test_reconnect_setting_is_checked() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 
 import pytest
 
@@ -69,6 +71,17 @@ def test_normalisation_is_stated_and_configurable() -> None:
     assert Normaliser()("Don't stop -- it's \"fine\"; well-known.") == "don't stop it's fine well known"
 
 
+def test_compatibility_forms_score_as_the_plain_text() -> None:
+    # NFKC: a ligature, full-width letters and digits, a decomposed accent are the words a reader sees.
+    decomposed = "cafe\u0301"  # e + combining acute accent
+    assert decomposed != "caf\u00e9" and Normaliser()(decomposed) == "caf\u00e9"
+    hyps = ["\ufb01ne caf\u00e9", "\uff28\uff45\uff4c\uff4c\uff4f \uff17", f"fine {decomposed}"]
+    refs = ["fine caf\u00e9", "hello 7", "fine caf\u00e9"]
+    scores = bk.evaluate(hyps, refs, numbers="words")
+    assert list(scores["wer"]) == [0.0, 0.0, 0.0] and list(scores["cer"]) == [0.0, 0.0, 0.0]
+    assert list(scores["hypothesis"]) == ["fine caf\u00e9", "hello seven", "fine caf\u00e9"]
+
+
 def test_number_to_words() -> None:
     assert number_to_words(0) == "zero"
     assert number_to_words(40) == "forty"
@@ -103,3 +116,71 @@ def test_bad_arguments() -> None:
         bk.evaluate(["a"], ["a"], numbers="roman")
     with pytest.raises(bk.UsageError, match="str or a Transcript"):
         bk.evaluate([3], ["a"])
+
+
+@pytest.mark.parametrize("n, words", [
+    (-5, "minus five"), (19, "nineteen"), (20, "twenty"), (21, "twenty one"), (99, "ninety nine"),
+    (100, "one hundred"), (101, "one hundred one"), (1000, "one thousand"), (1_000_000, "one million"),
+    (2_000_000_005, "two billion five"),
+])
+def test_number_to_words_at_each_boundary(n: int, words: str) -> None:
+    assert number_to_words(n) == words
+
+
+def test_quotes_go_and_apostrophes_inside_words_stay() -> None:
+    assert Normaliser()("'Quoted' rock 'n' roll, o'clock") == "quoted rock n roll o'clock"
+
+
+def test_the_result_columns_rows_and_corpus_totals() -> None:
+    scores = bk.evaluate(["a x c d", None], ["a b c", "hello world"])
+    assert list(scores.columns) == ["reference", "hypothesis", "wer", "cer", "substitutions", "deletions",
+                                    "insertions", "hits", "ref_words", "char_errors", "ref_chars", "missing", "edits"]
+    first = scores.iloc[0].to_dict()
+    assert first == {"reference": "a b c", "hypothesis": "a x c d", "wer": 2 / 3, "cer": 3 / 5, "substitutions": 1,
+                     "deletions": 0, "insertions": 1, "hits": 2, "ref_words": 3, "char_errors": 3, "ref_chars": 5,
+                     "missing": False, "edits": [("substitute", "b", "x"), ("insert", "", "d")]}
+    assert (scores.loc[1, "deletions"], scores.loc[1, "char_errors"], scores.loc[1, "ref_chars"]) == (2, 11, 11)
+    assert scores.attrs["corpus"] == {"wer": 4 / 5, "cer": 14 / 16, "substitutions": 1, "deletions": 2,
+                                      "insertions": 1, "ref_words": 5, "ref_chars": 16, "items": 2, "missing": 1}
+    nothing_to_say = bk.evaluate(["uh"], [""]).attrs["corpus"]
+    assert (nothing_to_say["wer"], nothing_to_say["cer"]) == (1.0, 2.0)  # no reference words: the error count
+    with_ids = bk.evaluate(["a"], ["a"], ids=["clip-1"])
+    assert list(with_ids.columns[:2]) == ["id", "reference"] and with_ids.loc[0, "id"] == "clip-1"
+
+
+def test_every_refusal_says_what_was_wrong(monkeypatch) -> None:
+    class OnlyText:
+        text = "has text, no finals"
+
+    cases = [
+        (lambda: bk.evaluate("a b", ["a b"]), "hypotheses must be a sequence of texts, got one string"),
+        (lambda: bk.evaluate(["a b"], "a b"), "references='a b' names a column, but hypotheses has no such column"),
+        (lambda: bk.evaluate(pd.DataFrame({"t": ["a"]}), ["a"]), "hypotheses is a DataFrame without a 'text' column"),
+        (lambda: bk.evaluate(["a"], [1]), "every reference must be a str"),
+        (lambda: bk.evaluate([1.5], ["a"]), "a hypothesis must be a str or a Transcript, got float"),
+        (lambda: bk.evaluate([OnlyText()], ["a"]), "a hypothesis must be a str or a Transcript, got OnlyText"),
+        (lambda: bk.evaluate(["a"], ["a"], numbers="roman"), "numbers must be 'keep' or 'words', got 'roman'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(bk.UsageError) as info:
+            call()
+        assert str(info.value) == message
+    assert bk.evaluate(["a"], ("a",)).loc[0, "wer"] == 0.0 and bk.evaluate(["a"], ("b",)).loc[0, "wer"] == 1.0
+    monkeypatch.setitem(sys.modules, "jiwer", None)
+    with pytest.raises(bk.MissingDependency) as missing:
+        bk.evaluate(["a"], ["a"])
+    assert str(missing.value) == "evaluate needs jiwer and pandas: pip install 'bk-notebook[eval]'"
+
+
+def test_a_custom_normaliser_without_a_name_is_described_by_its_repr() -> None:
+    shout = functools.partial(str.upper)
+    assert bk.evaluate(["a"], ["A"], normalise=shout).attrs["normalisation"] == f"custom: {shout!r}"
+
+
+def test_nothing_to_score_gives_the_columns_and_zero_totals() -> None:
+    scores = bk.evaluate([], [])
+    assert len(scores) == 0 and list(scores.columns)[:3] == ["reference", "hypothesis", "wer"]
+    assert scores.attrs["corpus"]["wer"] == 0.0 and scores.attrs["corpus"]["items"] == 0
+    with pytest.raises(bk.UsageError) as info:
+        bk.evaluate(["a"], pd.DataFrame({"transcript": ["a"]}))
+    assert str(info.value) == "references is a DataFrame without a 'text' column"

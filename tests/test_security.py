@@ -123,6 +123,9 @@ async def test_origin_refused_allowed_and_absent() -> None:
         assert await handshake_status(server.url, Origin="http://localhost:8889") == 403
         assert await handshake_status(server.url, Origin="http://localhost:8888") == 101
         assert await handshake_status(server.url, Origin="https://lab.example.org") == 101
+        # One origin however it is spelt: scheme and host in any case, with or without the trailing slash.
+        assert await handshake_status(server.url, Origin="HTTP://Localhost:8888/") == 101
+        assert await handshake_status(server.url, Origin="https://LAB.example.org/") == 101
         assert await handshake_status(server.url) == 101  # no Origin: Python clients, the CLI
         t = await bk.Client(server.url).transcribe(tone_pcm16(), 16000, speed=None)
         assert t.text == "sound 0.30 s"
@@ -135,6 +138,50 @@ async def test_origin_is_checked_before_the_token() -> None:
     async with local_server(engine="energy", workers=1, tokens=("tok-1",)) as server:
         assert await handshake_status(server.url + "?token=tok-1", Origin="https://evil.example") == 403
         assert await handshake_status(server.url + "?token=tok-1") == 101
+
+
+def raw_handshake_status(port: int, host: str, origin: str) -> int:
+    """Status of a handshake sent by hand, so that the Host header can name anything (DNS rebinding)."""
+    import socket
+
+    request = (f"GET /v1/prod/stream HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return int(sock.recv(1024).split(b" ", 2)[1])
+
+
+def websocket_client_status(url: str) -> int:
+    """Open a socket with websocket-client as a user would (its default Origin is the server's own address)."""
+    import websocket  # websocket-client
+
+    try:
+        ws = websocket.create_connection(url, timeout=5)
+    except websocket.WebSocketBadStatusException as exc:
+        return int(exc.status_code)
+    ws.close()
+    return 101
+
+
+async def test_same_origin_is_accepted_and_cross_site_refused() -> None:
+    async with local_server(engine="energy", workers=1) as server:  # no --allow-origin at all
+        port = server.port
+        for spelling in ("127.0.0.1", "localhost"):  # websocket-client sends Origin http://SPELLING:PORT
+            url = f"ws://{spelling}:{port}/v1/prod/stream"
+            assert await asyncio.to_thread(websocket_client_status, url) == 101, spelling
+            assert await handshake_status(url, Origin=f"http://{spelling}:{port}") == 101, spelling
+            assert await handshake_status(url, Origin=f"HTTPS://{spelling.upper()}:{port}/") == 101, spelling
+        # A page on another port or another spelling of the host is another site.
+        assert await handshake_status(f"ws://127.0.0.1:{port}/v1/prod/stream",
+                                      Origin=f"http://localhost:{port}") == 403
+        assert await handshake_status(server.url, Origin=f"http://127.0.0.1:{port + 1}") == 403
+        assert await handshake_status(server.url, Origin="http://localhost:8888") == 403
+        # A name an attacker can point at 127.0.0.1 (DNS rebinding) is not trusted as same-origin.
+        rebound = f"evil.example:{port}"
+        assert await asyncio.to_thread(raw_handshake_status, port, rebound, f"http://{rebound}") == 403
+        assert await asyncio.to_thread(raw_handshake_status, port, f"127.0.0.1:{port}",
+                                       f"http://127.0.0.1:{port}") == 101
 
 
 def test_a_malformed_allowed_origin_is_a_usage_error() -> None:

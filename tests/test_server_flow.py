@@ -126,6 +126,29 @@ async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_reques
     assert inbox.size == 0 and inbox.offer("d", 4000 + MESSAGE_OVERHEAD)  # room again once decoded
 
 
+async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_messages_only() -> None:
+    small = Inbox.SMALL + MESSAGE_OVERHEAD  # the largest message that counts as small
+    inbox = Inbox(limit=10_000)
+    assert not inbox.offer("too big", 10_001)  # an empty inbox refuses one message over its bound
+    assert inbox.size == 0 and len(inbox) == 1  # the refusal's marker costs nothing
+    assert inbox.offer("fits", 10_000)  # exactly the bound
+    assert not inbox.offer("no room", small + 1)
+    assert inbox.offer("small", small) and inbox.offer("smaller", small - 300)  # beyond the bound
+    assert inbox.size == 10_000 + 2 * small - 300
+    inbox.put_last("end")  # a marker gets in whatever the size, at no cost
+    assert inbox.size == 10_000 + 2 * small - 300
+    got = [await inbox.get() for _ in range(len(inbox))]
+    assert isinstance(got[0], Refused) and got[0].count == 1 and isinstance(got[2], Refused)
+    assert [got[1], *got[3:]] == ["fits", "small", "smaller", "end"] and inbox.size == 0
+
+
+def test_the_answers_count_the_audio_decoded() -> None:
+    answers = ChunkAnswers()
+    answers.chunk(1600, [])
+    answers.chunk(800, [Final("x", 0.0, 0.1)])
+    assert answers.samples == 2400 and answers.finals == 1
+
+
 # ------------------------------------------------------------------------------ the running server
 async def test_each_chunk_gets_exactly_its_reply_in_order_through_the_server() -> None:
     pcm = np.concatenate([tone(0.4), tone(0.3, 0.2), tone(1.2)]).tobytes()
@@ -176,6 +199,18 @@ async def test_pings_are_answered_while_the_engine_lags_and_a_backlog_is_not_idl
             assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"]["status"] == 200
     assert len(replies) == len(chunks) + 1 and all(r["status"] == 200 for r in replies)
     assert sum("final" in r.get("data", {}) for r in replies) == 3
+
+
+async def test_one_decode_longer_than_the_idle_timeout_is_not_idleness() -> None:
+    # Nothing queued behind the chunk, nothing received while it decodes: the session is busy, not idle.
+    with server(engine="tests.slow_engine:SlowEngine", workers=1, idle_timeout=0.3,
+                engine_options={"inner": "energy", "speed": 0.2}) as s:
+        async with connect(s.url) as ws:
+            sess_id = await open_session(ws)
+            await ws.send(audio_message(sess_id, bytes(6400)))  # 0.2 s of audio, 1 s of decoding
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"] == ACK
+            await ws.send(stop_message(sess_id))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"] == STOPPED
 
 
 async def test_a_client_beyond_the_queue_bound_is_refused_with_400_not_dropped() -> None:

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
+
+import pytest
 
 import bk_notebook as bk
-from bk_notebook.transcript import Transcript
+from bk_notebook.transcript import Transcript, finals_table_html
+
+from conftest import require
 
 
 def sample() -> bk.Transcript:
@@ -68,3 +74,89 @@ def test_complete_is_false_until_a_session_says_so_and_joins_keep_it_honest() ->
     joined = Transcript.join([done, cut])
     assert not joined.complete and joined.gaps == [(1.0, 2.5)] and "1.5 s" in joined.incomplete_reason
     assert not Transcript.join([]).complete
+
+
+def test_a_final_with_one_time_missing_is_estimated_from_the_previous_end() -> None:
+    t = Transcript(session_id="s")
+    first = t.add_final("first", None, 1.0, sent=1.23456)  # the first: from 0, to what was sent
+    assert (first["start"], first["end"], first["timing"]) == (0.0, 1.235, "estimated")
+    second = t.add_final("second", 2.0, None, sent=0.5)  # never before the previous end
+    assert (second["start"], second["end"], second["timing"]) == (1.235, 1.235, "estimated")
+    t.finals[-1]["end"] = 1.23456
+    assert t.add_final("third", None, None, sent=2.00049)["start"] == 1.235  # to the millisecond
+
+
+def test_exports_hold_every_final_and_keep_non_ascii_text() -> None:
+    t = Transcript(finals=[
+        {"segment": 0, "text": "café", "start": 0.0, "end": 1.0, "session_id": "s", "speaker": "A"},
+        {"segment": 1, "text": "naïve", "start": 1.0, "end": 2.0, "session_id": "s"},
+    ])
+    assert t.to_jsonl() == (
+        '{"segment": 0, "text": "café", "start": 0.0, "end": 1.0, "session_id": "s", "speaker": "A"}\n'
+        '{"segment": 1, "text": "naïve", "start": 1.0, "end": 2.0, "session_id": "s"}\n'
+    )
+    # Fields beyond the columns (here "speaker") are left out, not an error; lines end in \n alone.
+    assert t.to_csv() == "segment,text,start,end,session_id\n0,café,0.0,1.0,s\n1,naïve,1.0,2.0,s\n"
+    assert t.to_vtt() == "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\ncafé\n\n00:00:01.000 --> 00:00:02.000\nnaïve\n"
+
+
+def test_the_repr_previews_sixty_characters() -> None:
+    sixty = Transcript(finals=[{"segment": 0, "text": "a" * 60, "start": 0.0, "end": 1.0, "session_id": "s"}],
+                       session_id="s", duration=1.0, complete=True)
+    assert repr(sixty) == f"Transcript(1 finals, 1.0 s of audio, complete, session_id='s', text='{'a' * 60}')"
+    longer = Transcript(finals=[{"segment": 0, "text": "b" * 61, "start": 0.0, "end": 1.0, "session_id": "s"}])
+    assert repr(longer).endswith(f"INCOMPLETE, session_id=None, text='{'b' * 57}...')")
+
+
+def test_the_html_view_warns_only_when_incomplete() -> None:
+    records = [{"segment": 0, "text": "a < b", "start": 0.25, "end": 1.0, "session_id": "s"}]
+    table = ("<table class='bk-finals'><thead><tr><th>segment</th><th>start</th><th>end</th><th>text</th></tr>"
+             "</thead><tbody><tr><td>0</td><td>0.25</td><td>1.00</td><td style='text-align:left'>a &lt; b</td>"
+             "</tr></tbody></table>")
+    assert finals_table_html(records) == table
+    assert finals_table_html(records * 2).count("<tr><td>0</td>") == 2
+    assert finals_table_html([{"text": "x"}], ("speaker",)).endswith(
+        "<tbody><tr><td></td><td style='text-align:left'>x</td></tr></tbody></table>")
+    done = Transcript(finals=records, complete=True)
+    assert "bk-incomplete" not in done._repr_html_() and table in done._repr_html_()
+    cut = Transcript(finals=records, gaps=[(1.0, 2.0)])
+    assert ("<div class='bk-incomplete' style='color:#b00020'>&#9888; incomplete: 1.0 s of audio could not be "
+            "transcribed (see .gaps)</div>") in cut._repr_html_()
+
+
+def test_a_join_renumbers_the_segments_and_adds_the_durations() -> None:
+    one = Transcript(session_id="s1", duration=1.5, complete=True)
+    one.add_final("one", 0.0, 1.0, sent=1.0)
+    two = Transcript(session_id="s2", duration=2.0, complete=True)
+    two.add_final("two", 0.5, 1.5, sent=2.0)
+    three = Transcript(session_id="s3", duration=0.5, complete=True)
+    joined = Transcript.join([one, two, three])
+    assert [(r["segment"], r["text"], r["session_id"]) for r in joined.finals] == [(0, "one", "s1"), (1, "two", "s2")]
+    assert joined.session_id == "s3" and joined.duration == 4.0 and joined.complete
+    assert Transcript.join([]).session_id is None
+
+
+def test_the_html_view_of_a_complete_transcript_and_of_several_rows() -> None:
+    records = [{"segment": i, "text": f"w{i}", "start": float(i), "end": i + 0.5, "session_id": "s"} for i in (0, 1)]
+    rows = ("<tr><td>0</td><td>0.00</td><td>0.50</td><td style='text-align:left'>w0</td></tr>"
+            "<tr><td>1</td><td>1.00</td><td>1.50</td><td style='text-align:left'>w1</td></tr>")
+    assert finals_table_html(records).endswith(f"<tbody>{rows}</tbody></table>")
+    done = Transcript(finals=records, duration=2.0, complete=True)
+    assert done._repr_html_() == f"<div><b>Transcript</b>: 2 finals, 2.0 s of audio{finals_table_html(records)}</div>"
+
+
+def test_without_pandas_to_dataframe_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(bk.MissingDependency) as info:
+        sample().to_dataframe()
+    assert str(info.value) == "to_dataframe needs pandas: pip install 'bk-notebook[pandas]'"
+
+
+def test_player_and_plot_hand_the_transcript_and_the_audio_on(monkeypatch) -> None:
+    require("anywidget", "the player widget")
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr("bk_notebook.widgets.player.Player", lambda *a, **kw: calls.append((a, kw)) or "player")
+    monkeypatch.setattr("bk_notebook.plot.plot_transcript", lambda *a, **kw: calls.append((a, kw)) or "axes")
+    t, audio = sample(), [0.0, 0.1]
+    assert t.player(audio, sr=8000) == "player" and t.plot(audio, sr=8000, ax="ax") == "axes"
+    assert calls == [((t, audio), {"sr": 8000}), ((t, audio), {"sr": 8000, "ax": "ax"})]

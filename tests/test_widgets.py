@@ -427,3 +427,34 @@ async def test_an_incomplete_run_says_so_in_the_status() -> None:
         await asyncio.wait_for(t.wait(), 30)
     assert "status: incomplete" in t.status.value and "1 final," not in t.status.value
     assert "audioStop" in t.status.value and t.finals
+
+
+async def test_closed_widgets_are_freed_with_their_audio_and_callbacks(energy_server) -> None:
+    import gc
+    import weakref
+
+    from bk_notebook.widgets import Player
+
+    minutes = 10
+    noise = np.random.default_rng(0).integers(-3000, 3000, 16000 * 60 * minutes, dtype=np.int16)
+    player = Player([{"text": "a", "start": 0.0, "end": 1.0}], noise, sr=16000)
+    assert len(player.encoded[0]) > 1_000_000  # the encoded copy the browser asked for is cached
+    mic = Microphone()
+    seen: list[bytes] = []
+    mic.on_chunk(seen.append)
+    browser_says(mic, {"type": "started", "sample_rate": 44100})
+    browser_says(mic, {"type": "chunk", "seq": 0}, [tone_chunks(0.1)[0]])
+    transcriber = Transcriber(client=bk.Client(energy_server.url))
+    transcriber.start()
+    await speak(transcriber, 0.3)
+    await press_stop(transcriber)
+    assert seen and transcriber.finals
+    refs = [weakref.ref(w) for w in (player, mic, transcriber, transcriber.source)]
+    player.close()
+    assert player._encoded is None and player._pcm.size == 0  # dropped at close, before the last reference goes
+    mic.close()
+    assert mic._chunks == [] and mic._chunk_callbacks == []
+    transcriber.close()
+    del player, mic, transcriber
+    gc.collect()
+    assert [r() for r in refs] == [None] * 4  # nothing (a class-level file watcher, a callback) keeps them

@@ -67,3 +67,30 @@ def test_no_limit_means_no_window() -> None:
 def test_the_limit_is_checked() -> None:
     with pytest.raises(ValueError):
         SendWindow(0)
+
+
+def test_a_window_of_one_chunk_and_the_message_for_less() -> None:
+    window = SendWindow(1)
+    window.on_sent()
+    assert not window.may_send() and not window.may_resume()
+    window.on_answers(1, 1)
+    assert window.may_send() and window.may_resume()
+    with pytest.raises(ValueError, match="^the window holds at least one chunk$"):
+        SendWindow(-3)
+
+
+def test_a_sender_waiting_on_a_full_window_resumes_at_half_of_it() -> None:
+    window = SendWindow(4)
+    window.on_sent(4)
+    window.on_answers(1, 1)
+    assert window.in_flight == 3 and not window.may_resume()
+    window.on_answers(2, 1)
+    assert window.in_flight == 2 and window.may_resume()  # 4 // 2
+
+
+def test_default_waits_a_quarter_second_unproven_and_five_seconds_proven() -> None:
+    window = SendWindow(2)
+    assert window.wait_limit == 0.25
+    window.on_answers(0, 1)
+    assert window.wait_limit == 5.0
+    assert repr(window) == "SendWindow(acknowledged, 0/2 in flight)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import ipaddress
 import logging
 import os
 import ssl
@@ -30,6 +31,7 @@ from ..redact import RedactingLogger
 from .engines import Engine, engine_factory, resolve_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
+from .turns import DecodeTurns, Load
 
 __all__ = ["PATH", "BkServer", "ServerConfig"]
 
@@ -60,6 +62,11 @@ class ServerConfig:
     # Continuous sound longer than this is cut into utterances (the built-in engines; whisper: at most 28 s):
     # noise or a talk without pauses cannot grow one utterance, and its final decode, without bound.
     max_utterance_seconds: float = 20.0
+    # Engine calls that run at once, taken in turns by the sessions (None: one per core).
+    decode_slots: int | None = None
+    # Refuse audioConn ("worker not available") when one more real-time session would make the
+    # live ones fall behind, as measured (server/turns.py).
+    admission: bool = True
 
     @classmethod
     def tokens_from_env(cls) -> tuple[str, ...]:
@@ -95,6 +102,9 @@ class BkServer:
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
         self._pool = EnginePool(make, config.workers, self._executor)
         self._settings = ConnectionSettings(config.idle_timeout, config.max_queued_seconds)
+        slots = config.decode_slots or os.cpu_count() or 1
+        self._turns = DecodeTurns(slots)
+        self._load = Load(slots) if config.admission else None
         self._server: Any = None
         self.port: int | None = None
 
@@ -126,9 +136,6 @@ class BkServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s (engine %s, %d workers)", self.url, self.engine, self.config.workers)
-
-    async def serve_forever(self) -> None:
-        await self._server.serve_forever()
 
     async def close(self, grace: float = 5.0, close_timeout: float = 0.5) -> None:
         """Stop listening at once; give running sessions ``grace`` seconds, then end them.
@@ -167,9 +174,12 @@ class BkServer:
         if parts.path.rstrip("/") != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"not found: the stream endpoint is {PATH}\n")
         # A browser names the page that opened the socket; any web page could otherwise use this server.
-        # Clients that are not browsers (Python, the CLI) send no Origin and are not affected.
+        # Same-origin requests pass, as in Jupyter Server and Tornado: websocket-client sends the server's
+        # own address as its Origin by default. Clients that send no Origin are not affected.
         origins = request.headers.get_all("Origin")
-        refused = [origin for origin in origins if _origin_key(origin) not in self._origins]
+        host = request.headers.get("Host", "")
+        refused = [origin for origin in origins
+                   if _origin_key(origin) not in self._origins and not same_origin(origin, host)]
         if refused:
             if len(self._refused_origins) < 100 and refused[0] not in self._refused_origins:
                 self._refused_origins.add(refused[0])
@@ -185,12 +195,32 @@ class BkServer:
 
     # ------------------------------------------------------------- connection
     async def _handle(self, ws: Any) -> None:
-        await Connection(ws, self._pool, self._settings).run()
+        await Connection(ws, self._pool, self._settings, self._turns, self._load).run()
 
 
 def _origin_key(origin: str) -> str:
     """``HTTPS://Example.org:8888/`` and ``https://example.org:8888`` name the same origin."""
     return origin.strip().rstrip("/").lower()
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """True when ``origin`` names the address the request was sent to (its ``Host`` header).
+
+    Only for a host that cannot be rebound by DNS (``localhost`` or an IP address): a page at
+    ``http://evil.example:PORT`` whose name an attacker points at 127.0.0.1 sends ``Host: evil.example:PORT``
+    too, so a same-origin rule for names would let it in.  Jupyter Server refuses such hosts the same way.
+    """
+    netloc = urllib.parse.urlsplit(origin.strip()).netloc.lower()
+    if not netloc or netloc != host.strip().lower():
+        return False
+    name = urllib.parse.urlsplit(f"//{netloc}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def check_origin(origin: str) -> str:

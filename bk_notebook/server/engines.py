@@ -20,7 +20,7 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from ..errors import MissingDependency, UsageError
+from ..errors import UsageError, install_hint, missing_extra
 from ..protocol import Final, Partial
 
 __all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
@@ -140,9 +140,7 @@ class PocketSphinxEngine:
         try:
             from pocketsphinx import Decoder
         except ImportError as exc:
-            raise MissingDependency(
-                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
-            ) from exc
+            raise missing_extra("the pocketsphinx engine", "pocketsphinx", "server", exc) from exc
         if max_utterance_seconds <= 0:
             raise UsageError("max_utterance_seconds must be positive")
         self.max_utterance_seconds = float(max_utterance_seconds)
@@ -255,8 +253,8 @@ def resolve_engine(name: str, model: object = None) -> str:
         if chosen == "whisper":
             logger.info("engine auto: whisper (faster-whisper and its model are installed)")
         else:
-            logger.info("engine auto: pocketsphinx (US English); pip install 'bk-notebook[whisper]' for Whisper, "
-                        "Indonesian included")
+            logger.info("engine auto: pocketsphinx (US English); %s for Whisper, Indonesian included",
+                        install_hint("whisper"))
     return chosen
 
 
@@ -277,8 +275,8 @@ def engine_factory(name: str, *, preload: bool = True, **options: object) -> Cal
         if name != "whisper":
             language = str(options.get("language") or "auto").lower()
             if language not in ("auto", "en"):
-                raise MissingDependency(f"language={language!r} needs the whisper engine (pocketsphinx knows US "
-                                        "English only): pip install 'bk-notebook[whisper]'")
+                raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
+                                    "whisper")
             options = {k: v for k, v in options.items() if k not in WHISPER_ONLY}
     if name == "whisper":
         from .models import shared_model
@@ -291,9 +289,7 @@ def engine_factory(name: str, *, preload: bool = True, **options: object) -> Cal
         try:
             import pocketsphinx  # noqa: F401
         except ImportError as exc:
-            raise MissingDependency(
-                "the pocketsphinx engine needs pocketsphinx: pip install 'bk-notebook[server]'"
-            ) from exc
+            raise missing_extra("the pocketsphinx engine", "pocketsphinx", "server", exc) from exc
         return lambda: PocketSphinxEngine(**options)  # type: ignore[arg-type]
     if name == "energy":
         return lambda: EnergyEngine(**options)  # type: ignore[arg-type]

@@ -73,8 +73,14 @@ class LocalServer:
         return self._server.url
 
     @property
+    def port(self) -> int:
+        """The port it listens on (the one picked when ``port=0``)."""
+        assert self._server.port is not None  # set before the constructor returns
+        return self._server.port
+
+    @property
     def engine(self) -> str:
-        """The engine in use: ``"auto"`` resolved to ``"whisper"`` or ``"pocketsphinx"``."""
+        """Which engine runs (``"auto"`` resolved to ``"whisper"`` or ``"pocketsphinx"``)."""
         return self._server.engine
 
     @property
@@ -144,6 +150,8 @@ def local_server(
     allow_origins: tuple[str, ...] = (),
     max_utterance_seconds: float = 20.0,
     max_queued_seconds: float = 300.0,
+    decode_slots: int | None = None,
+    admission: bool = True,
     language: str | None = None,
     model: str | None = None,
     **engine_options: Any,
@@ -180,6 +188,12 @@ def local_server(
     max_queued_seconds : float
         Audio a session may have waiting for its engine; chunks beyond it are
         refused with a 400 (the client's send window keeps far below it).
+    decode_slots : int, optional
+        Engine calls that run at once (default: one per core); sessions take turns,
+        so one session's backlog never delays another's next chunk by more than one decode.
+    admission : bool
+        Refuse a new session ("worker not available", which the client retries) when the
+        measured cost of one more real-time session would make the live ones fall behind.
     allow_origins : tuple of str
         Browser origins (``http://localhost:8888``) allowed to connect; a
         handshake from any other ``Origin`` is refused with HTTP 403.
@@ -212,7 +226,7 @@ def local_server(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,
         processes=processes, allow_origins=tuple(allow_origins), max_utterance_seconds=max_utterance_seconds,
-        max_queued_seconds=max_queued_seconds,
+        max_queued_seconds=max_queued_seconds, decode_slots=decode_slots, admission=admission,
     )
     with _running_lock:  # held while starting: two threads asking at once get one server
         _running[:] = [server for server in _running if server.running]

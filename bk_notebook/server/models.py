@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependency, UsageError
+from ..errors import MissingDependency, UsageError, install_hint
 
 __all__ = [
     "MODELS", "ModelFiles", "SharedModel", "Turns", "cache_dir", "model_folder", "shared_model", "whisper_available",
@@ -51,7 +51,7 @@ __all__ = [
 
 logger = logging.getLogger("bk_notebook.server")
 
-INSTALL_HINT = "pip install 'bk-notebook[whisper]'"
+INSTALL_HINT = install_hint("whisper")
 REINSTALL_HINT = "pip install --force-reinstall 'bk-notebook[whisper]'"
 _BLOCK = 1 << 20  # bytes read at a time while hashing and joining
 

@@ -46,6 +46,7 @@ from ..protocol import (
     StopRequest,
 )
 from .pool import EnginePool, Lease
+from .turns import DecodeTurns, Load
 
 __all__ = ["ChunkAnswers", "Connection", "ConnectionSettings", "Inbox", "Refused"]
 
@@ -183,6 +184,11 @@ class ConnectionSettings:
         return int(self.max_queued_seconds * per_second)
 
 
+def audio_seconds(message_length: int) -> float:
+    """Seconds of 16 kHz int16 audio in an ``audioStream`` message of this length (base64 in JSON)."""
+    return max(0, message_length - JSON_AROUND_AUDIO) * 3 / 4 / 2 / SAMPLE_RATE
+
+
 class _EngineFailed(Exception):
     """The engine raised: the client was told (status 500) and the connection is closing."""
 
@@ -196,12 +202,20 @@ class _Idle:
 
 
 class Connection:
-    """One websocket connection; :meth:`run` returns when it is over, its worker released."""
+    """One websocket connection; :meth:`run` returns when it is over, its worker released.
 
-    def __init__(self, ws: Any, pool: EnginePool, settings: ConnectionSettings) -> None:
+    ``turns`` and ``load`` are the server's (shared by every connection): engine calls take
+    turns, and ``audioConn`` is refused when ``load`` says the live sessions would fall behind.
+    """
+
+    def __init__(self, ws: Any, pool: EnginePool, settings: ConnectionSettings,
+                 turns: DecodeTurns | None = None, load: Load | None = None) -> None:
         self._ws = ws
         self._pool = pool
         self._settings = settings
+        self._turns = turns or DecodeTurns(1 << 16)  # none given: no limit beyond the pool's
+        self._load = load
+        self._refused_chunks = 0
         self._protocol = ServerProtocol()
         self._inbox = Inbox(settings.inbox_limit)
         self._lease: Lease | None = None
@@ -254,6 +268,8 @@ class Connection:
                 self._inbox.put_last(_Closed())
                 return
             self._last_activity = asyncio.get_running_loop().time()
+            if self._load is not None and len(message) > Inbox.SMALL:  # audio: how fast this session sends it
+                self._load.arrived(self, audio_seconds(len(message)), self._last_activity)
             self._inbox.offer(message, len(message) + MESSAGE_OVERHEAD)
 
     # ----------------------------------------------------------------- decoder
@@ -282,6 +298,11 @@ class Connection:
     async def _handle(self, message: str | bytes | Refused) -> None:
         if isinstance(message, Refused):
             seconds = self._settings.max_queued_seconds
+            if not self._refused_chunks:  # once per session; the count is in its last line
+                logger.warning("session %s: refusing audio: over %g s is waiting to be decoded (the client sends "
+                               "faster than the engine decodes and does not wait for the replies)",
+                               self._session_id, seconds)
+            self._refused_chunks += message.count
             text = self._protocol.error(
                 AUDIO_STREAM,
                 f"refused: over {seconds:g} s of audio is waiting to be decoded; wait for the replies "
@@ -301,6 +322,12 @@ class Connection:
             await self._send(self._protocol.error(request.stage, request.message))
 
     async def _open(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._load is not None and not self._load.admits(now):
+            logger.info("refused a session: the live sessions need %.2f of %d decoding slots; one more would "
+                        "fall behind real time", self._load.live_demand(now), self._load.slots)
+            await self._send(self._protocol.refuse("worker not available"))
+            return
         lease = self._pool.try_lease()
         if lease is None:
             await self._send(self._protocol.refuse("worker not available"))
@@ -314,6 +341,8 @@ class Connection:
             await self._send(self._protocol.refuse("engine failed to start; see the server log"))
             return
         self._answers = ChunkAnswers()
+        if self._load is not None:
+            self._load.opened(self, asyncio.get_running_loop().time())
         await self._send(self._protocol.accept())
         self._session_id = self._protocol.session_id or ""
 
@@ -344,7 +373,13 @@ class Connection:
 
         assert self._lease is not None
         try:
-            return await self._lease.call(method, *args)  # type: ignore[no-any-return]
+            async with self._turns.turn():  # round-robin with the other sessions' calls
+                turns, began = self._turns, asyncio.get_running_loop().time()
+                alone, granted = turns.running == 1, turns.granted
+                events = await self._lease.call(method, *args)
+                if self._load is not None and method == "feed" and alone and turns.granted == granted:
+                    self._load.decoded(len(args[0]) / 2 / SAMPLE_RATE, asyncio.get_running_loop().time() - began)
+                return events  # type: ignore[no-any-return]
         except Exception:
             logger.exception("session %s: engine %s failed", self._session_id, method)
             self._release(reuse=False)
@@ -372,16 +407,20 @@ class Connection:
     def _end_session(self, how: str) -> None:
         if self._lease is None:
             return
+        refused = f", {self._refused_chunks} chunks refused (queue full)" if self._refused_chunks else ""
         logger.info(
-            "session %s: %.1f s of audio, %d finals, %s",
+            "session %s: %.1f s of audio, %d finals, %s%s",
             self._session_id,
             self._answers.samples / SAMPLE_RATE,
             self._answers.finals,
             how,
+            refused,
         )
         self._release()
 
     def _release(self, *, reuse: bool = True) -> None:
+        if self._load is not None:
+            self._load.closed(self)
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.release(reuse=reuse)

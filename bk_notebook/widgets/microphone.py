@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..capture import CaptureCallbacks
-from ._deps import anywidget, traitlets
+from ._deps import anywidget, front_end, traitlets
 
 __all__ = ["Microphone"]
 
-_HERE = Path(__file__).parent
 
 
 class Microphone(CaptureCallbacks, anywidget.AnyWidget):
@@ -37,8 +35,8 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
         The message shown in the widget when the microphone could not start.
     """
 
-    _esm = _HERE / "microphone.js"
-    _css = _HERE / "microphone.css"
+    _esm = front_end("microphone.js")
+    _css = front_end("microphone.css")
     _capture_id = traitlets.Unicode().tag(sync=True)
     show_button = traitlets.Bool(True).tag(sync=True)  # a Transcriber drives capture with its own buttons
     status = traitlets.Unicode("idle")
@@ -64,10 +62,16 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
         self._detach_callbacks.append(callback)
 
     def close(self) -> None:
-        """Stop capturing (the browser releases the microphone) and close the widget."""
+        """Stop capturing (the browser releases the microphone) and close the widget.
+
+        It lets go of its audio and callbacks, so nothing keeps it (or what they hold) alive.
+        """
         if self.comm is not None:
             self.stop()
         super().close()
+        self._chunks = []
+        self._clear_callbacks()
+        self._detach_callbacks.clear()
 
     def start(self) -> None:
         """Ask the browser to start capturing (as pressing Start does)."""
@@ -88,8 +92,7 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
         if kind == "chunk" and buffers:
             chunk = bytes(buffers[0])
             self._chunks.append(chunk)
-            for callback in list(self._chunk_callbacks):
-                callback(chunk)
+            self._fire_chunk(chunk)
         elif kind == "started":
             self._chunks = []
             self.browser_sample_rate = float(content.get("sample_rate") or 0.0)
@@ -97,13 +100,11 @@ class Microphone(CaptureCallbacks, anywidget.AnyWidget):
             self.status = "recording"
         elif kind == "stopped":
             self.status = "idle"
-            for stopped in list(self._stop_callbacks):
-                stopped()
+            self._fire_stop()
         elif kind == "detached":
             for detached in list(self._detach_callbacks):
                 detached()
         elif kind == "error":
             self.error = str(content.get("message", "the microphone could not start"))
             self.status = "error"
-            for failed in list(self._error_callbacks):
-                failed(self.error)
+            self._fire_error(self.error)

@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, to_pcm16
-from ..errors import MissingDependency, UsageError
-from ._deps import anywidget, traitlets
+from ..errors import UsageError, missing_extra
+from ._deps import anywidget, front_end, traitlets
 
 if TYPE_CHECKING:
     from ..transcript import Transcript
 
 __all__ = ["WAV_LIMIT_BYTES", "Player", "encode_audio", "peaks"]
 
-_HERE = Path(__file__).parent
 WAV_LIMIT_BYTES = 1_000_000  # ~31 s of 16 kHz int16: small enough to send uncompressed
 PEAKS = 8000  # waveform resolution sent to the browser (bytes, one per peak)
 OPUS_BIT_RATE = 24_000
@@ -94,7 +92,7 @@ def encode_audio(pcm: np.ndarray, audio_format: str = "auto") -> tuple[bytes, st
         audio_format = "wav" if pcm.nbytes <= WAV_LIMIT_BYTES else "flac"
     if audio_format == "opus":
         if not _opus_available():
-            raise MissingDependency("audio_format='opus' needs PyAV: pip install 'bk-notebook[webrtc]'")
+            raise missing_extra("audio_format='opus'", "PyAV", "webrtc")
         return _encode_opus(pcm), _MIME["opus"]
     out = io.BytesIO()
     sf.write(out, pcm, SAMPLE_RATE, format=audio_format.upper(), subtype="PCM_16")
@@ -137,8 +135,8 @@ class Player(anywidget.AnyWidget):
         Bytes of audio sent to front ends so far (one reply per front end that asked).
     """
 
-    _esm = _HERE / "player.js"
-    _css = _HERE / "player.css"
+    _esm = front_end("player.js")
+    _css = front_end("player.css")
     finals: Any = traitlets.List().tag(sync=True)
     duration = traitlets.Float(0.0).tag(sync=True)
     mime = traitlets.Unicode("audio/wav").tag(sync=True)
@@ -166,6 +164,12 @@ class Player(anywidget.AnyWidget):
         if self._encoded is None:
             self._encoded = encode_audio(self._pcm, self._audio_format)
         return self._encoded
+
+    def close(self) -> None:
+        """Close the widget and drop its audio and the encoded copy (a closed one-hour player keeps nothing)."""
+        super().close()
+        self._encoded = None
+        self._pcm = np.zeros(0, dtype=np.int16)
 
     def _on_browser_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
         if content.get("type") == "request_audio":

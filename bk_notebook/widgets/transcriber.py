@@ -1,9 +1,11 @@
 """``Transcriber``: a source widget wired to a client session on the kernel's own event loop.
 
 The widget holds no protocol logic: Start opens a :class:`~bk_notebook.client.Stream`
-as an asyncio task on the kernel's loop, the microphone's chunk callback feeds an
-``asyncio.Queue`` that the task drains, and the client's callbacks paint the
-partial, the finals and the status.
+as an asyncio task on the kernel's loop, the source's chunk callback feeds a
+bounded queue (:class:`~bk_notebook.capture.AsyncDropOldest`) that the task drains,
+and the client's callbacks paint the partial, the finals and the status.  What
+differs between sources (microphone, sound card, recorder, upload) is behind a
+:class:`~bk_notebook.widgets.sources.SourceAdapter`.
 
 Comm handlers may run outside the loop's own turn (ipykernel 7 can dispatch
 them from its shell-channel machinery), where a plain ``put_nowait`` or
@@ -27,14 +29,14 @@ import asyncio
 import html
 from typing import Any
 
+from ..capture import AsyncDropOldest
 from ..client import Client
 from ..errors import BkError
-from ..soundcard import SoundCard
 from ..transcript import Transcript, finals_table_html
 from . import cells
 from ._deps import ipywidgets as w
 from .microphone import Microphone
-from .sources import is_file_upload, is_recorder, uploaded_files
+from .sources import adapt_source
 
 __all__ = ["Transcriber"]
 
@@ -80,13 +82,14 @@ class Transcriber(w.VBox):
         self.client = client if client is not None else Client()
         self._own_source = source is None  # a source we made is closed with us; the caller's is theirs
         self.source = source if source is not None else Microphone()
+        self._source = adapt_source(self.source)  # how to drive it, whatever kind it is
         self._closed = False
         self._connected = False  # the current run's session is open
         self._session_started = False  # the current run's task has begun (it cleans up after itself)
         self._constructed_on = _running_loop()  # the kernel's loop, when built in a cell
         self._runs: list[Transcript] = []
         self._current: list[dict[str, Any]] = []
-        self._queue: asyncio.Queue[bytes | None] | None = None
+        self._queue: AsyncDropOldest | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
         self._active = False
@@ -108,26 +111,13 @@ class Transcriber(w.VBox):
             widget.add_class(name)
 
         controls: list[Any] = []
-        is_card = isinstance(self.source, SoundCard)  # the kernel's sound card: a live source, not a widget
-        if isinstance(self.source, Microphone) or is_card:
-            if not is_card:
-                self.source.show_button = False  # one Start/Stop pair: the transcriber's
-            self.source.on_chunk(self._on_chunk)
-            self.source.on_stop(self._finish_run)
-            self.source.on_error(self._on_source_error)
-            if not is_card:  # a browser view can go away; the kernel's sound card cannot
-                self.source.on_detach(self._on_detach)
+        self._source.attach(on_chunk=self._on_chunk, on_stop=self._finish_run, on_error=self._on_source_error,
+                            on_detach=self._on_detach, on_file=self._on_file)
+        if self._source.live:
             self.start_button.on_click(lambda _: self.start())
             self.stop_button.on_click(lambda _: self.stop())
             controls = [w.HBox([self.start_button, self.stop_button])]
-        elif is_recorder(self.source):
-            self.source.audio.observe(self._on_recording, names="value")
-        elif is_file_upload(self.source):
-            self.source.observe(self._on_upload, names="value")
-        else:
-            raise BkError("source must be None (microphone), a SoundCard, an ipywebrtc AudioRecorder or an "
-                          "ipywidgets FileUpload")
-        shown = [] if is_card else [self.source]
+        shown = [self.source] if self._source.shown else []
         super().__init__([*shown, *controls, self.status, self.partial, self.table, self.playback], **kwargs)
         self.add_class("bk-transcriber")
         cells.replace_earlier(self, cells.current_cell())  # re-running a cell never stacks sessions
@@ -135,7 +125,7 @@ class Transcriber(w.VBox):
     def __repr__(self) -> str:
         # Also the notebook's text fallback for this widget, so it names no memory address.
         finals = len(self.finals)
-        return (f"Transcriber(source={type(self.source).__name__}, status={self._status_text!r}, "
+        return (f"Transcriber(source={self._source.describe()}, status={self._status_text!r}, "
                 f"{len(self._runs)} run{'s' if len(self._runs) != 1 else ''}, "
                 f"{finals} final{'s' if finals != 1 else ''})")
 
@@ -151,8 +141,7 @@ class Transcriber(w.VBox):
             return
         self._closed = True
         if self.running:
-            if isinstance(self.source, Microphone):
-                self.source.stop()
+            self._source.stop_on_close()
             self._in_loop(self._end_run_early, "")
         keep = set() if self._own_source else {id(x) for x in cells.descendants(self.source)}
         for widget in cells.descendants(self):
@@ -202,12 +191,13 @@ class Transcriber(w.VBox):
         self._source_error = ""
         self._dropped_seconds = 0.0
         self._finished = asyncio.Event()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # live audio must not pile up without bound: beyond the backlog the oldest chunk is dropped, and counted
+        queue = AsyncDropOldest(_BACKLOG_CHUNKS, self._count_dropped)
         self._queue = queue
         self._set_status("connecting")
         self.start_button.disabled, self.stop_button.disabled = True, False
         try:
-            self.source.start()  # a SoundCard that cannot open (busy, gone) fails here, before any connection
+            self._source.start()  # a SoundCard that cannot open (busy, gone) fails here, before any connection
         except BkError as exc:
             self._queue, self._active = None, False
             self.start_button.disabled, self.stop_button.disabled = False, True
@@ -224,9 +214,9 @@ class Transcriber(w.VBox):
         if not self.running:
             return
         self.stop_button.disabled = True
-        self.source.stop()
+        self._source.stop()
         # The browser confirms with "stopped" after its last chunk; do not wait forever for it.
-        if not isinstance(self.source, SoundCard):  # the card has confirmed already: stop() returns after it
+        if not self._source.confirms_stop:  # the card has confirmed already: stop() returns after it
             self._in_loop(self._arm_stop_timer)
 
     def _arm_stop_timer(self) -> None:
@@ -235,13 +225,10 @@ class Transcriber(w.VBox):
     def _on_chunk(self, chunk: bytes) -> None:
         queue = self._queue
         if queue is not None:
-            self._in_loop(self._enqueue, queue, chunk)
+            self._in_loop(queue.push, chunk)
 
-    def _enqueue(self, queue: asyncio.Queue[bytes | None], chunk: bytes) -> None:
-        if queue.qsize() >= _BACKLOG_CHUNKS:  # live audio must not pile up without bound
-            queue.get_nowait()
-            self._dropped_seconds += 0.1
-        queue.put_nowait(chunk)
+    def _count_dropped(self, _chunk: object) -> None:
+        self._dropped_seconds += 0.1
 
     def _finish_run(self) -> None:
         self._in_loop(self._end_of_audio)
@@ -268,7 +255,7 @@ class Transcriber(w.VBox):
     def _end_run_early(self, error: str) -> None:
         """On the loop: end the run now; before its session is open, instead of opening it."""
         task = self._task
-        if self._connected and task is not None and not isinstance(self.source, Microphone):
+        if self._connected and task is not None and not self._source.drains_when_ended_early:
             task.cancel()  # a file being sent: the client stops the session, the finals so far are kept
         elif self._connected or task is None or task.done():
             self._end_of_audio()  # an open live session drains and keeps its finals
@@ -278,11 +265,11 @@ class Transcriber(w.VBox):
         else:
             task.cancel()  # still connecting: abandoned; the task's own cleanup sets the status
 
-    async def _run_live(self, queue: asyncio.Queue[bytes | None]) -> None:
+    async def _run_live(self, queue: AsyncDropOldest) -> None:
         await self._session(self._send_from_queue(queue))
 
     @staticmethod
-    async def _send_from_queue(queue: asyncio.Queue[bytes | None]) -> Any:
+    async def _send_from_queue(queue: AsyncDropOldest) -> Any:
         while (chunk := await queue.get()) is not None:
             yield chunk
 
@@ -313,10 +300,7 @@ class Transcriber(w.VBox):
         except BkError as exc:
             transcript = exc.transcript
             outcome = ("error", str(exc))
-            if isinstance(self.source, Microphone) and self.source.status == "recording":
-                self.source.stop()
-            elif isinstance(self.source, SoundCard):
-                self.source.stop()
+            self._source.stop_after_error()
         except asyncio.CancelledError:
             if self._connected:  # closed while sending a file: keep what the session gave
                 transcript = stream.transcript
@@ -348,14 +332,9 @@ class Transcriber(w.VBox):
         self._finished.set()
 
     # --------------------------------------------------- recordings and uploads
-    def _on_recording(self, change: dict[str, Any]) -> None:
-        data = bytes(change["new"] or b"")
-        if data:  # ipywebrtc sets the value once, when a recording has stopped
-            self._in_loop(self._spawn_file, data)
-
-    def _on_upload(self, change: dict[str, Any]) -> None:
-        for _name, data in uploaded_files(change["new"]):
-            self._in_loop(self._spawn_file, data)
+    def _on_file(self, data: bytes) -> None:
+        """A recording finished or a file was uploaded: transcribe it in a run of its own."""
+        self._in_loop(self._spawn_file, data)
 
     def _spawn_file(self, data: bytes) -> None:
         self._loop.create_task(self._transcribe_bytes(data))
@@ -388,7 +367,9 @@ class Transcriber(w.VBox):
     def _show_playback(self, transcript: Transcript) -> None:
         if self._closed:  # a run ending after close(): no new widget may outlive the Transcriber
             return
-        audio = self.source.recording if isinstance(self.source, Microphone) else self._run_audio
+        audio = self._source.recording()  # the microphone keeps its own; a file run kept its audio
+        if audio is None:
+            audio = self._run_audio
         try:
             if audio is not None and len(audio):
                 self.playback.children = [transcript.player(audio, sr=16_000)]

@@ -1,0 +1,153 @@
+"""Fair decoding and admission control for the local server.
+
+Theory of operation
+-------------------
+**Turns.**  Every engine call (a chunk's ``feed``, a ``flush``) takes a turn
+from :class:`DecodeTurns`: at most ``slots`` calls run at once (one per core by
+default), the others wait in arrival order.  A session's decoder handles one
+message at a time, so a session has at most one call waiting: first come, first
+served over the calls is round-robin over the sessions.  A client that queued
+five minutes of audio gets one decode, then waits behind everyone else's next
+chunk, instead of decoding its whole backlog ahead of them.
+
+**Admission.**  :class:`Load` measures what decoding costs (engine seconds per
+second of audio, averaged over recent calls that ran alone: a call sharing the
+cores, or the GIL, with another takes longer than the engine needs) and how
+fast each session's audio arrives.  A session whose audio arrives at about real time (at most
+``LIVE_RATE`` times it) is *live*: falling behind is what hurts it.  Sessions
+faster than that (a file sent unpaced) take whatever turns are left and are not
+counted.  ``audioConn`` is refused ("worker not available", which the client
+retries with backoff) when one more real-time session would make the live
+sessions need more than ``headroom`` of the slots; the first session, and any
+session while none is live, is always admitted: there is nobody to protect.  A
+session younger than ``WINDOW`` counts as one real-time stream, so a burst of
+connections is not all admitted before their audio is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+__all__ = ["DecodeTurns", "Load"]
+
+
+class DecodeTurns:
+    """At most ``slots`` engine calls at once; waiting calls are served in arrival order."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self.running = 0
+        self.granted = 0  # turns given so far: a call that saw no other granted while it ran ran alone
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in self._waiting if not f.done())
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for a turn, hold it while the body runs, then hand it to the longest waiter."""
+        if self.running < self.slots and not self._waiting:
+            self.running += 1
+            self.granted += 1
+        else:
+            ticket = asyncio.get_running_loop().create_future()
+            self._waiting.append(ticket)
+            try:
+                await ticket  # the slot is handed over with the ticket: ``running`` is unchanged
+            except asyncio.CancelledError:
+                if ticket.done() and not ticket.cancelled():
+                    self._hand_over()  # given a turn just as it was cancelled: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiting.remove(ticket)
+                raise
+        try:
+            yield
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._waiting:
+            ticket = self._waiting.popleft()
+            if not ticket.done():
+                ticket.set_result(None)
+                self.granted += 1
+                return
+        self.running -= 1
+
+
+@dataclass
+class _Arrivals:
+    since: float
+    recent: deque[tuple[float, float]] = field(default_factory=deque)  # (loop time, seconds of audio)
+
+
+class Load:
+    """What the live sessions ask of the engines, measured (see the module's docstring).
+
+    Parameters
+    ----------
+    slots : int
+        Engine calls that can run at once (the cores decoding).
+    headroom : float
+        Share of the slots live sessions may need before new ones are refused.
+    """
+
+    WINDOW = 5.0  # seconds over which a session's arrival rate is measured
+    LIVE_RATE = 1.5  # audio seconds per second: at most this, a session is live
+    SMOOTHING = 0.05  # weight of one call in the cost's moving average
+
+    def __init__(self, slots: int, headroom: float = 0.85) -> None:
+        self.slots = slots
+        self.headroom = headroom
+        self.cost: float | None = None  # engine seconds per audio second, once measured
+        self._sessions: dict[object, _Arrivals] = {}
+
+    def opened(self, session: object, now: float) -> None:
+        self._sessions[session] = _Arrivals(since=now)
+
+    def closed(self, session: object) -> None:
+        self._sessions.pop(session, None)
+
+    def arrived(self, session: object, seconds: float, now: float) -> None:
+        """``seconds`` of a session's audio arrived at ``now``."""
+        arrivals = self._sessions.get(session)
+        if arrivals is not None:
+            arrivals.recent.append((now, seconds))
+            while arrivals.recent and arrivals.recent[0][0] < now - self.WINDOW:
+                arrivals.recent.popleft()
+
+    def decoded(self, seconds: float, busy: float) -> None:
+        """An engine call decoded ``seconds`` of audio in ``busy`` seconds."""
+        if seconds < 0.05:
+            return  # a flush or a tiny chunk says little about the rate
+        sample = busy / seconds
+        self.cost = sample if self.cost is None else self.cost + self.SMOOTHING * (sample - self.cost)
+
+    def rate(self, session: object, now: float) -> float:
+        """Audio seconds per second this session sent recently; a young session counts as real time."""
+        arrivals = self._sessions[session]
+        heard = sum(s for t, s in arrivals.recent if t >= now - self.WINDOW)
+        age = now - arrivals.since
+        return max(1.0, heard / max(age, 0.1)) if age < self.WINDOW else heard / self.WINDOW
+
+    def live_demand(self, now: float) -> float:
+        """Slots the live sessions need (their audio rate times the cost of decoding it)."""
+        if self.cost is None:
+            return 0.0
+        rates = [self.rate(s, now) for s in self._sessions]
+        return sum(r for r in rates if 0 < r <= self.LIVE_RATE) * self.cost
+
+    def admits(self, now: float) -> bool:
+        """Whether one more real-time session can be decoded beside the live ones without them falling behind."""
+        demand = self.live_demand(now)
+        if self.cost is None or demand == 0.0:
+            return True
+        return demand + self.cost <= self.slots * self.headroom

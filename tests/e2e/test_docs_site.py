@@ -1,0 +1,67 @@
+"""The documentation site in Chromium, opened from disk (file://) as a reader who built it would.
+
+The site is built here (or reused, if tests/test_docs.py built it in this process first), so this
+test does not depend on the order the tests run in. Nothing may be fetched from the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docs_site import Site, build_site
+from e2e.jupyter import launch
+
+
+@pytest.fixture(scope="module")
+def site(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Site:
+    built = build_site(tmp_path_factory)
+    assert built.returncode == 0, built.output[-4000:]
+    return built
+
+
+@pytest.fixture
+def offline_page(playwright: Any, site: Site, tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """A page that may load files only: every other request is refused and recorded."""
+    context = launch(playwright, tmp_path / "profile", [])
+    fetched: list[str] = []
+
+    def refuse(route: Any) -> None:
+        fetched.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith("file://"), refuse)
+    yield context.new_page(), fetched
+    context.close()
+
+
+def test_the_site_opens_from_disk_and_its_search_finds_transcribe_many(
+        offline_page: tuple[Any, list[str]], site: Site) -> None:
+    page, fetched = offline_page
+    page.goto((site.html / "index.html").as_uri())
+    assert "bk_notebook" in page.title()
+    page.get_by_role("link", name="Reference").first.click()
+    page.wait_for_url("**/reference/index.html")
+
+    page.goto((site.html / "search.html").as_uri() + "?q=transcribe_many")
+    hit = page.locator("#search-results a", has_text="transcribe_many").first
+    hit.wait_for(timeout=30_000)
+    hit.click()
+    page.wait_for_url("**/reference/api.html#bk_notebook.transcribe_many")
+    assert page.locator("#bk_notebook\\.transcribe_many").is_visible()
+    assert not fetched, f"the site fetched from the network: {fetched}"
+
+
+def test_a_rendered_notebook_shows_its_plot(offline_page: tuple[Any, list[str]], site: Site) -> None:
+    page, fetched = offline_page
+    page.goto((site.html / "notebooks" / "01_quickstart.html").as_uri())
+    plot = page.locator(".cell_output img").first
+    plot.scroll_into_view_if_needed()
+    plot.wait_for(state="visible")
+    loaded = plot.evaluate("img => img.complete && img.naturalWidth > 0")
+    size = plot.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert loaded and size[0] > 300 and size[1] > 100, size  # the waveform-and-spectrogram figure, not a broken icon
+    assert not fetched, f"the page fetched from the network: {fetched}"

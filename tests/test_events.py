@@ -1,0 +1,51 @@
+"""The unread-event backlog of ``Stream.events()``: bounded, partials dropped before any final."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bk_notebook.events import EventBacklog
+from bk_notebook.protocol import Final, Partial
+
+
+async def read_all(backlog: EventBacklog) -> list[Partial | Final]:
+    backlog.end()
+    return [event async for event in backlog.read()]
+
+
+async def test_over_the_limit_the_oldest_partial_goes_and_every_final_stays() -> None:
+    backlog = EventBacklog(limit=4)
+    for event in (Final("f1"), Partial("p1"), Final("f2"), Partial("p2")):
+        backlog.publish(event)
+    backlog.publish(Final("f3"))  # over the limit: p1, the oldest partial, makes room (not f1)
+    assert len(backlog) == 4 and backlog.dropped == 1
+    backlog.publish(Partial("p3"))  # p2 goes next
+    assert await read_all(backlog) == [Final("f1"), Final("f2"), Final("f3"), Partial("p3")]
+    assert backlog.dropped == 2
+
+
+async def test_a_backlog_of_finals_only_drops_the_oldest() -> None:
+    backlog = EventBacklog(limit=2)
+    for text in ("f1", "f2", "f3"):
+        backlog.publish(Final(text))
+    assert await read_all(backlog) == [Final("f2"), Final("f3")] and backlog.dropped == 1
+
+
+async def test_readers_get_events_in_order_then_stop_at_the_end() -> None:
+    backlog = EventBacklog()
+    backlog.publish(Partial("p"))
+    backlog.publish(Final("f"))
+    reader = backlog.read()
+    assert await anext(reader) == Partial("p")
+    assert len(backlog) == 1
+    backlog.end()
+    assert [event async for event in reader] == [Final("f")]
+
+
+async def test_a_reader_of_an_empty_backlog_waits_for_the_next_event() -> None:
+    backlog = EventBacklog()
+    reader = asyncio.ensure_future(anext(backlog.read()))
+    await asyncio.sleep(0)  # the reader is now waiting: nothing has been published
+    assert not reader.done()
+    backlog.publish(Final("late"))
+    assert await asyncio.wait_for(reader, 5) == Final("late")  # a bound for a hang
