@@ -140,10 +140,14 @@ async def test_a_stop_mid_utterance_keeps_its_final(whisper_server: Any) -> None
 
 
 @pytest.mark.slow
-def test_partials_come_from_the_open_utterance_and_can_be_switched_off(whisper_server: Any) -> None:
+def test_partials_come_from_the_open_utterance_and_can_be_switched_off(whisper_server: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from bk_notebook.protocol import Final, Partial
+    from bk_notebook.server import whisper
     from bk_notebook.server.whisper import WhisperEngine
 
+    budget = whisper.PARTIAL_BUDGET
+    monkeypatch.setattr(whisper, "PARTIAL_BUDGET", 1.0)  # the model's earlier work in this process does not count
     pcm = bk.to_pcm16(ENGLISH / "s01.flac").tobytes()
     for partials in (True, False):
         engine = WhisperEngine(language="en", partials=partials)
@@ -151,6 +155,11 @@ def test_partials_come_from_the_open_utterance_and_can_be_switched_off(whisper_s
         kinds = [type(e) for e in events]
         assert kinds[-1] is Final and kinds.count(Final) == 1
         assert (Partial in kinds) is partials, events
+    monkeypatch.setattr(whisper, "PARTIAL_BUDGET", budget)
+    monkeypatch.setattr(engine._shared.turns, "busy", lambda: budget + 0.1)  # the shared model busier than the budget
+    engine = WhisperEngine(language="en")
+    events = [e for i in range(0, len(pcm), 3200) for e in engine.feed(pcm[i:i + 3200])] + engine.flush()
+    assert [type(e) for e in events] == [Final], events  # finals only until it has room again
 
 
 @pytest.mark.slow
@@ -346,6 +355,23 @@ def wait_for(condition: Any) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.001)
+
+
+def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bk_notebook.server import models
+
+    clock = [100.0]
+    monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
+    turns = models.Turns()
+    assert turns.busy() == 0
+    with turns.turn(final=True):
+        clock[0] = 104.0  # a 4-second decode
+    clock[0] = 105.0
+    assert turns.busy() == pytest.approx(0.4)
+    clock[0] = 112.0  # 2 of its 4 seconds are still in the window
+    assert turns.busy() == pytest.approx(0.2)
+    clock[0] = 115.0
+    assert turns.busy() == 0
 
 
 def test_turns_serve_finals_first_then_in_arrival_order() -> None:

@@ -37,6 +37,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,11 +240,23 @@ class Turns:
     already uses every core for one decode (``cpu_threads``), so decodes run one at a time.
     """
 
+    BUSY_WINDOW = 10.0  # seconds over which busy() measures how much of the time the model decoded
+
     def __init__(self) -> None:
         self._ready = threading.Condition()
         self._waiting: list[tuple[int, int]] = []  # a heap of (0 final / 1 partial, arrival)
         self._arrivals = itertools.count()
         self._busy = False
+        self._recent: deque[tuple[float, float]] = deque()  # (start, end) of the turns of the last BUSY_WINDOW s
+
+    def busy(self) -> float:
+        """The share of the last ``BUSY_WINDOW`` seconds the model spent decoding (waiting callers excluded)."""
+        now = time.monotonic()
+        with self._ready:
+            while self._recent and self._recent[0][1] < now - self.BUSY_WINDOW:
+                self._recent.popleft()
+            spent = sum(end - max(start, now - self.BUSY_WINDOW) for start, end in self._recent)
+        return spent / self.BUSY_WINDOW
 
     @contextlib.contextmanager
     def turn(self, *, final: bool) -> Iterator[None]:
@@ -255,10 +268,12 @@ class Turns:
                 self._ready.wait()
             heapq.heappop(self._waiting)
             self._busy = True
+        began = time.monotonic()
         try:
             yield
         finally:
             with self._ready:
+                self._recent.append((began, time.monotonic()))
                 self._busy = False
                 self._ready.notify_all()
 

@@ -23,7 +23,8 @@ partials are rationed: the open utterance is re-decoded at most once per
 ``partial_interval`` seconds of audio, less often when decodes take long (the
 interval grows to twice the last partial's wall time, waiting included), and
 not at all while the engine lags behind real time or is fed a file faster than
-real time (the finals arrive sooner than partials could be read).  Sessions
+real time (the finals arrive sooner than partials could be read), nor while
+the shared model was busy more than half of the last 10 seconds.  Sessions
 share one model per process and take turns (:class:`~.models.Turns`): finals
 before partials, otherwise first come, first served.
 """
@@ -47,6 +48,9 @@ logger = logging.getLogger("bk_notebook.server")
 EngineEvent = Union[Partial, Final]
 AUTO_LANGUAGES = ("id", "en")  # open detection called espeak Indonesian Thai: detect among the expected ones
 WINDOW_SECONDS = 28.0  # one Whisper window is 30 s; leave room for the padding
+# Partials start only while the shared model decoded less than this share of the last 10 s: finals of
+# every session keep the rest (measured: base partials on a loaded 2-core machine delayed finals 2-3x).
+PARTIAL_BUDGET = 0.5
 
 
 class StreamingVad:
@@ -270,6 +274,8 @@ class WhisperEngine:
             return False
         if self._quiet_since is not None:
             return False  # a pause: the final may be due in a moment, and must not wait behind a partial
+        if self._shared.turns.busy() > PARTIAL_BUDGET:
+            return False  # the shared model is busy (other sessions, a loaded machine): finals first
         if audio_seconds - wall_seconds > 2.0:
             return False  # fed faster than real time (a file): the finals come sooner than partials could be read
         # Audio arrives at most in real time when live, so the least lag seen is this stream's own latency;
