@@ -283,10 +283,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     outputs = _output_paths(args)
     if args.checkpoint is not None:
         check_writable_file(args.checkpoint, "--checkpoint")
-    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
-                                            drain_timeout=args.drain_timeout)
-    if client is not None:
-        require_token(client.settings)
+    client = _remote_client(args)
     progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
 
     async def run() -> list[Any]:
@@ -455,6 +452,17 @@ def _total_seconds(files: list[Path]) -> float | None:
     return total
 
 
+def _remote_client(args: argparse.Namespace) -> Any:
+    """The Client for ``--url`` or the hosted service (None with ``--local``), checked before any traffic."""
+    if args.local:
+        return None
+    from .client import Client
+
+    client = Client(args.url, token=_token_for_transcribe(args), drain_timeout=args.drain_timeout)
+    require_token(client.settings)  # the hosted service with no token: say how to get one, now
+    return client
+
+
 def _token_for_transcribe(args: argparse.Namespace) -> str | None:
     if args.token_env:
         token = os.environ.get(args.token_env, "")
@@ -553,11 +561,7 @@ def _listen(args: argparse.Namespace) -> int:
     _refuse_token_on_command_line(args)
     if args.out is not None:
         check_writable_file(args.out, "--out")
-    # A bad URL or token option is reported before the device opens.
-    client = None if args.local else Client(args.url, token=_token_for_transcribe(args),
-                                            drain_timeout=args.drain_timeout)
-    if client is not None:
-        require_token(client.settings)
+    client = _remote_client(args)  # a bad URL or token option is reported before the device opens
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     live = sys.stderr.isatty()
     shown: dict[str, Any] = {"partial": "", "level": -100.0}
