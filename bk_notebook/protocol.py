@@ -15,7 +15,8 @@ typed events (:class:`Connected`, :class:`Partial`, :class:`Final`,
 reverse for the local server.  Neither awaits or touches a socket: the asyncio
 client and server only move the strings this module produces and consumes.
 
-The tolerances are the ones ``PROTOCOL-NOTES.md`` decides: any casing of
+The tolerances are the ones the service's protocol notes decide (the documentation's protocol
+reference lists each decision, "Decisions where the service's document leaves room"): any casing of
 ``type`` is accepted, the error text is read from ``message`` and then
 ``error`` (and ignored on status 200), a reply carrying both ``partial`` and
 ``final`` is a final, and a 200 reply to ``audioStream`` without data is an

@@ -1,4 +1,4 @@
-"""The sans-I/O core: strings in, typed events out; every row of PROTOCOL-NOTES.md."""
+"""The sans-I/O core: strings in, typed events out; every decision of the protocol notes (docs: reference/protocol)."""
 
 from __future__ import annotations
 
