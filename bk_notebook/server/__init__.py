@@ -5,7 +5,6 @@ from __future__ import annotations
 from .app import BkServer, ServerConfig
 from .engines import EnergyEngine, Engine, PocketSphinxEngine, engine_factory
 from .local import LocalServer, local_server
-from .whisper import WhisperEngine
 
 __all__ = [
     "BkServer",
@@ -18,3 +17,12 @@ __all__ = [
     "engine_factory",
     "local_server",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``WhisperEngine`` on first use: its module (the model registry) costs 15 ms at ``import bk_notebook``."""
+    if name == "WhisperEngine":
+        from .whisper import WhisperEngine
+
+        return WhisperEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
