@@ -63,9 +63,11 @@ __all__ = [
     "Stopped",
 ]
 
-#: The protocol's audio: 16 kHz mono signed 16-bit PCM, sent in chunks of 3200 bytes (100 ms).
+#: Samples per second of the protocol's audio (mono, signed 16-bit PCM).
 SAMPLE_RATE = 16_000
+#: Bytes of PCM in one ``audioStream`` chunk (100 ms).
 CHUNK_BYTES = 3_200
+#: Bytes of PCM per second of audio.
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 #: The largest ``audioStream`` chunk the local server takes (decoded bytes).
 MAX_CHUNK_BYTES = 64 * 1024
