@@ -26,7 +26,7 @@ import numpy as np
 
 import bk_notebook as bk
 from benchmarks.common import ROOT, save
-from bk_notebook.checkpoint import Checkpoint, record_of
+from bk_notebook.batch.checkpoint import Checkpoint, record_of
 
 SENTENCES = ROOT / "tests" / "fixtures" / "sentences"
 
@@ -84,7 +84,7 @@ def _runqueue_seconds() -> float:
 
 def _warm_worker() -> str:
     """Start this worker's embedded server and decoder before the clock starts."""
-    from bk_notebook.dask import WorkerSettings, transcribe_item
+    from bk_notebook.batch.cluster import WorkerSettings, transcribe_item
 
     settings = WorkerSettings(url=None, server_options=(("engine", "pocketsphinx"),),
                               transcribe_options={"speed": None})

@@ -25,7 +25,7 @@ import numpy as np
 
 import bk_notebook as bk
 from benchmarks.common import save
-from bk_notebook.audio import CHUNK_BYTES
+from bk_notebook.audio.convert import CHUNK_BYTES
 from bk_notebook.server.engines import engine_factory
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 import bk_notebook as bk
 from benchmarks.common import save
-from bk_notebook.live import LiveConverter, Rechunker
+from bk_notebook.audio.live import LiveConverter, Rechunker
 
 RATE = 44100
 BLOCK = RATE // 10

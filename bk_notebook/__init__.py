@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from .audio import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
-from .auth import get_token
-from .batch import transcribe_many
-from .checkpoint import read_checkpoint
-from .client import Client, Stream, transcribe, transcribe_sync
+from .audio.convert import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
+from .audio.soundcard import SoundCard
+from .batch.checkpoint import read_checkpoint
+from .batch.run import transcribe_many
+from .batch.scoring import evaluate
+from .client.auth import get_token
+from .client.client import Client, Stream, transcribe, transcribe_sync
 from .errors import (
     AudioError,
     AuthError,
@@ -24,9 +26,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
-from .scoring import evaluate
 from .server.local import LocalServer, local_server
-from .soundcard import SoundCard
 from .transcript import Transcript
 
 __version__ = "0.2.0"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .client.connect import require_token
 from .errors import BkError, CheckpointError
-from .handshake import require_token
 from .outputs import check_writable_file, check_writable_folder, write_text_atomically
 from .redact import RedactingFilter
 from .transcript import EXPORT_FORMATS
@@ -46,7 +46,7 @@ def _positive_float(text: str) -> float:
 
 
 def _speed(text: str) -> float | None:
-    from .speed import parse_speed
+    from .client.speed import parse_speed
 
     try:
         return parse_speed(text)
@@ -264,8 +264,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .batch import transcribe_many
-    from .client import Client
+    from .batch.run import transcribe_many
+    from .client.client import Client
 
     # Every check before any network traffic: a mistake costs nothing.
     if args.concurrency < 1:
@@ -406,7 +406,7 @@ class _AudioProgress:
         return {"on_progress": self.progress, "on_final": self.final}
 
     def progress(self, seconds: float) -> None:
-        from .batch import current_item
+        from .batch.run import current_item
 
         if self.bar is not None:
             self.sent[current_item() or 0] = seconds
@@ -416,7 +416,7 @@ class _AudioProgress:
     def final(self, record: dict[str, Any]) -> None:
         if not self.verbose:
             return
-        from .batch import current_item
+        from .batch.run import current_item
 
         name = self.files[current_item() or 0].name
         line = f"final {name} [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}"
@@ -438,7 +438,7 @@ class _AudioProgress:
 
 def _total_seconds(files: list[Path]) -> float | None:
     """The audio the bar counts up to; None (a bar without a total) when a file's length is unknown."""
-    from .audio import open_audio
+    from .audio.convert import open_audio
 
     total = 0.0
     for f in files:
@@ -456,7 +456,7 @@ def _remote_client(args: argparse.Namespace) -> Any:
     """The Client for ``--url`` or the hosted service (None with ``--local``), checked before any traffic."""
     if args.local:
         return None
-    from .client import Client
+    from .client.client import Client
 
     client = Client(args.url, token=_token_for_transcribe(args), drain_timeout=args.drain_timeout)
     require_token(client.settings)  # the hosted service with no token: say how to get one, now
@@ -480,7 +480,7 @@ def _token_for_transcribe(args: argparse.Namespace) -> str | None:
 
 def _batch_files(args: argparse.Namespace) -> list[Path]:
     """``--recursive``: folders become their audio files; ``--checkpoint``/``--resume``: checked before any traffic."""
-    from .datasets import AUDIO_SUFFIXES
+    from .batch.inputs import AUDIO_SUFFIXES
 
     if args.resume and not args.checkpoint:
         raise _usage("--resume needs --checkpoint FILE (the checkpoint to resume; --out names the result file)")
@@ -507,8 +507,8 @@ def _render(fmt: str, results: list[tuple[str, Any]]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .audio import sample_path
-    from .client import Client
+    from .audio.convert import sample_path
+    from .client.client import Client
     from .server import local_server
 
     sample = sample_path()
@@ -538,10 +538,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _listen(args: argparse.Namespace) -> int:
     """Live transcription of the sound card: partial and level meter on one line, finals below."""
-    from .client import Client
+    from .audio.live import level_dbfs
+    from .audio.soundcard import SoundCard
+    from .client.client import Client
     from .errors import DeviceError
-    from .live import level_dbfs
-    from .soundcard import SoundCard
 
     if args.list_devices:
         devices = SoundCard.devices()
@@ -655,7 +655,7 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .auth import TOKEN_URL, get_token
+    from .client.auth import TOKEN_URL, get_token
 
     email = args.email or _ask("e-mail: ").strip()
     if not email:

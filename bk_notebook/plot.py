@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import to_pcm16
+from .audio.convert import to_pcm16
 from .errors import UsageError, missing_extra
 from .protocol import SAMPLE_RATE
 

@@ -45,7 +45,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"(optional|default.*|callable|iterable|sequence|folder|widget|array_like|array-like|"
                   r"path|path-like|file-like|bytes-like|.*[\"{}].*)"),
     # Internals that the public docstrings name but the site does not document.
-    (r"py:.*", r"bk_notebook\.(plot|dask|capture|devices|audio\.PcmSource|soundcard\.LiveChunks|protocol\._.*)(\..*)?"),
+    (r"py:.*", r"bk_notebook\.(plot|batch\.cluster|audio\.capture|audio\.devices|audio\.convert\.PcmSource|"
+               r"audio\.soundcard\.LiveChunks|protocol\._.*)(\..*)?"),
     (r"py:.*", r"(PcmSource|encode_audio|The audio as sent to the browser)"),
 ]
 

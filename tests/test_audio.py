@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.audio import CHUNK_BYTES, open_audio
+from bk_notebook.audio.convert import CHUNK_BYTES, open_audio
 
 from conftest import FIXTURES
 

@@ -43,7 +43,7 @@ async def test_without_return_exceptions_a_batch_error_keeps_every_result(energy
 
 
 async def test_callbacks_tell_their_item_apart_with_current_item(energy_server) -> None:
-    from bk_notebook.batch import current_item
+    from bk_notebook.batch.run import current_item
 
     seconds = (3.0, 1.0, 5.0)  # streamed at once: their callbacks interleave
     audio = [(np.concatenate([tone(s - 0.5), np.zeros(8000)]), 16000) for s in seconds]

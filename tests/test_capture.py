@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bk_notebook.capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
+from bk_notebook.audio.capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
 
 
 class Source(CaptureCallbacks):

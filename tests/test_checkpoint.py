@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.checkpoint import Checkpoint, item_key, read_checkpoint, record_of, transcript_of
+from bk_notebook.batch.checkpoint import Checkpoint, item_key, read_checkpoint, record_of, transcript_of
 from bk_notebook.transcript import Transcript
 
 from conftest import FIXTURES
@@ -290,7 +290,7 @@ async def test_interrupt_returns_though_items_are_slow_to_close(energy_server, t
                                                      client=SlowToClose(energy_server.url),
                                                      checkpoint=path, speed=None))
     await asyncio.wait_for(started.wait(), 60)
-    caplog.set_level(logging.WARNING, "bk_notebook.batch")
+    caplog.set_level(logging.WARNING, "bk_notebook.batch.run")
     batch.cancel()
     try:
         with pytest.raises(asyncio.CancelledError):
@@ -420,7 +420,7 @@ def test_a_second_writer_is_refused_at_once_in_this_process_and_another(tmp_path
     Checkpoint(path).close()  # closing released the lock
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from bk_notebook.checkpoint import Checkpoint
+        from bk_notebook.batch.checkpoint import Checkpoint
         store = Checkpoint({str(path)!r})
         print("holding", flush=True)
         time.sleep(60)
@@ -457,7 +457,7 @@ async def test_a_checkpoint_reused_for_other_audio_transcribes_it_again_and_says
     other = [dict(item) for item in make_items(6)[3:]]
     for item, reused in zip(other, first, strict=True):
         item["id"] = reused["id"]  # same ids, other recordings
-    with caplog.at_level(logging.WARNING, logger="bk_notebook.batch"):
+    with caplog.at_level(logging.WARNING, logger="bk_notebook.batch.run"):
         after = await bk.transcribe_many(other, progress=False, client=client, checkpoint=path, speed=None)
     assert [t.text for t in after] != [t.text for t in before]
     fresh = await bk.transcribe_many(other, progress=False, client=client, speed=None)

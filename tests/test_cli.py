@@ -305,7 +305,7 @@ async def test_an_incomplete_result_warns_and_exits_1_keeping_the_finals() -> No
 
 
 def test_parse_speed_accepts_what_the_cli_accepts() -> None:
-    from bk_notebook.speed import parse_speed
+    from bk_notebook.client.speed import parse_speed
 
     assert [parse_speed(v) for v in (None, "max", "MAX", "none", 2, 0.5, "10", np.float32(3))] == [
         None, None, None, None, 2.0, 0.5, 10.0, 3.0]

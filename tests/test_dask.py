@@ -53,7 +53,7 @@ async def test_two_worker_processes_give_the_local_records(dask_client, energy_s
 
 async def test_both_workers_take_items_with_their_own_servers(dask_client) -> None:
     def server_urls() -> list[str]:
-        from bk_notebook import dask as bkdask
+        from bk_notebook.batch import cluster as bkdask
 
         return [s.url for s in bkdask._servers.values()]
 
@@ -155,7 +155,7 @@ async def test_interrupting_a_cluster_batch_keeps_what_finished(dask_client, tmp
 
 
 def test_the_token_travels_to_workers_but_is_never_shown() -> None:
-    from bk_notebook.dask import _settings
+    from bk_notebook.batch.cluster import _settings
 
     settings = _settings(bk.Client("ws://127.0.0.1:9/v1/prod/stream", token="s3cret-t0ken"), None, {"speed": None})
     assert settings.token == "s3cret-t0ken" and settings.url == "ws://127.0.0.1:9/v1/prod/stream"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bk_notebook.events import EventBacklog
+from bk_notebook.client.events import EventBacklog
 from bk_notebook.protocol import Final, Partial
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.window import WindowMode
+from bk_notebook.client.window import WindowMode
 
 from conftest import reply, scripted_server
 
@@ -148,7 +148,7 @@ async def test_unread_events_are_bounded() -> None:
             t = await s.stop()
             unread = [e async for e in s.events()]
     assert len(t) == 3000  # the result keeps every final
-    assert len(unread) == bk.events.EVENT_BACKLOG and unread[-1].text == "w3000"
+    assert len(unread) == bk.client.events.EVENT_BACKLOG and unread[-1].text == "w3000"
 
 
 async def test_unread_events_are_bounded_in_bytes_too() -> None:
@@ -174,10 +174,10 @@ async def test_unread_events_are_bounded_in_bytes_too() -> None:
             await s.send(noise(6.0))  # 60 chunks: 54 partials of 0.9 MB and 6 finals, nobody reading
             backlog = s._events
             t = await s.stop()
-            assert backlog.bytes <= bk.events.EVENT_BACKLOG_BYTES
+            assert backlog.bytes <= bk.client.events.EVENT_BACKLOG_BYTES
             unread = [e async for e in s.events()]
     assert [r["text"] for r in t.finals] == [f"w{n}" for n in range(10, 61, 10)]
-    assert sum(len(e.text) for e in unread) <= bk.events.EVENT_BACKLOG_BYTES
+    assert sum(len(e.text) for e in unread) <= bk.client.events.EVENT_BACKLOG_BYTES
     assert [e.text for e in unread if isinstance(e, bk.protocol.Final)] == [r["text"] for r in t.finals]  # kept
     partials = [e.text.split()[0] for e in unread if isinstance(e, bk.protocol.Partial)]
     assert 0 < len(partials) < 54 and partials[-1] == "p59"  # the oldest went first

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.handshake import _on_loopback, _refused
+from bk_notebook.client.connect import _on_loopback, _refused
 
 from conftest import scripted_server
 
@@ -18,7 +18,7 @@ from conftest import scripted_server
 @pytest.mark.parametrize("url", ["ws://127.0.0.1:9/v1/prod/stream", "ws://localhost:9/v1/prod/stream",
                                  "ws://127.0.0.2:9/v1/prod/stream"])
 async def test_a_refused_loopback_port_fails_at_once_with_a_clear_error(url: str, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="bk_notebook.client")
+    caplog.set_level(logging.INFO, logger="bk_notebook.client.client")
     client = bk.Client(url, connect_retries=5, retry_backoff=30.0)  # five retries would take minutes
     with pytest.raises(bk.ConnectError, match="connection refused, nothing is listening there") as info:
         await client.transcribe(np.zeros(1600, dtype=np.int16), 16000)
@@ -36,7 +36,7 @@ async def test_other_handshake_failures_are_still_retried(caplog) -> None:
     async def never(ws: Any) -> None:
         raise AssertionError("no handshake succeeds")
 
-    caplog.set_level(logging.INFO, logger="bk_notebook.client")
+    caplog.set_level(logging.INFO, logger="bk_notebook.client.client")
     async with scripted_server(never, process_request=fail) as url:
         with pytest.raises(bk.ConnectError, match="HTTP 503"):
             await bk.Client(url, connect_retries=3, retry_backoff=0.01).transcribe(np.zeros(1600), 16000)

@@ -33,18 +33,20 @@ LAYERS: dict[str, int] = {
     # base types: the error tree, secret redaction, output files
     "errors": BASE, "redact": BASE, "outputs": BASE,
     # sans-I/O protocol and bookkeeping
-    "protocol": PROTOCOL, "events": PROTOCOL, "speed": PROTOCOL, "waits": PROTOCOL, "window": PROTOCOL,
-    "resume": PROTOCOL, "transcript": PROTOCOL, "capture": PROTOCOL,
+    "protocol": PROTOCOL, "transcript": PROTOCOL, "client.events": PROTOCOL, "client.speed": PROTOCOL,
+    "client.waits": PROTOCOL, "client.window": PROTOCOL, "client.resume": PROTOCOL, "audio.capture": PROTOCOL,
     # audio: conversion, live conversion, sound devices
-    "audio": AUDIO, "live": AUDIO, "devices": AUDIO, "soundcard": AUDIO,
+    "audio": AUDIO, "audio.convert": AUDIO, "audio.live": AUDIO, "audio.devices": AUDIO, "audio.soundcard": AUDIO,
     # client I/O
-    "settings": CLIENT, "blocking": CLIENT, "auth": CLIENT, "handshake": CLIENT, "stream": CLIENT, "client": CLIENT,
+    "client": CLIENT, "client.settings": CLIENT, "client.blocking": CLIENT, "client.auth": CLIENT,
+    "client.connect": CLIENT, "client.stream": CLIENT, "client.client": CLIENT,
     # the local server
     "server": SERVER, "server.app": SERVER, "server.engines": SERVER, "server.local": SERVER,
     "server.pool": SERVER, "server.processes": SERVER, "server.session": SERVER, "server.turns": SERVER,
     "server.models": SERVER, "server.whisper": SERVER,
     # batch runs over many inputs
-    "checkpoint": BATCH, "datasets": BATCH, "scoring": BATCH, "batch": BATCH, "dask": BATCH,
+    "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.run": BATCH,
+    "batch.cluster": BATCH,
     # views: rich display, plots, notebook widgets
     "display": VIEWS, "plot": VIEWS, "widgets": VIEWS, "widgets._deps": VIEWS, "widgets.cells": VIEWS,
     "widgets.microphone": VIEWS, "widgets.player": VIEWS, "widgets.sources": VIEWS,
@@ -63,14 +65,14 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
     ("transcript", "plot"),
     ("transcript", "widgets.player"),
     # Client.transcribe's notebook display (lazy): to move to the views.
-    ("client", "display"),
+    ("client.client", "display"),
 }
 
 # ``x._private`` across modules today: (module, "x._name").
 KNOWN_PRIVATE: set[tuple[str, str]] = {
     # To be removed by the one audio pipeline: live conversion reuses the file conversion's helpers.
-    ("live", "import _float_to_int16"),
-    ("live", "import _to_float32"),
+    ("audio.live", "import _float_to_int16"),
+    ("audio.live", "import _to_float32"),
 }
 
 # A namedtuple's public API starts with an underscore so as not to clash with its fields.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.live import SILENCE_DBFS, LiveConverter, Rechunker, convert_blocks, level_dbfs
+from bk_notebook.audio.live import SILENCE_DBFS, LiveConverter, Rechunker, convert_blocks, level_dbfs
 
 
 def splits(n: int, how: int | str, seed: int = 0) -> Iterator[slice]:

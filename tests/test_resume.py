@@ -11,7 +11,7 @@ import pytest
 
 import bk_notebook as bk
 import bk_notebook.protocol
-from bk_notebook.resume import ResumeBuffer
+from bk_notebook.client.resume import ResumeBuffer
 
 from conftest import scripted_server
 

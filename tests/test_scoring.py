@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.scoring import Normaliser, number_to_words
+from bk_notebook.batch.scoring import Normaliser, number_to_words
 
 from conftest import require
 

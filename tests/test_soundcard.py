@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.devices import InputDevice, device_error
+from bk_notebook.audio.devices import InputDevice, device_error
 
 from conftest import FIXTURES, IN_CI
 

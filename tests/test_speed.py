@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.speed import parse_speed
+from bk_notebook.client.speed import parse_speed
 
 HINT = "a positive multiple of real time (1 = real time, 10 = ten times faster), or 'max' / None for no pacing"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.waits import call_back, call_back_sync, deadline, positive_seconds
+from bk_notebook.client.waits import call_back, call_back_sync, deadline, positive_seconds
 
 
 def test_positive_seconds_names_the_setting() -> None:
@@ -49,11 +49,11 @@ async def test_a_raising_callback_is_logged_and_the_session_goes_on(caplog) -> N
     async def broken_later(arg: Any) -> None:
         raise ValueError(f"bad later {arg}")
 
-    with caplog.at_level(logging.ERROR, "bk_notebook.client"):
+    with caplog.at_level(logging.ERROR, "bk_notebook.client.client"):
         await call_back(broken, 1)
         await call_back(broken_later, 2)
         call_back_sync(broken, 3)
-    records = [r for r in caplog.records if r.name == "bk_notebook.client"]
+    records = [r for r in caplog.records if r.name == "bk_notebook.client.client"]
     assert [str(r.exc_info[1]) for r in records] == ["bad 1", "bad later 2", "bad 3"]
     assert [r.getMessage() for r in records] == [f"callback {f!r} raised; the session goes on"
                                                  for f in (broken, broken_later, broken)]

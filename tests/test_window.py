@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bk_notebook.window import SendWindow, WindowMode
+from bk_notebook.client.window import SendWindow, WindowMode
 
 
 def test_a_full_window_waits_for_answers() -> None:

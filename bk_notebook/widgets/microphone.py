@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..capture import CaptureCallbacks
+from ..audio.capture import CaptureCallbacks
 from ..protocol import SAMPLE_RATE
 from ._deps import anywidget, front_end, traitlets
 

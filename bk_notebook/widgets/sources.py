@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import load_audio
+from ..audio.convert import load_audio
+from ..audio.soundcard import SoundCard
 from ..errors import AudioError, BkError, missing_extra
-from ..soundcard import SoundCard
 from .microphone import Microphone
 
 __all__ = ["SourceAdapter", "adapt_source", "from_recorder", "is_file_upload", "is_recorder", "uploaded_files"]

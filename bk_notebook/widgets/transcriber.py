@@ -1,8 +1,8 @@
 """``Transcriber``: a source widget wired to a client session on the kernel's own event loop.
 
-The widget holds no protocol logic: Start opens a :class:`~bk_notebook.client.Stream`
+The widget holds no protocol logic: Start opens a :class:`~bk_notebook.client.client.Stream`
 as an asyncio task on the kernel's loop, the source's chunk callback feeds a
-bounded queue (:class:`~bk_notebook.capture.AsyncDropOldest`) that the task drains,
+bounded queue (:class:`~bk_notebook.audio.capture.AsyncDropOldest`) that the task drains,
 and the client's callbacks paint the partial, the finals and the status.  What
 differs between sources (microphone, sound card, recorder, upload) is behind a
 :class:`~bk_notebook.widgets.sources.SourceAdapter`.
@@ -29,8 +29,8 @@ import asyncio
 import html
 from typing import Any
 
-from ..capture import AsyncDropOldest
-from ..client import Client
+from ..audio.capture import AsyncDropOldest
+from ..client.client import Client
 from ..errors import BkError
 from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript, finals_table_html
@@ -341,7 +341,7 @@ class Transcriber(w.VBox):
         self._loop.create_task(self._transcribe_bytes(data))
 
     async def _transcribe_bytes(self, data: bytes) -> None:
-        from ..audio import chunk_pcm, to_pcm16
+        from ..audio.convert import chunk_pcm, to_pcm16
 
         try:
             pcm = to_pcm16(data)  # bad audio is reported before any connection

@@ -12,8 +12,8 @@ import urllib.parse
 from ssl import SSLError
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuthError, ConnectError, UsageError
-from .redact import RedactingLogger
+from ..errors import AuthError, ConnectError, UsageError
+from ..redact import RedactingLogger
 
 if TYPE_CHECKING:
     from .settings import ClientSettings
@@ -28,7 +28,7 @@ NO_TOKEN_HELP = (
 )
 
 MAX_REPLY_BYTES = 2**20
-logger = logging.getLogger("bk_notebook.client")
+logger = logging.getLogger("bk_notebook.client.client")
 
 
 def backoff(base: float, attempt: int) -> float:

@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
-from .protocol import Final, Partial
+from ..protocol import Final, Partial
 
 __all__ = ["EVENT_BACKLOG", "EVENT_BACKLOG_BYTES", "EventBacklog"]
 

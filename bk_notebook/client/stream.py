@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .audio import pcm_bytes
-from .errors import (
+from ..audio.convert import pcm_bytes
+from ..errors import (
     BkError,
     ConnectError,
     ConnectionLost,
@@ -42,9 +42,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
-from .events import EventBacklog
-from .handshake import MAX_REPLY_BYTES, backoff, open_websocket
-from .protocol import (
+from ..protocol import (
     BYTES_PER_SECOND,
     CHUNK_BYTES,
     ClientProtocol,
@@ -55,17 +53,19 @@ from .protocol import (
     ServerError,
     State,
 )
+from ..transcript import Transcript
+from .connect import MAX_REPLY_BYTES, backoff, open_websocket
+from .events import EventBacklog
 from .resume import ResumeBuffer
 from .settings import ClientSettings
 from .speed import parse_speed
-from .transcript import Transcript
 from .waits import call_back, call_back_sync, deadline
 from .window import SendWindow
 
 __all__ = ["Stream"]
 
 ABANDON_SECONDS = 1.0  # an interrupted or failed session's socket is closed within this
-logger = logging.getLogger("bk_notebook.client")
+logger = logging.getLogger("bk_notebook.client.client")
 
 
 class Stream:

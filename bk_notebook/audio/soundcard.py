@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DeviceError
+from ..protocol import CHUNK_BYTES, SAMPLE_RATE
 from .capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
 from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
-from .errors import DeviceError
 from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
-from .protocol import CHUNK_BYTES, SAMPLE_RATE
 
 __all__ = ["LiveChunks", "SoundCard"]
 
-logger = logging.getLogger("bk_notebook.soundcard")
+logger = logging.getLogger("bk_notebook.audio.soundcard")
 
 BLOCK_SECONDS = 0.1  # PortAudio hands over 100 ms blocks
 _CHUNK_SECONDS = CHUNK_BYTES / 2 / SAMPLE_RATE

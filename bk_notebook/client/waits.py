@@ -9,11 +9,11 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["call_back", "call_back_sync", "deadline", "positive_seconds"]
 
-logger = logging.getLogger("bk_notebook.client")
+logger = logging.getLogger("bk_notebook.client.client")
 
 
 def positive_seconds(name: str, value: float) -> float:

@@ -20,8 +20,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import AudioError
-from .protocol import CHUNK_BYTES, SAMPLE_RATE
+from ..errors import AudioError
+from ..protocol import CHUNK_BYTES, SAMPLE_RATE
 
 __all__ = [
     "CHUNK_BYTES",
@@ -296,7 +296,7 @@ def sample_path(kind: str = "wav") -> Path:
     """Path of the bundled English speech sample (``"wav"``, 8.4 s; ``"webm"``, a browser-style recording)."""
     if kind not in ("wav", "webm"):
         raise AudioError(f"the bundled samples are 'wav' and 'webm', not {kind!r}")
-    return Path(__file__).parent / "data" / f"sample.{kind}"
+    return Path(__file__).parents[1] / "data" / f"sample.{kind}"
 
 
 # ------------------------------------------------------------------ any source

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError, UsageError
-from .transcript import Transcript
+from ..errors import CheckpointError, UsageError
+from ..transcript import Transcript
 
 __all__ = ["Checkpoint", "check_unambiguous_ids", "fingerprint", "item_key", "read_checkpoint", "record_of",
            "transcript_of"]

@@ -7,12 +7,12 @@ import json
 import logging
 from typing import Any
 
-from .errors import AuthError, ConnectError, ProtocolError
+from ..errors import AuthError, ConnectError, ProtocolError
 
 __all__ = ["TOKEN_URL", "get_token"]
 
 TOKEN_URL = "https://api.bahasakita.co.id/v1/prod/getToken"
-logger = logging.getLogger("bk_notebook.auth")
+logger = logging.getLogger("bk_notebook.client.auth")
 
 
 def get_token(email: str, password: str, *, url: str = TOKEN_URL, timeout: float = 15.0) -> str:

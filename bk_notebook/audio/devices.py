@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DeviceError, MissingDependency, missing_extra
+from ..errors import DeviceError, MissingDependency, missing_extra
 
 __all__ = ["InputDevice", "device_error", "input_devices", "quiet_native_stderr", "resolve_device", "sounddevice"]
 
-logger = logging.getLogger("bk_notebook.soundcard")
+logger = logging.getLogger("bk_notebook.audio.soundcard")
 
 
 @contextlib.contextmanager

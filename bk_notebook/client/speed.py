@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["parse_speed"]
 

@@ -12,16 +12,16 @@ from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any, Generic, TypeVar, overload
 
-from .audio import open_audio
+from ..audio.convert import open_audio
+from ..errors import UsageError
+from ..transcript import Transcript
 from .blocking import Awaitable, run_blocking
-from .errors import UsageError
 from .settings import DEFAULT_URL, ClientSettings
 from .stream import Stream
-from .transcript import Transcript
 
 __all__ = ["DEFAULT_URL", "Client", "ClientSettings", "Stream", "transcribe", "transcribe_sync"]
 
-logger = logging.getLogger("bk_notebook.client")
+logger = logging.getLogger("bk_notebook.client.client")
 T = TypeVar("T")
 
 
@@ -202,7 +202,7 @@ class Client:
         source = open_audio(audio, sr)
         live = None
         if display:
-            from .display import LiveDisplay
+            from ..display import LiveDisplay
 
             live = LiveDisplay(source.duration)
             on_partial, on_final, on_progress = (

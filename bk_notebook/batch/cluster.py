@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .blocking import run_blocking
+from ..client.blocking import run_blocking
+from ..client.client import Client
+from ..errors import ClusterError, UsageError, missing_extra
 from .checkpoint import record_of
-from .client import Client
-from .errors import ClusterError, UsageError, missing_extra
 
 __all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
 
@@ -54,7 +54,7 @@ class WorkerSettings:
 def _worker_url(settings: WorkerSettings) -> str:
     if settings.url is not None:
         return settings.url
-    from .server.local import local_server
+    from ..server.local import local_server
 
     with _servers_lock:
         server = _servers.get(settings.server_options)

@@ -1,6 +1,6 @@
 """``ClientSettings``: where a client connects and how patiently, as one frozen value.
 
-The :class:`~bk_notebook.client.Client` holds one; a session (``Stream``), the
+The :class:`~bk_notebook.client.client.Client` holds one; a session (``Stream``), the
 handshake and the Dask adapter take it instead of reaching into the client, so
 an option is declared once, here, and validated once, in ``__post_init__``.
 The token lives only in this object: never in its repr, and only in the URL
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any
 
-from .errors import UsageError
-from .redact import redact
+from ..errors import UsageError
+from ..redact import redact
 from .waits import positive_seconds
 
 __all__ = ["DEFAULT_URL", "ClientSettings"]

@@ -21,16 +21,16 @@ import logging
 import os
 from typing import Any
 
+from ..client.client import Client
+from ..errors import BatchError, CheckpointError, ClusterError, UsageError
+from ..transcript import Transcript
 from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
-from .client import Client
-from .datasets import as_items
-from .errors import BatchError, CheckpointError, ClusterError, UsageError
-from .transcript import Transcript
+from .inputs import as_items
 
 __all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
 
 CANCEL_GRACE = 1.5  # seconds an interrupted batch waits for its items to close their sessions
-logger = logging.getLogger("bk_notebook.batch")
+logger = logging.getLogger("bk_notebook.batch.run")
 _CALLBACKS = ("on_partial", "on_final", "on_progress", "display")
 # Set in each item's task; the session's own tasks inherit it, so callbacks can tell items apart.
 _CURRENT_ITEM: contextvars.ContextVar[int | None] = contextvars.ContextVar("bk_current_item", default=None)
@@ -114,7 +114,7 @@ async def transcribe_many(
         whose key is already there are not transcribed again.  Failed items are not written,
         so a rerun retries them.
     cluster : dask.distributed.Client, optional
-        Run the items on this Dask cluster's workers (see :mod:`bk_notebook.dask`).
+        Run the items on this Dask cluster's workers (see :mod:`bk_notebook.batch.cluster`).
     worker_server : dict, optional
         With ``cluster`` and no ``client``: arguments of each worker's
         :func:`~bk_notebook.local_server` (default ``{"engine": "auto"}``).
@@ -144,7 +144,7 @@ async def transcribe_many(
     if cluster is not None:
         if any(kwargs.get(name) for name in _CALLBACKS):
             raise UsageError(f"{', '.join(_CALLBACKS)} run in the caller's kernel: not available with cluster=")
-        from .dask import check_cluster
+        from .cluster import check_cluster
 
         check_cluster(cluster, client, worker_server, kwargs)
         if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout <= 0:
@@ -197,7 +197,7 @@ async def transcribe_many(
     work = [(key, *pending[positions[0]]) for key, positions in todo.items()]
     try:
         if cluster is not None:
-            from .dask import run_on_cluster
+            from .cluster import run_on_cluster
 
             await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server,
                                  worker_timeout=worker_timeout, **kwargs)

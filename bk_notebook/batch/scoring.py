@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import UsageError, missing_extra
+from ..errors import UsageError, missing_extra
 
 __all__ = ["Normaliser", "evaluate", "number_to_words"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, missing_extra
-from .transcript import Transcript
+from ..errors import UsageError, missing_extra
+from ..transcript import Transcript
 
 __all__ = ["AUDIO_SUFFIXES", "Source", "as_items", "result_columns"]
 

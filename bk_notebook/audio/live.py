@@ -3,7 +3,7 @@
 Pure and push-driven (numpy in, numpy out; the only state is soxr's streaming
 resampler and less than one chunk of carry), so a sound card's callback thread
 can feed it one block at a time with constant memory, and a test can feed it
-any split of a recording and compare with :func:`~bk_notebook.audio.to_pcm16`.
+any split of a recording and compare with :func:`~bk_notebook.audio.convert.to_pcm16`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .audio import MAX_CHANNELS, _float_to_int16, _to_float32
-from .errors import AudioError
-from .protocol import CHUNK_BYTES, SAMPLE_RATE
+from ..errors import AudioError
+from ..protocol import CHUNK_BYTES, SAMPLE_RATE
+from .convert import MAX_CHANNELS, _float_to_int16, _to_float32
 
 __all__ = ["SILENCE_DBFS", "LiveConverter", "Rechunker", "convert_blocks", "level_dbfs"]
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-from .errors import NotAwaitedError
+from ..errors import NotAwaitedError
 
 __all__ = ["Awaitable", "NotAwaitedError", "run_blocking"]
 
