@@ -82,3 +82,18 @@ async def test_an_engine_slower_than_real_time_still_gives_every_final(long_pcm:
         assert t.complete and len(t) == 2 * TILES
     assert texts(unpaced) == texts(default)
     assert events[-1] == pytest.approx(len(long_pcm) / 16000, abs=1.0)
+
+
+async def test_whisper_gives_the_same_complete_finals_unpaced_and_at_10x(long_pcm: np.ndarray) -> None:
+    require("faster_whisper", "the whisper engine (pip install -e '.[whisper]')")
+    # tiny.en, finals only: the whole file twice at once stays within a few minutes on 2 cores.
+    with bk.local_server(engine="whisper", model="tiny.en", language="en", partials=False, workers=2) as server:
+        client = bk.Client(server.url)
+        unpaced, default = await asyncio.gather(client.transcribe(long_pcm, 16000, speed=None),
+                                                client.transcribe(long_pcm, 16000))
+    for t in (unpaced, default):
+        assert t.complete and not t.gaps
+        assert 2 * TILES - 5 <= len(t) <= 2 * TILES + 5  # utterances cut by the VAD, about two per tile
+        assert all(r["end"] > r["start"] for r in t.finals)
+        assert sum("recognition" in text.lower() for text in texts(t)) >= TILES - 2  # the words, tile after tile
+    assert texts(unpaced) == texts(default)  # the pace changes nothing the engine hears
