@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import csv
 import json
 import os
@@ -36,7 +35,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 import bk_notebook as bk
-from benchmarks.common import ROOT, save
+from benchmarks.common import ROOT, message, save, send_at_real_time
 
 FIXTURES = ROOT / "tests" / "fixtures"
 ENGINES: dict[str, dict[str, Any]] = {
@@ -112,13 +111,6 @@ def accuracy(url: str, pairs: list[tuple[Path, str]], server: EngineServer) -> d
             "hypotheses": hypotheses}
 
 
-def message(kind: str, sess_id: str = "", audio: bytes | None = None) -> str:
-    bk_: dict[str, Any] = {"service": "stt", "type": kind, "sess_id": sess_id}
-    if audio is not None:
-        bk_["data"] = {"audio": base64.b64encode(audio).decode()}
-    return json.dumps({"bk": bk_})
-
-
 async def live_session(url: str, pcm: bytes, delay: float) -> list[float]:
     """Stream ``pcm`` at real time; return each final's latency after the end of its speech."""
     await asyncio.sleep(delay)
@@ -138,10 +130,7 @@ async def live_session(url: str, pcm: bytes, delay: float) -> list[float]:
                     latencies.append(time.monotonic() - (t0 + data["end"]))
 
         receiver = asyncio.create_task(receive())
-        for i, offset in enumerate(range(0, len(pcm), 3200)):
-            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.1 - time.monotonic()))  # chunk i ends then
-            await ws.send(message("audioStream", sess_id, pcm[offset:offset + 3200]))
-        await ws.send(message("audioStop", sess_id))
+        await send_at_real_time(ws, sess_id, pcm, t0)
         await asyncio.wait_for(receiver, 600)
         return latencies
 

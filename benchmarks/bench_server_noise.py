@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import time
@@ -37,7 +36,7 @@ from websockets.asyncio.client import connect
 
 import bk_notebook as bk
 from benchmarks.bench_server import Server
-from benchmarks.common import save
+from benchmarks.common import message, save, send_at_real_time
 
 
 def rss_mb(server: Server) -> float:
@@ -50,13 +49,6 @@ def rss_mb(server: Server) -> float:
         with open(f"/proc/{pid}/status") as f:
             total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
     return round(total / 1024, 1)
-
-
-def message(kind: str, sess_id: str = "", audio: bytes | None = None) -> str:
-    bk_: dict[str, object] = {"service": "stt", "type": kind, "sess_id": sess_id}
-    if audio is not None:
-        bk_["data"] = {"audio": base64.b64encode(audio).decode()}
-    return json.dumps({"bk": bk_})
 
 
 async def open_session(ws: object, refused: list[int]) -> str:
@@ -91,10 +83,7 @@ async def paced(url: str, pcm: bytes, delay: float) -> dict[str, float]:
                     latencies.append(now - (t0 + reply["data"]["end"]))
 
         receiver = asyncio.create_task(receive())
-        for i, offset in enumerate(range(0, len(pcm), 3200)):
-            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.1 - time.monotonic()))  # chunk i ends then
-            await ws.send(message("audioStream", sess_id, pcm[offset:offset + 3200]))
-        await ws.send(message("audioStop", sess_id))
+        await send_at_real_time(ws, sess_id, pcm, t0)
         await asyncio.wait_for(receiver, 600)
     gaps = np.diff([t0, *arrivals])
     return {"max_pause_s": float(gaps.max()), "latencies": latencies,  # type: ignore[dict-item]

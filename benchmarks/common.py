@@ -50,3 +50,24 @@ def save(name: str, result: dict[str, Any]) -> None:
     result = {"machine": machine(), **result}
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+
+
+def message(kind: str, sess_id: str = "", audio: bytes | None = None) -> str:
+    """A raw protocol message, as the service's own sample builds them (no client library)."""
+    import base64
+
+    body: dict[str, Any] = {"service": "stt", "type": kind, "sess_id": sess_id}
+    if audio is not None:
+        body["data"] = {"audio": base64.b64encode(audio).decode()}
+    return json.dumps({"bk": body})
+
+
+async def send_at_real_time(ws: Any, sess_id: str, pcm: bytes, t0: float) -> None:
+    """Send ``pcm`` as 100 ms audioStream chunks, each once its audio has ended since ``t0``, then audioStop."""
+    import asyncio
+    import time
+
+    for i, offset in enumerate(range(0, len(pcm), 3200)):
+        await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.1 - time.monotonic()))  # chunk i ends then
+        await ws.send(message("audioStream", sess_id, pcm[offset:offset + 3200]))
+    await ws.send(message("audioStop", sess_id))
