@@ -125,6 +125,31 @@ async def test_the_drain_lasts_while_the_server_keeps_talking() -> None:
     assert t.complete and [r["text"] for r in t.finals][-10:] == [f"late{i}" for i in range(10)]
 
 
+async def test_a_slow_decode_longer_than_five_seconds_does_not_give_the_window_up() -> None:
+    # A per-chunk server whose recogniser takes 6 s over one chunk (Whisper finishing a long utterance on a
+    # busy machine). The window waits (up to reply_timeout) instead of sending the rest of the file unpaced.
+    server = AnsweringServer(final_every=10)
+    slow_chunk = 30
+    original = server._decode
+
+    async def decode(ws: Any, work: asyncio.Queue[str]) -> None:
+        async def slow_get() -> str:
+            kind = await get()
+            if kind == "audioStream" and server.answered == slow_chunk:
+                await asyncio.sleep(6.0)
+            return kind
+
+        get = work.get
+        work.get = slow_get  # type: ignore[method-assign]
+        await original(ws, work)
+
+    server._decode = decode  # type: ignore[method-assign]
+    async with scripted_server(server) as url:
+        t = await client(url, reply_timeout=10.0, window_seconds=1.0).transcribe(noise(8.0), 16000, speed=None)
+    assert t.complete and len(t) == 8 and server.received == 80
+    assert server.most_in_flight == 10  # the window held through the 6 s wait: never more than 1 s in flight
+
+
 @pytest.mark.parametrize("window", [3.0, None])
 async def test_a_server_that_stops_reading_ends_in_an_error_carrying_the_finals(window: float | None) -> None:
     server = AnsweringServer(stop_reading_after=25)

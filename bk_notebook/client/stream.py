@@ -126,7 +126,11 @@ class Stream:
 
     def _new_window(self) -> SendWindow:
         seconds = self._settings.window_seconds
-        return SendWindow(None if seconds is None else max(1, round(seconds * 10)))
+        # A proven per-chunk server is waited for as long as a reply may take (reply_timeout), not 5 s:
+        # a recogniser that decodes a long utterance on a busy machine (Whisper) is slow, not silent,
+        # and giving the window up then sent the rest of a long file unpaced into the server's queue bound.
+        patience = max(SendWindow.PATIENCE, self._settings.reply_timeout)
+        return SendWindow(None if seconds is None else max(1, round(seconds * 10)), patience=patience)
 
     def _check_usable(self, action: str) -> None:
         if self._ended is not None:

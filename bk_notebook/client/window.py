@@ -14,7 +14,8 @@ window starts *unknown*: it holds back at the limit only for a short ``probe``
 (0.25 s) at a time.  An empty acknowledgement is the proof of a per-chunk
 server (no other server sends one for nothing) and turns the window
 *acknowledged*: from then on a full window waits for answers (up to
-``patience``, 5 s).  A probe or the patience running out, or two windows'
+``patience``: a session passes its ``reply_timeout``, 30 s by default, never less
+than 5 s).  A probe or the patience running out, or two windows'
 worth of answers without an empty one, turn the window *off* for the rest of
 the session: the client falls back to pacing alone, and the drain after
 ``audioStop`` still protects the result.
@@ -49,7 +50,9 @@ class SendWindow:
         Seconds a proven (acknowledged) window waits for an answer before turning off.
     """
 
-    def __init__(self, limit: int | None, probe: float = 0.25, patience: float = 5.0) -> None:
+    PATIENCE = 5.0  # the least a proven window waits (a session waits its reply_timeout when longer)
+
+    def __init__(self, limit: int | None, probe: float = 0.25, patience: float = PATIENCE) -> None:
         if limit is not None and limit < 1:
             raise ValueError("the window holds at least one chunk")
         self.limit = limit
