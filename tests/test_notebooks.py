@@ -116,6 +116,33 @@ def test_problems_accepts_placeholders_and_the_client_repr() -> None:
     assert tool.problems(nb) == []
 
 
+def test_clean_re_encodes_a_picture_whose_base64_looks_like_a_token() -> None:
+    nbformat = require("nbformat", "reading notebooks")
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # noise pictures until one's base64 spells a JWT's start by chance
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(out, format="PNG")
+        encoded = base64.b64encode(out.getvalue()).decode()
+        if tool.TOKEN_IN_BASE64.search(encoded):
+            break
+    else:
+        pytest.fail("no noise picture looked token-like")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", execution_count=1, outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": encoded, "text/plain": "<Figure>"})])])
+    assert any("looks token-like" in problem for problem in tool.problems(nb))
+    cleaned = tool.clean(nb)
+    again = cleaned.cells[0].outputs[0].data["image/png"]
+    assert tool.problems(cleaned) == [] and not tool.TOKEN_IN_BASE64.search(again)
+    pixels = [np.asarray(Image.open(io.BytesIO(base64.b64decode(x)))) for x in (encoded, again)]
+    assert (pixels[0] == pixels[1]).all()  # the same picture, other bytes
+
+
 def test_clean_replaces_machine_specific_text_and_keeps_what_the_source_says(tmp_path: Path) -> None:
     nbformat = require("nbformat", "reading notebooks")
     import bk_notebook

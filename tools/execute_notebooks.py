@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/svg+xml", "application/javascript")
+PICTURE_MIMES = ("image/png", "image/jpeg")  # stored as base64: any run of characters can occur by chance
 SECRET_VARIABLES = ("BK_TOKEN", "BK_STT_URL")
 
 # Left after cleaning, these are failures: a path of this machine, a token.
@@ -55,6 +56,9 @@ TOKEN_LIKE = re.compile(
     r"|[\"']token[\"']\s*:\s*[\"'][^\"']+[\"']",
     re.IGNORECASE,
 )
+# In a picture's base64 only a JWT's own start can look like a token ('{"' base64-encoded, then its
+# alphabet), and only in this case: a scanner that finds one cannot tell it from a real token.
+TOKEN_IN_BASE64 = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 PORT = re.compile(r"\b(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):(\d{2,5})\b")
 ADDRESS = re.compile(r"\b0x[0-9a-f]{8,16}\b")  # "<... object at 0x7f...>": an address in this process
 SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
@@ -180,6 +184,9 @@ def _clean_output(out: Any, scrub: Scrubber, source: str) -> Any | None:
             return None
     for mime in list(data):
         value = data[mime]
+        if mime in PICTURE_MIMES and isinstance(value, str):
+            data[mime] = _picture_without_token_look(value)
+            continue
         escape = html.escape if mime in ("text/html", "image/svg+xml") else str
         if isinstance(value, str) and (mime in TEXT_MIMES or mime.startswith("text/")):
             data[mime] = scrub.text(value, source, escape)
@@ -188,6 +195,34 @@ def _clean_output(out: Any, scrub: Scrubber, source: str) -> Any | None:
     if out.get("metadata"):
         out["metadata"] = {k: v for k, v in out["metadata"].items() if k != WIDGET_VIEW}
     return out
+
+
+def _picture_without_token_look(encoded: str) -> str:
+    """The same picture, re-encoded losslessly until its base64 holds no token-like run.
+
+    A plot's base64 can spell ``eyJ...`` by chance, and a scanner for leaked tokens (ours included)
+    cannot tell it from a JWT; a text chunk of another length, or another compression level, gives
+    the same pixels in other bytes.
+    """
+    if not TOKEN_IN_BASE64.search(encoded):
+        return encoded
+    import base64
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    picture = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    for pad in range(12):  # a text chunk of another length shifts every later byte's place in base64
+        for level in (9, 6, 1):
+            info = PngInfo()
+            info.add_text("Software", "bk_notebook" + " " * pad)
+            out = io.BytesIO()
+            picture.save(out, format="PNG", compress_level=level, pnginfo=info)
+            candidate = base64.b64encode(out.getvalue()).decode()
+            if not TOKEN_IN_BASE64.search(candidate):
+                return candidate
+    return encoded  # problems() reports it
 
 
 def clean(nb: Any, workdir: Path | None = None) -> Any:
@@ -233,6 +268,9 @@ def problems(nb: Any) -> list[str]:
                 found.append(f"cell {i}: an error output ({out.get('ename')})")
             if WIDGET_VIEW in out.get("data", {}):
                 found.append(f"cell {i}: a widget view (its state is not stored)")
+            for mime in PICTURE_MIMES:  # a token scanner reads the base64 too: clean() re-encodes such a picture
+                if (match := TOKEN_IN_BASE64.search(str(out.get("data", {}).get(mime, "")))) is not None:
+                    found.append(f"cell {i}: a {mime} whose base64 looks token-like ({match.group(0)[:8]}...)")
             for text in _texts(out):
                 if "Traceback (most recent call last)" in text:
                     found.append(f"cell {i}: a traceback")
