@@ -1,12 +1,11 @@
 """Audio in, 16 kHz mono signed 16-bit PCM out: pure functions, checked at the door.
 
 ``to_pcm16`` converts a whole numpy array; ``open_audio`` converts any source
-lazily, so that a long file is never held in memory whole.  Both run the same
-block pipeline (scale to float, average channels, soxr resampling, round to
-int16); ``chunk_pcm`` cuts PCM into the protocol's
-3200-byte (100 ms) chunks.  Every assumption is checked up front and a broken
-input raises :class:`~bk_notebook.errors.AudioError` saying what to do, before
-any connection is opened.
+lazily, so that a long file is never held in memory whole.  Both feed the block
+pipeline that live sources use too (:mod:`bk_notebook.audio.pcm`); this module
+decodes files and checks inputs.  Every assumption is checked up front and a
+broken input raises :class:`~bk_notebook.errors.AudioError` saying what to do,
+before any connection is opened.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..errors import AudioError
 from ..protocol import CHUNK_BYTES, SAMPLE_RATE
+from .pcm import MAX_CHANNELS, check_rate, chunk_pcm, convert_blocks, is_service_pcm, to_float32
 
 __all__ = [
     "CHUNK_BYTES",
@@ -35,23 +35,12 @@ __all__ = [
     "to_pcm16",
 ]
 
-MAX_CHANNELS = 32
 _BLOCK_FRAMES = 1 << 16  # decode granularity for files (~1.5 s at 44.1 kHz)
 
 AudioSource = Union[np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
 
 # ----------------------------------------------------------------------- arrays
-def _check_rate(sr: Any) -> float:
-    if sr is None:
-        raise AudioError("a numpy array needs its sample rate: pass sr=, e.g. sr=44100")
-    if isinstance(sr, bool) or not isinstance(sr, (int, float, np.integer, np.floating)):
-        raise AudioError(f"sample rate must be a positive number, got {sr!r}")
-    if not np.isfinite(sr) or sr <= 0:
-        raise AudioError(f"sample rate must be a positive number of Hz, got {sr!r}")
-    return float(sr)
-
-
 def _checked_frames(audio: Any) -> np.ndarray:
     """Validate an array and return it as a (frames, channels) view: no copy, no conversion yet."""
     try:
@@ -93,24 +82,7 @@ def _checked_frames(audio: Any) -> np.ndarray:
 
 def _frame_blocks(frames: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, len(frames), _BLOCK_FRAMES):
-        yield _to_float32(frames[start : start + _BLOCK_FRAMES])
-
-
-def _to_float32(array: np.ndarray) -> np.ndarray:
-    """Scale integers by their range (unsigned ones centred first); floats pass."""
-    if array.dtype.kind == "f":
-        return array.astype(np.float32, copy=False)
-    half = float(2 ** (array.dtype.itemsize * 8 - 1))
-    floats = array.astype(np.float32)
-    if array.dtype.kind == "u":
-        floats -= half
-    floats /= half
-    return floats
-
-
-def _float_to_int16(y: np.ndarray) -> np.ndarray:
-    scaled = np.clip(y, -1.0, 1.0) * 32767.0
-    return np.rint(scaled, out=scaled).astype(np.int16)
+        yield frames[start : start + _BLOCK_FRAMES]
 
 
 def to_pcm16(audio: Any, sr: float | None = None) -> np.ndarray:
@@ -143,35 +115,15 @@ def to_pcm16(audio: Any, sr: float | None = None) -> np.ndarray:
     """
     if _is_encoded(audio):
         audio, sr = load_audio(audio)
-    rate = _check_rate(sr)
+    rate = check_rate(sr)
     array = np.asarray(audio) if not isinstance(audio, np.ndarray) else audio
-    if array.dtype == np.int16 and array.ndim == 1 and rate == SAMPLE_RATE and array.size:
+    if is_service_pcm(array, rate):
         return array  # already in the service's format: no copy, no rounding
-    pcm = np.concatenate([np.zeros(0, np.int16), *_convert_stream(rate, _frame_blocks(_checked_frames(array)))])
+    frames = _checked_frames(array)
+    pcm = np.concatenate([np.zeros(0, np.int16), *convert_blocks(_frame_blocks(frames), rate, frames.shape[1])])
     if pcm.size == 0:
         raise AudioError(f"audio is too short: {array.shape[-1]} samples at {rate:g} Hz")
     return pcm
-
-
-def chunk_pcm(pcm: np.ndarray | bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Yield ``size``-byte chunks of PCM (3200 bytes = 100 ms); the last may be shorter.
-
-    ``pcm`` is a 1-D ``int16`` array (see :func:`to_pcm16`) or raw little-endian bytes.
-    """
-    if size <= 0 or size % 2:
-        raise AudioError(f"chunk size must be a positive even number of bytes, got {size}")
-    data = pcm_bytes(pcm, "chunk_pcm")
-    for offset in range(0, len(data), size):
-        yield bytes(data[offset : offset + size])
-
-
-def pcm_bytes(pcm: np.ndarray | bytes | memoryview, who: str) -> memoryview:
-    """The little-endian bytes of 1-D int16 PCM (an array or raw bytes), without copying."""
-    if isinstance(pcm, np.ndarray):
-        if pcm.dtype != np.int16 or pcm.ndim != 1:
-            raise AudioError(f"{who} takes 1-D int16 PCM at 16 kHz, got {pcm.dtype} {pcm.shape}; use to_pcm16 first")
-        return memoryview(np.ascontiguousarray(pcm, dtype="<i2").data).cast("B")
-    return memoryview(pcm).cast("B")
 
 
 # ------------------------------------------------------------------------ files
@@ -261,7 +213,7 @@ def _open_av(target: Any, source: Any) -> _Blocks:
                         data = data.T  # (channels, frames) -> (frames, channels)
                     else:
                         data = data.reshape(-1, len(frame.layout.channels))
-                    yield _to_float32(data)
+                    yield to_float32(data)  # float32, as load_audio returns
             except av.error.FFmpegError as exc:
                 raise _unreadable(source, exc) from exc
 
@@ -317,18 +269,20 @@ class PcmSource:
             if first is None or not len(first):
                 raise AudioError(f"{_describe(audio)} holds no audio samples")
             self._first = first
+            self._source = _describe(audio)
             total = self._blocks.frames
             self.duration: float | None = total / self._blocks.rate if total else None
         else:
-            rate = _check_rate(sr)
+            rate = check_rate(sr)
             array = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
-            if array.dtype == np.int16 and array.ndim == 1 and rate == SAMPLE_RATE and array.size:
+            if is_service_pcm(array, rate):
                 self._pcm = array
                 self.duration = len(array) / rate
             else:  # validated now, converted block by block as it is sent
                 checked = _checked_frames(array)
                 self._blocks = _Blocks(rate, len(checked), _frame_blocks(checked))
                 self._first = next(self._blocks.blocks)
+                self._source = "the audio"
                 self.duration = len(checked) / rate
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -336,31 +290,13 @@ class PcmSource:
             yield self._pcm
             return
         assert self._blocks is not None
-        yield from _convert_stream(self._blocks.rate, _prepend(self._first, self._blocks.blocks))
+        blocks = _prepend(self._first, self._blocks.blocks)
+        yield from convert_blocks(blocks, self._blocks.rate, self._first.shape[1], self._source)
 
 
 def _prepend(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     yield first
     yield from rest
-
-
-def _convert_stream(rate: float, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    import soxr
-
-    resampler = None
-    if rate != SAMPLE_RATE:
-        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    for block in blocks:
-        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-        if not np.isfinite(mono).all():
-            raise AudioError("the file contains NaN or infinite samples; repair it first")
-        out = resampler.resample_chunk(mono) if resampler else mono
-        if out.size:
-            yield _float_to_int16(out)
-    if resampler:
-        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        if tail.size:
-            yield _float_to_int16(tail)
 
 
 def open_audio(audio: Any, sr: float | None = None) -> PcmSource:

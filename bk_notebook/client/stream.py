@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.convert import pcm_bytes
+from ..audio.pcm import Rechunker, chunk_pcm
 from ..errors import (
     BkError,
     ConnectError,
@@ -44,7 +44,6 @@ from ..errors import (
 )
 from ..protocol import (
     BYTES_PER_SECOND,
-    CHUNK_BYTES,
     ClientProtocol,
     Connected,
     Event,
@@ -96,7 +95,7 @@ class Stream:
         self._last_heard = 0.0  # loop time of the last message from the server
         self._ended: str | None = None  # "closed", "failed" or "cancelled" once the stream is over
         self._failure: BkError | None = None
-        self._carry = b""
+        self._chunker = Rechunker()  # a remainder shorter than a chunk waits for more audio or stop()
         self._sent = 0  # bytes of PCM sent (each byte once, whatever resumptions resent)
         self._t0 = 0.0
         self._offset = 0  # timeline position (bytes) where the current session's audio starts
@@ -316,19 +315,8 @@ class Stream:
         for the next call or for :meth:`stop`.
         """
         self._check_usable("send audio")
-        data = pcm_bytes(pcm, "send")
-        if self._carry:
-            head = CHUNK_BYTES - len(self._carry)
-            self._carry += bytes(data[:head])
-            data = data[head:]
-            if len(self._carry) < CHUNK_BYTES:
-                return
-            await self._send_chunk(self._carry)
-            self._carry = b""
-        whole = len(data) - len(data) % CHUNK_BYTES
-        for offset in range(0, whole, CHUNK_BYTES):
-            await self._send_chunk(data[offset : offset + CHUNK_BYTES])
-        self._carry = bytes(data[whole:])
+        for chunk in self._chunker.views(pcm, "send"):
+            await self._send_chunk(chunk)
 
     async def _send_chunk(self, chunk: bytes | memoryview) -> None:
         if self._speed is not None:
@@ -438,10 +426,10 @@ class Stream:
             logger.warning("audio from %.1f s to %.1f s was dropped (over the resume buffer)",
                            gap[0] / BYTES_PER_SECOND, gap[1] / BYTES_PER_SECOND)
         self._offset = start
-        for at in range(0, len(audio), CHUNK_BYTES):
+        for chunk in chunk_pcm(audio):
             if not self._window.may_send():
                 await self._wait_for_room()
-            await self._send(self._protocol.audio(audio[at : at + CHUNK_BYTES]), "audioStream")
+            await self._send(self._protocol.audio(chunk), "audioStream")
             self._window.on_sent()
 
     # ----------------------------------------------------------------- stopping
@@ -457,9 +445,9 @@ class Stream:
         try:
             if self._protocol.state is State.STREAMING:
                 try:
-                    if self._carry:
-                        await self._send_chunk(self._carry)
-                        self._carry = b""
+                    rest = self._chunker.flush()
+                    if rest:
+                        await self._send_chunk(rest)
                     while not await self._drain():
                         await self._recover_or_raise()  # lost while draining: resume, then stop again
                 finally:

@@ -341,7 +341,8 @@ class Transcriber(w.VBox):
         self._loop.create_task(self._transcribe_bytes(data))
 
     async def _transcribe_bytes(self, data: bytes) -> None:
-        from ..audio.convert import chunk_pcm, to_pcm16
+        from ..audio.convert import to_pcm16
+        from ..audio.pcm import chunk_pcm
 
         try:
             pcm = to_pcm16(data)  # bad audio is reported before any connection
