@@ -1,16 +1,21 @@
 """Start-up: `import bk_notebook` (and what it pulls in), and local_server() to its first session.
 
-    python -m benchmarks.bench_startup [--repeat 5]
+    python -m benchmarks.bench_startup [--repeat 5] [--against CHECKOUT]
 
 Each figure is the best of N fresh interpreters; `python -c pass` in the same run is the baseline.
+With ``--against`` (another checkout of the repository, e.g. ``git worktree add /tmp/before REV``)
+the import is timed for both, alternating run by run so that a busy moment hurts both alike, and
+also with every public name touched (what a lazy import only defers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 from benchmarks.common import ROOT, save
 
@@ -21,6 +26,15 @@ import bk_notebook
 elapsed = time.perf_counter() - t
 heavy = [m for m in ("librosa", "pocketsphinx", "pandas", "ipywidgets", "websockets", "numba") if m in sys.modules]
 print(elapsed, ",".join(heavy))
+"""
+
+IMPORT_ALL = r"""
+import time
+t = time.perf_counter()
+import bk_notebook
+for name in bk_notebook.__all__:
+    getattr(bk_notebook, name)
+print(time.perf_counter() - t)
 """
 
 FIRST_SESSION = r"""
@@ -40,16 +54,42 @@ print(started, accepted)
 """
 
 
+def run(code: str, *args: str, cwd: Path = ROOT) -> list[str]:
+    """One fresh interpreter in ``cwd``, whose ``bk_notebook`` it imports (``-c`` puts cwd first on sys.path)."""
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 def best(code: str, *args: str, repeat: int) -> list[str]:
-    runs = [subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split() for _ in range(repeat)]
-    return min(runs, key=lambda r: float(r[0]))
+    return min((run(code, *args) for _ in range(repeat)), key=lambda r: float(r[0]))
+
+
+def against(baseline: Path, repeat: int) -> dict[str, float]:
+    """Best and median import times of this checkout and ``baseline``, run in alternation."""
+    times: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for label, cwd in (("this", ROOT), ("baseline", baseline)):
+            for what, code in (("import", IMPORT), ("import_all_names", IMPORT_ALL)):
+                times.setdefault(f"{what}_{label}", []).append(float(run(code, cwd=cwd)[0]))
+    result = {}
+    for key, values in times.items():
+        result[f"{key}_best_s"] = round(min(values), 4)
+        result[f"{key}_median_s"] = round(statistics.median(values), 4)
+    for what in ("import", "import_all_names"):
+        result[f"{what}_ratio_best"] = round(result[f"{what}_this_best_s"] / result[f"{what}_baseline_best_s"], 3)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--against", type=Path, help="another checkout to compare the import with")
     args = parser.parse_args()
+    if args.against:
+        result = against(args.against.resolve(), args.repeat)
+        print(json.dumps(result))
+        save("startup_against", result)
+        return
     baseline = float(best("import time; t=time.perf_counter(); print(time.perf_counter()-t)", repeat=args.repeat)[0])
     imp = best(IMPORT, repeat=args.repeat)
     result = {"import_bk_notebook_s": round(float(imp[0]), 3),

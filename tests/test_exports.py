@@ -27,6 +27,34 @@ def test_import_does_not_load_heavy_backends() -> None:
     assert out.strip() == "[]"
 
 
+LAZY_CHECK = """
+import sys, bk_notebook as bk
+deferred = ("bk_notebook.server", "bk_notebook.batch", "bk_notebook.audio.soundcard")
+print([m for m in deferred if m in sys.modules])
+from bk_notebook.audio.soundcard import SoundCard
+from bk_notebook.batch.run import transcribe_many
+from bk_notebook.batch.scoring import evaluate
+from bk_notebook.server.local import LocalServer, local_server
+print(bk.SoundCard is SoundCard, bk.transcribe_many is transcribe_many, bk.evaluate is evaluate,
+      bk.LocalServer is LocalServer, bk.local_server is local_server)
+print(bk.server.__name__, bk.widgets.__name__, sorted({"SoundCard", "local_server", "server"} - set(dir(bk))))
+try:
+    bk.no_such_name
+except AttributeError as exc:
+    print(exc)
+"""
+
+
+def test_the_server_batch_and_devices_load_on_first_use() -> None:
+    out = subprocess.run([sys.executable, "-c", LAZY_CHECK], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "[]",
+        "True True True True True",
+        "bk_notebook.server bk_notebook.widgets []",
+        "module 'bk_notebook' has no attribute 'no_such_name'",
+    ]
+
+
 def test_error_tree() -> None:
     assert issubclass(bk.AudioError, bk.BkError) and issubclass(bk.AudioError, ValueError)
     assert issubclass(bk.AuthError, bk.ConnectError)
