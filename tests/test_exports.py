@@ -37,7 +37,8 @@ from bk_notebook.batch.scoring import evaluate
 from bk_notebook.server.local import LocalServer, local_server
 print(bk.SoundCard is SoundCard, bk.transcribe_many is transcribe_many, bk.evaluate is evaluate,
       bk.LocalServer is LocalServer, bk.local_server is local_server)
-print(bk.server.__name__, bk.widgets.__name__, sorted({"SoundCard", "local_server", "server"} - set(dir(bk))))
+print(bk.server.__name__, bk.widgets.__name__, sorted({"SoundCard", "local_server", "server"} - set(dir(bk))),
+      "local_server" in vars(bk))  # once loaded, an ordinary attribute: no import machinery per access
 try:
     bk.no_such_name
 except AttributeError as exc:
@@ -50,7 +51,7 @@ def test_the_server_batch_and_devices_load_on_first_use() -> None:
     assert out.splitlines() == [
         "[]",
         "True True True True True",
-        "bk_notebook.server bk_notebook.widgets []",
+        "bk_notebook.server bk_notebook.widgets [] True",
         "module 'bk_notebook' has no attribute 'no_such_name'",
     ]
 
