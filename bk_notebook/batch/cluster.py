@@ -7,7 +7,7 @@ items over every worker thread of the cluster and re-runs a task elsewhere when
 its worker dies (Dask's own resilience) or when it raises (``retries``).  A
 task returns the item's checkpoint record, a plain dict; as each task finishes,
 a done-callback hands it to the caller's event loop, which writes it to the
-checkpoint and the progress bar (``batch.py``): the checkpoint has one writer.
+checkpoint and the progress bar (the batch run): the checkpoint has one writer.
 
 On a worker, a task connects to the URL of the caller's ``Client`` (with its
 token and timeouts), or, when the caller gave none, to an embedded

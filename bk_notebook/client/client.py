@@ -1,4 +1,4 @@
-"""The client: settings, the token, and the one-call ``transcribe``; sessions live in ``stream.py``.
+"""The client: settings, the token, and the one-call ``transcribe``; a session is a :class:`Stream`.
 
 Everything runs on the caller's event loop: top-level ``await`` in a notebook
 cell, or ``asyncio.run`` in a script.

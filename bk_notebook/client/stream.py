@@ -9,7 +9,7 @@ reader task then feeds every reply to the sans-I/O
 go into the :class:`~bk_notebook.transcript.Transcript` at once, so a failure
 later never loses them.  ``send`` re-chunks PCM to 3200 bytes and paces it at
 ``speed`` times real time.  Against a server that answers every chunk once it
-has decoded it, a send window (``window.py``) keeps at most ``window_seconds``
+has decoded it, a send window (:class:`SendWindow`) keeps at most ``window_seconds``
 of audio unanswered, so the recogniser itself paces an unpaced client and the
 backlog at ``audioStop`` is one window; websockets' flow control makes a send
 wait (bounded by ``reply_timeout``) when the server reads slowly.  ``stop``
@@ -18,7 +18,7 @@ reply or ``drain_timeout`` of silence; ``Transcript.complete`` says which.
 Every wait has a bound, closing the socket included; an interrupt sends a
 best-effort ``audioStop`` and closes within a second.  With ``Client(reconnect=N)``, a connection lost mid-stream
 is replaced by a new session that is sent again the audio after the last
-final (see ``resume.py``), so the joined transcript has no gap and no repeat.
+final (the resume buffer), so the joined transcript has no gap and no repeat.
 """
 
 from __future__ import annotations

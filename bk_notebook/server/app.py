@@ -65,7 +65,7 @@ class ServerConfig:
     # Engine calls that run at once, taken in turns by the sessions (None: one per core).
     decode_slots: int | None = None
     # Refuse audioConn ("worker not available") when one more real-time session would make the
-    # live ones fall behind, as measured (server/turns.py).
+    # live ones fall behind, as the decode turns measure it.
     admission: bool = True
 
     @classmethod
