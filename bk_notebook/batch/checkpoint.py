@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, UsageError
+from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript
 
 __all__ = ["Checkpoint", "check_unambiguous_ids", "fingerprint", "item_key", "read_checkpoint", "record_of",
@@ -129,7 +130,7 @@ def fingerprint(audio: Any, sr: float | None = None) -> str:
         return f"bytes:{len(data)}:{digest.hexdigest()[:16]}"
     array = np.asarray(audio)
     flat = array.reshape(-1)
-    second = 2 * int(sr or 16000)  # a second of stereo, two of mono: either way, cheap
+    second = 2 * int(sr or SAMPLE_RATE)  # a second of stereo, two of mono: either way, cheap
     digest.update(np.ascontiguousarray(flat[:second]).tobytes())
     digest.update(np.ascontiguousarray(flat[-second:]).tobytes())
     rate = None if sr is None else float(sr)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependency, UsageError, install_hint
+from ..protocol import SAMPLE_RATE
 
 __all__ = [
     "MODELS", "ModelFiles", "SharedModel", "Turns", "cache_dir", "model_folder", "shared_model", "whisper_available",
@@ -357,7 +358,7 @@ def shared_model(model: str = "base", cpu_threads: int | None = None) -> SharedM
         import numpy as np
 
         shared = SharedModel(model, loaded, 0.0)
-        shared.decode(np.zeros(16_000, dtype=np.float32), ("en",), 4)  # the first decode costs ~1 s more: now
+        shared.decode(np.zeros(SAMPLE_RATE, dtype=np.float32), ("en",), 4)  # the first decode costs ~1 s more: now
         shared.load_seconds = time.perf_counter() - began
         logger.info("whisper model %s loaded in %.1f s (%s, int8, %d threads)", model, shared.load_seconds, folder,
                     threads)
