@@ -19,22 +19,23 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, save
 
+# Each prints wall seconds, CPU seconds (steadier on a shared machine), then the heavy modules loaded.
 IMPORT = r"""
 import sys, time
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 import bk_notebook
-elapsed = time.perf_counter() - t
+elapsed, cpu = time.perf_counter() - t, time.process_time() - c
 heavy = [m for m in ("librosa", "pocketsphinx", "pandas", "ipywidgets", "websockets", "numba") if m in sys.modules]
-print(elapsed, ",".join(heavy))
+print(elapsed, cpu, ",".join(heavy))
 """
 
 IMPORT_ALL = r"""
 import time
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 import bk_notebook
 for name in bk_notebook.__all__:
     getattr(bk_notebook, name)
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, time.process_time() - c)
 """
 
 FIRST_SESSION = r"""
@@ -65,18 +66,23 @@ def best(code: str, *args: str, repeat: int) -> list[str]:
 
 
 def against(baseline: Path, repeat: int) -> dict[str, float]:
-    """Best and median import times of this checkout and ``baseline``, run in alternation."""
+    """Best and median import times (wall and CPU) of this checkout and ``baseline``, run in alternation."""
     times: dict[str, list[float]] = {}
     for _ in range(repeat):
         for label, cwd in (("this", ROOT), ("baseline", baseline)):
             for what, code in (("import", IMPORT), ("import_all_names", IMPORT_ALL)):
-                times.setdefault(f"{what}_{label}", []).append(float(run(code, cwd=cwd)[0]))
+                wall, cpu = run(code, cwd=cwd)[:2]
+                times.setdefault(f"{what}_{label}_wall", []).append(float(wall))
+                times.setdefault(f"{what}_{label}_cpu", []).append(float(cpu))
     result = {}
     for key, values in times.items():
         result[f"{key}_best_s"] = round(min(values), 4)
         result[f"{key}_median_s"] = round(statistics.median(values), 4)
     for what in ("import", "import_all_names"):
-        result[f"{what}_ratio_best"] = round(result[f"{what}_this_best_s"] / result[f"{what}_baseline_best_s"], 3)
+        for clock in ("wall", "cpu"):
+            for stat in ("best", "median"):
+                ratio = result[f"{what}_this_{clock}_{stat}_s"] / result[f"{what}_baseline_{clock}_{stat}_s"]
+                result[f"{what}_{clock}_ratio_{stat}"] = round(ratio, 3)
     return result
 
 
@@ -93,7 +99,7 @@ def main() -> None:
     baseline = float(best("import time; t=time.perf_counter(); print(time.perf_counter()-t)", repeat=args.repeat)[0])
     imp = best(IMPORT, repeat=args.repeat)
     result = {"import_bk_notebook_s": round(float(imp[0]), 3),
-              "heavy_modules_imported": imp[1] if len(imp) > 1 else "",
+              "heavy_modules_imported": imp[2] if len(imp) > 2 else "",
               "baseline_empty_s": round(baseline, 6)}
     for engine in ("energy", "pocketsphinx"):
         started, accepted = best(FIRST_SESSION, engine, repeat=args.repeat)

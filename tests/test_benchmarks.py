@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
     ("bench_server", ["--sessions", "1", "--workers", "1"], "capacity"),
     ("bench_server_noise", ["--noise", "5", "--paced", "1", "--seconds", "3"], "with_noise"),
     ("bench_startup", ["--repeat", "1"], "import_bk_notebook_s"),
+    ("bench_startup", ["--repeat", "1", "--against", str(ROOT)], "import_cpu_ratio_best"),
     ("bench_dask", ["--minutes", "0.1", "--repeat", "1", "--checkpoint-items", "10"], "speedup_2_over_1"),
     ("bench_flow", ["--minutes", "0.2", "--engine", "energy"], "ratio_window_over_floor"),
     ("bench_engines", ["--engines", "whisper-tiny.en", "--sessions"], "engines"),
