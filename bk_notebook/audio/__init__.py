@@ -1,7 +1,9 @@
 """Audio in: files and arrays, live sources and devices, as 16 kHz mono int16.
 
-Files and arrays to 16 kHz mono int16 (``convert``), live conversion (``live``), sound
-devices (``devices``, ``soundcard``) and the callbacks every live source shares (``capture``).
+The one block pipeline every source goes through (``pcm``: native blocks to 16 kHz mono int16,
+cut into 3200-byte chunks), decoding files and checking arrays (``convert``), the level meter
+(``live``), sound devices (``devices``, ``soundcard``) and the callbacks every live source shares
+(``capture``).
 """
 
 from __future__ import annotations
