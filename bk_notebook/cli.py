@@ -274,10 +274,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .batch.run import transcribe_many
-    from .client.client import Client
+    outputs = _check_transcribe_args(args)
+    client = _remote_client(args)
+    progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
+    results = _run_batch(args, client, progress)
+    done, incomplete = _report_results(args.files, results)
+    written = _write_transcripts(args, outputs, done)
+    return 0 if len(done) == len(results) and not incomplete and written else 1
 
-    # Every check before any network traffic: a mistake costs nothing.
+
+def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
+    """Every check before any network traffic, so that a mistake costs nothing; the ``--out-dir`` paths.
+
+    With ``--recursive``, ``--checkpoint`` or ``--resume``, ``args.files`` becomes the audio files to run.
+    """
     if args.concurrency < 1:
         raise _usage("--concurrency must be at least 1")
     _refuse_token_on_command_line(args)
@@ -293,36 +303,37 @@ def _transcribe(args: argparse.Namespace) -> int:
     outputs = _output_paths(args)
     if args.checkpoint is not None:
         check_writable_file(args.checkpoint, "--checkpoint")
-    client = _remote_client(args)
-    progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
+    return outputs
 
-    async def run() -> list[Any]:
-        async def with_client(client: Client) -> list[Any]:
-            callbacks = progress.callbacks() if progress is not None else {}
-            return await transcribe_many(
-                args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
-                checkpoint=args.checkpoint, **callbacks,
-            )
 
-        if client is not None:
-            return await with_client(client)
-        from .server import local_server
+def _run_batch(args: argparse.Namespace, client: Client | None, progress: _AudioProgress | None) -> list[Any]:
+    """Every file's result in order: a Transcript, an exception, or None when the run stopped before it."""
+    from .batch.run import transcribe_many
 
-        with local_server(engine=args.engine, workers=args.concurrency, **_engine_options(args)) as server:
-            return await with_client(Client(server.url, drain_timeout=args.drain_timeout))
+    async def run_all(client: Client) -> list[Any]:
+        callbacks = progress.callbacks() if progress is not None else {}
+        return await transcribe_many(
+            args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
+            checkpoint=args.checkpoint, **callbacks,
+        )
 
     results: list[Any] = []
     try:
-        results = asyncio.run(run())
+        results = asyncio.run(_on_chosen_server(args, client, args.concurrency, run_all))
     except CheckpointError as exc:  # the finished files are still printed or written below
         print(f"bk-notebook: error: {exc}", file=sys.stderr)
         results = exc.results
     finally:
         if progress is not None:
             progress.close(results)
+    return results
+
+
+def _report_results(files: list[Path], results: list[Any]) -> tuple[list[tuple[str, Any]], int]:
+    """Say on stderr which files failed or are incomplete; the ``(name, transcript)`` of those that finished."""
     done: list[tuple[str, Any]] = []
     incomplete = 0
-    for path, result in zip(args.files, results, strict=True):
+    for path, result in zip(files, results, strict=True):
         if result is None:
             print(f"bk-notebook: error: {path}: not transcribed (the run stopped first)", file=sys.stderr)
             continue
@@ -334,6 +345,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             incomplete += 1
             print(f"bk-notebook: warning: {path}: {result.incomplete_reason} ({len(result.finals)} finals kept)",
                   file=sys.stderr)
+    return done, incomplete
+
+
+def _write_transcripts(args: argparse.Namespace, outputs: dict[str, Path] | None,
+                       done: list[tuple[str, Any]]) -> bool:
+    """To ``--out-dir`` (one file each), ``--out`` or stdout; False when a file could not be written."""
     written = True
     if done and outputs is not None:
         for name, transcript in done:
@@ -342,7 +359,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         written = _write_result(args.out, _render(args.format, done))
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
         sys.stdout.write(_render(args.format, done))
-    return 0 if len(done) == len(results) and not incomplete and written else 1
+    return written
 
 
 def _refuse_token_on_command_line(args: argparse.Namespace) -> None:
