@@ -78,7 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bk-notebook {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (credentials masked)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_serve_command(commands)
+    _add_transcribe_command(commands)
+    _add_demo_command(commands)
+    _add_listen_command(commands)
+    _add_token_command(commands)
+    return parser
 
+
+def _add_serve_command(commands: Any) -> None:
+    """``serve``: the local server, its engine and its limits."""
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -111,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
+
+def _add_transcribe_command(commands: Any) -> None:
+    """``transcribe``: files (or folders) to text, where the result goes, resuming a run."""
     transcribe = commands.add_parser("transcribe", help="transcribe audio files", epilog=TOKEN_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -138,11 +150,17 @@ def _parser() -> argparse.ArgumentParser:
                             help="show audio seconds sent of the total on stderr (default: when stderr is a "
                             "terminal); -v also prints each final as it lands")
 
+
+def _add_demo_command(commands: Any) -> None:
+    """``demo``: the bundled sample through the embedded server."""
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="auto", help="engine (default auto: whisper when installed)")
     _add_whisper_options(demo)
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
 
+
+def _add_listen_command(commands: Any) -> None:
+    """``listen``: the sound card, live."""
     listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
@@ -160,11 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--duration", type=_positive_float, metavar="S",
                         help="stop after S seconds of audio (default: at Ctrl-C)")
 
+
+def _add_token_command(commands: Any) -> None:
+    """``token``: a token from the hosted Auth API."""
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
     token.add_argument("--auth-url", default=None, help=argparse.SUPPRESS)  # tests point it at a stand-in
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
