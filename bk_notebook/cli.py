@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import __version__
 from .client.connect import require_token
@@ -24,10 +26,18 @@ from .outputs import check_writable_file, check_writable_folder, write_text_atom
 from .redact import RedactingFilter
 from .transcript import EXPORT_FORMATS
 
+if TYPE_CHECKING:
+    from .audio.devices import InputDevice
+    from .audio.soundcard import LiveChunks, SoundCard
+    from .client.client import Client
+    from .client.stream import Stream
+    from .transcript import Transcript
+
 FORMATS = EXPORT_FORMATS
 LISTEN_FORMATS = FORMATS  # one list: listen writes every format transcribe does
 ONE_TRANSCRIPT_FORMATS = ("srt", "vtt")  # a subtitle file holds one recording's timeline
 _REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
+_T = TypeVar("_T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,7 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bk-notebook {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details (credentials masked)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_serve_command(commands)
+    _add_transcribe_command(commands)
+    _add_demo_command(commands)
+    _add_listen_command(commands)
+    _add_token_command(commands)
+    return parser
 
+
+def _add_serve_command(commands: Any) -> None:
+    """``serve``: the local server, its engine and its limits."""
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -101,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
+
+def _add_transcribe_command(commands: Any) -> None:
+    """``transcribe``: files (or folders) to text, where the result goes, resuming a run."""
     transcribe = commands.add_parser("transcribe", help="transcribe audio files", epilog=TOKEN_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -128,11 +150,17 @@ def _parser() -> argparse.ArgumentParser:
                             help="show audio seconds sent of the total on stderr (default: when stderr is a "
                             "terminal); -v also prints each final as it lands")
 
+
+def _add_demo_command(commands: Any) -> None:
+    """``demo``: the bundled sample through the embedded server."""
     demo = commands.add_parser("demo", help="stream the bundled speech sample to the embedded server")
     demo.add_argument("--engine", default="auto", help="engine (default auto: whisper when installed)")
     _add_whisper_options(demo)
     demo.add_argument("--speed", type=_speed, default=2.0, help="multiple of real time (default 2)")
 
+
+def _add_listen_command(commands: Any) -> None:
+    """``listen``: the sound card, live."""
     listen = commands.add_parser("listen", help="transcribe the sound card live (Ctrl-C stops)", epilog=TOKEN_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
@@ -150,11 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--duration", type=_positive_float, metavar="S",
                         help="stop after S seconds of audio (default: at Ctrl-C)")
 
+
+def _add_token_command(commands: Any) -> None:
+    """``token``: a token from the hosted Auth API."""
     token = commands.add_parser("token", help="get a token from the hosted Auth API")
     token.add_argument("--email", help="account e-mail (asked if missing)")
     token.add_argument("--auth-url", default=None, help=argparse.SUPPRESS)  # tests point it at a stand-in
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -264,10 +293,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .batch.run import transcribe_many
-    from .client.client import Client
+    outputs = _check_transcribe_args(args)
+    client = _remote_client(args)
+    progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
+    results = _run_batch(args, client, progress)
+    done, incomplete = _report_results(args.files, results)
+    written = _write_transcripts(args, outputs, done)
+    return 0 if len(done) == len(results) and not incomplete and written else 1
 
-    # Every check before any network traffic: a mistake costs nothing.
+
+def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
+    """Every check before any network traffic, so that a mistake costs nothing; the ``--out-dir`` paths.
+
+    With ``--recursive``, ``--checkpoint`` or ``--resume``, ``args.files`` becomes the audio files to run.
+    """
     if args.concurrency < 1:
         raise _usage("--concurrency must be at least 1")
     _refuse_token_on_command_line(args)
@@ -283,36 +322,37 @@ def _transcribe(args: argparse.Namespace) -> int:
     outputs = _output_paths(args)
     if args.checkpoint is not None:
         check_writable_file(args.checkpoint, "--checkpoint")
-    client = _remote_client(args)
-    progress = _AudioProgress.for_files(args.files, args) if _show_progress(args) or args.verbose else None
+    return outputs
 
-    async def run() -> list[Any]:
-        async def with_client(client: Client) -> list[Any]:
-            callbacks = progress.callbacks() if progress is not None else {}
-            return await transcribe_many(
-                args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
-                checkpoint=args.checkpoint, **callbacks,
-            )
 
-        if client is not None:
-            return await with_client(client)
-        from .server import local_server
+def _run_batch(args: argparse.Namespace, client: Client | None, progress: _AudioProgress | None) -> list[Any]:
+    """Every file's result in order: a Transcript, an exception, or None when the run stopped before it."""
+    from .batch.run import transcribe_many
 
-        with local_server(engine=args.engine, workers=args.concurrency, **_engine_options(args)) as server:
-            return await with_client(Client(server.url, drain_timeout=args.drain_timeout))
+    async def run_all(client: Client) -> list[Any]:
+        callbacks = progress.callbacks() if progress is not None else {}
+        return await transcribe_many(
+            args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
+            checkpoint=args.checkpoint, **callbacks,
+        )
 
     results: list[Any] = []
     try:
-        results = asyncio.run(run())
+        results = asyncio.run(_on_chosen_server(args, client, args.concurrency, run_all))
     except CheckpointError as exc:  # the finished files are still printed or written below
         print(f"bk-notebook: error: {exc}", file=sys.stderr)
         results = exc.results
     finally:
         if progress is not None:
             progress.close(results)
+    return results
+
+
+def _report_results(files: list[Path], results: list[Any]) -> tuple[list[tuple[str, Any]], int]:
+    """Say on stderr which files failed or are incomplete; the ``(name, transcript)`` of those that finished."""
     done: list[tuple[str, Any]] = []
     incomplete = 0
-    for path, result in zip(args.files, results, strict=True):
+    for path, result in zip(files, results, strict=True):
         if result is None:
             print(f"bk-notebook: error: {path}: not transcribed (the run stopped first)", file=sys.stderr)
             continue
@@ -324,6 +364,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             incomplete += 1
             print(f"bk-notebook: warning: {path}: {result.incomplete_reason} ({len(result.finals)} finals kept)",
                   file=sys.stderr)
+    return done, incomplete
+
+
+def _write_transcripts(args: argparse.Namespace, outputs: dict[str, Path] | None,
+                       done: list[tuple[str, Any]]) -> bool:
+    """To ``--out-dir`` (one file each), ``--out`` or stdout; False when a file could not be written."""
     written = True
     if done and outputs is not None:
         for name, transcript in done:
@@ -332,7 +378,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         written = _write_result(args.out, _render(args.format, done))
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
         sys.stdout.write(_render(args.format, done))
-    return 0 if len(done) == len(results) and not incomplete and written else 1
+    return written
 
 
 def _refuse_token_on_command_line(args: argparse.Namespace) -> None:
@@ -538,24 +584,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _listen(args: argparse.Namespace) -> int:
     """Live transcription of the sound card: partial and level meter on one line, finals below."""
-    from .audio.live import level_dbfs
     from .audio.soundcard import SoundCard
-    from .client.client import Client
-    from .errors import DeviceError
 
     if args.list_devices:
-        devices = SoundCard.devices()
-        rows = [("", "index", "name", "host", "channels", "rate")] + [
-            ("*" if d.is_default else "", str(d.index), d.name, d.hostapi, str(d.channels), f"{d.default_samplerate:g}")
-            for d in devices
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if not devices:
-            print("bk-notebook: no input devices: is a microphone connected and the sound server running?",
-                  file=sys.stderr)
-        return 0 if devices else 1
+        return _list_devices(SoundCard.devices())
     if args.url and args.local:
         raise _usage("give --url or --local, not both")
     _refuse_token_on_command_line(args)
@@ -563,88 +595,163 @@ def _listen(args: argparse.Namespace) -> int:
         check_writable_file(args.out, "--out")
     client = _remote_client(args)  # a bad URL or token option is reported before the device opens
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
-    live = sys.stderr.isatty()
-    shown: dict[str, Any] = {"partial": "", "level": -100.0}
+    screen = _LiveLine(live=sys.stderr.isatty())
+    listener = _Listener(card, screen, args.duration)
+    try:
+        transcript = asyncio.run(_on_chosen_server(args, client, 1, listener.session))
+    except BkError as exc:  # keep what was transcribed before the failure
+        if exc.transcript is not None and exc.transcript.finals:
+            _output_listened(args, card, screen, exc.transcript)
+        raise
+    written = _output_listened(args, card, screen, transcript)
+    return _listen_exit_code(card, transcript, written)
 
-    def meter() -> str:
-        cells = max(0, min(10, round((shown["level"] + 60.0) / 6.0)))  # -60..0 dBFS in ten cells
-        return f"[{'#' * cells}{'.' * (10 - cells)}] {shown['level']:4.0f} dB"
 
-    def draw() -> None:
+def _list_devices(devices: list[InputDevice]) -> int:
+    """``listen --list-devices``: a table on stdout, the default marked ``*``; 1 when there are none."""
+    rows = [("", "index", "name", "host", "channels", "rate")] + [
+        ("*" if d.is_default else "", str(d.index), d.name, d.hostapi, str(d.channels), f"{d.default_samplerate:g}")
+        for d in devices
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if not devices:
+        print("bk-notebook: no input devices: is a microphone connected and the sound server running?",
+              file=sys.stderr)
+    return 0 if devices else 1
+
+
+async def _on_chosen_server(
+    args: argparse.Namespace, client: Client | None, workers: int, use: Callable[[Client], Awaitable[_T]],
+) -> _T:
+    """``use`` the remote ``client``, or (``--local``, no client) a client of an embedded server started for it."""
+    if client is not None:
+        return await use(client)
+    from .client.client import Client
+    from .server import local_server
+
+    with local_server(engine=args.engine, workers=workers, **_engine_options(args)) as server:
+        return await use(Client(server.url, drain_timeout=args.drain_timeout))
+
+
+@dataclass
+class _LiveLine:
+    """What ``listen`` shows on stderr as it goes.
+
+    On a terminal (``live``) the level meter and the partial share one line, redrawn in place, and
+    each final is printed above it; elsewhere (a log, a pipe) each partial is a line of its own.
+    """
+
+    live: bool
+    partial: str = ""
+    level: float = -100.0  # dBFS of the last chunk sent
+
+    def meter(self) -> str:
+        cells = max(0, min(10, round((self.level + 60.0) / 6.0)))  # -60..0 dBFS in ten cells
+        return f"[{'#' * cells}{'.' * (10 - cells)}] {self.level:4.0f} dB"
+
+    def draw(self) -> None:
         import shutil
 
         width = shutil.get_terminal_size().columns - 1
-        print(f"\r\033[K{meter()} {shown['partial']}"[: width + 4], end="", file=sys.stderr, flush=True)
+        print(f"\r\033[K{self.meter()} {self.partial}"[: width + 4], end="", file=sys.stderr, flush=True)
 
-    def show_partial(text: str) -> None:
-        shown["partial"] = text
-        if live:
-            draw()
+    def show_partial(self, text: str) -> None:
+        self.partial = text
+        if self.live:
+            self.draw()
         else:
-            print(f"partial: {meter()} {text}", file=sys.stderr, flush=True)
+            print(f"partial: {self.meter()} {text}", file=sys.stderr, flush=True)
 
-    def show_final(record: dict[str, Any]) -> None:
-        shown["partial"] = ""
-        prefix = "\r\033[K" if live else ""
+    def show_final(self, record: dict[str, Any]) -> None:
+        self.partial = ""
+        prefix = "\r\033[K" if self.live else ""
         print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr)
-        if live:
-            draw()
+        if self.live:
+            self.draw()
 
-    async def session(client: Client) -> Any:
-        loop = asyncio.get_running_loop()
-        feed = card.chunks()  # opens the device: busy, or a rate it refuses, fails here, before connecting
-        loop.add_signal_handler(signal.SIGINT, interrupted)
+    def show_level(self, chunk: bytes) -> None:
+        from .audio.live import level_dbfs
+
+        self.level = level_dbfs(chunk)
+        if self.live:
+            self.draw()
+
+    def clear(self) -> None:
+        """Leave the terminal's line empty for what follows."""
+        if self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Listener:
+    """One session of the sound card: its chunks go to the server until Ctrl-C, ``duration`` or the device ends."""
+
+    card: SoundCard
+    screen: _LiveLine
+    duration: float | None
+
+    async def session(self, client: Client) -> Transcript:
+        feed = self.card.chunks()  # opens the device: busy, or a rate it refuses, fails here, before connecting
         try:
-            print(f"listening to {card.device.name} ({card.native_rate:g} Hz, {card.channels} ch) for {client.url}; "
-                  + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C stops"),
-                  file=sys.stderr, flush=True)
-            async with client.stream(on_partial=show_partial, on_final=show_final) as stream:
-                failure: BkError | None = None
-                try:
-                    async for chunk in feed:
-                        await stream.send(chunk)
-                        shown["level"] = level_dbfs(chunk)
-                        if live:
-                            draw()
-                        if args.duration and stream.seconds_sent >= args.duration:
-                            card.stop()  # the chunks already captured still arrive, then the feed ends
-                except DeviceError as exc:  # the device went away: finish the utterance it heard, then say so
-                    failure = exc
-                transcript = await stream.stop()
-                if failure is not None:
-                    failure.transcript = transcript
-                    raise failure
-                return transcript
+            with _ctrl_c_stops(self.card):
+                print(f"listening to {self.card.device.name} ({self.card.native_rate:g} Hz, {self.card.channels} "
+                      f"ch) for {client.url}; "
+                      + (f"stopping after {self.duration:g} s" if self.duration else "Ctrl-C stops"),
+                      file=sys.stderr, flush=True)
+                async with client.stream(on_partial=self.screen.show_partial,
+                                         on_final=self.screen.show_final) as stream:
+                    failure = await self._send(feed, stream)
+                    transcript = await stream.stop()
+                    if failure is not None:
+                        failure.transcript = transcript
+                        raise failure
+                    return transcript
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
             feed.close()
 
+    async def _send(self, feed: LiveChunks, stream: Stream) -> BkError | None:
+        """Send every chunk until the feed ends; a device that fails is returned, to be raised after the drain."""
+        from .errors import DeviceError
+
+        try:
+            async for chunk in feed:
+                await stream.send(chunk)
+                self.screen.show_level(chunk)
+                if self.duration and stream.seconds_sent >= self.duration:
+                    self.card.stop()  # the chunks already captured still arrive, then the feed ends
+        except DeviceError as exc:  # the device went away: finish the utterance it heard, then say so
+            return exc
+        return None
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(card: SoundCard) -> Iterator[None]:
+    """Within it, Ctrl-C stops the card: the session ends as at ``--duration``, with its last finals."""
+    loop = asyncio.get_running_loop()
+
     def interrupted() -> None:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)  # a second Ctrl-C aborts at once
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C aborts at once
         card.stop()
 
-    async def run() -> Any:
-        if client is not None:
-            return await session(client)
-        from .server import local_server
-
-        with local_server(engine=args.engine, workers=1, **_engine_options(args)) as server:
-            return await session(Client(server.url, drain_timeout=args.drain_timeout))
-
-    def output(transcript: Any) -> bool:
-        if live:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-        text = _render(args.format, [(card.device.name, transcript)])
-        sys.stdout.write(text)
-        return args.out is None or _write_result(args.out, text, echo=False)
-
+    loop.add_signal_handler(signal.SIGINT, interrupted)
     try:
-        transcript = asyncio.run(run())
-    except BkError as exc:  # keep what was transcribed before the failure
-        if exc.transcript is not None and exc.transcript.finals:
-            output(exc.transcript)
-        raise
-    written = output(transcript)
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _output_listened(args: argparse.Namespace, card: SoundCard, screen: _LiveLine, transcript: Transcript) -> bool:
+    """The finals on stdout in ``--format``, and in ``--out``; False when ``--out`` could not be written."""
+    screen.clear()
+    text = _render(args.format, [(card.device.name, transcript)])
+    sys.stdout.write(text)
+    return args.out is None or _write_result(args.out, text, echo=False)
+
+
+def _listen_exit_code(card: SoundCard, transcript: Transcript, written: bool) -> int:
+    """Say what was lost on stderr; 0 only for a complete transcript, written everywhere asked."""
     if card.dropped_seconds:
         print(f"bk-notebook: warning: {card.dropped_seconds:.1f} s of audio were dropped (the consumer fell "
               "behind)", file=sys.stderr)

@@ -19,6 +19,8 @@ import asyncio
 import contextvars
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..client.client import Client
@@ -137,10 +139,42 @@ async def transcribe_many(
         a folder: a DataFrame aligned with the input, with ``text``, ``finals``, ``complete``
         and ``error`` columns added.  For a Dataset: the Dataset with those columns added.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise UsageError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    _check_concurrency(concurrency)
     source = as_items(items, column=column, sr_column=sr_column, id_column=id_column, pattern=pattern)
     pending = [_split_item(item) for item in source.items]  # malformed items fail before any traffic
+    _check_cluster_arguments(cluster, client, worker_server, worker_timeout, kwargs)
+    batch = _plan(source.items, pending, checkpoint, keyed=checkpoint is not None or cluster is not None)
+    batch.bar = _progress_bar(len(pending), batch.finished_count(), progress)
+    try:
+        if cluster is not None:
+            from .cluster import run_on_cluster
+
+            await run_on_cluster(cluster, batch.work(pending), batch.finished, client=client,
+                                 worker_server=worker_server, worker_timeout=worker_timeout, **kwargs)
+        else:
+            await _run_local(batch.work(pending), batch.first_positions(), batch.finished, client or Client(),
+                             concurrency, kwargs, stopped=batch.stopped)
+    except ClusterError as exc:
+        exc.results = list(batch.results)
+        raise
+    except BaseException:
+        batch.log_interruption()
+        raise
+    finally:
+        batch.close()
+    return batch.outcome(source.wrap, return_exceptions)
+
+
+def _check_concurrency(concurrency: Any) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+
+
+def _check_cluster_arguments(
+    cluster: Any, client: Client | None, worker_server: dict[str, Any] | None, worker_timeout: Any,
+    kwargs: dict[str, Any],
+) -> None:
+    """Arguments that need ``cluster=``, or that it cannot take, refused before any traffic."""
     if cluster is not None:
         if any(kwargs.get(name) for name in _CALLBACKS):
             raise UsageError(f"{', '.join(_CALLBACKS)} run in the caller's kernel: not available with cluster=")
@@ -151,14 +185,20 @@ async def transcribe_many(
             raise UsageError(f"worker_timeout must be a positive number of seconds, got {worker_timeout!r}")
     elif worker_server is not None:
         raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
-    keyed = checkpoint is not None or cluster is not None
-    keys = [item_key(item) for item in source.items] if keyed else [str(i) for i in range(len(pending))]
+
+
+def _plan(items: list[Any], pending: list[tuple[Any, float | None]], checkpoint: str | os.PathLike[str] | None,
+          *, keyed: bool) -> _Batch:
+    """Key every item, take what the checkpoint already holds, and list what is left to run.
+
+    Keyed (a checkpoint or a cluster), items with the same key run once; unkeyed, each item is its own.
+    """
+    keys = [item_key(item) for item in items] if keyed else [str(i) for i in range(len(pending))]
     if keyed:
-        check_unambiguous_ids(source.items, keys)
+        check_unambiguous_ids(items, keys)
     prints = {key: fingerprint(*pending[i]) for i, key in enumerate(keys)} if checkpoint is not None else {}
     store = Checkpoint(checkpoint) if checkpoint is not None else None
-    results: list[Any] = [None] * len(pending)
-    todo: dict[str, list[int]] = {}  # key -> positions (one run per key when keyed)
+    batch = _Batch(results=[None] * len(pending), prints=prints, store=store)
     changed: set[str] = set()
     for i, key in enumerate(keys):
         kept = store.done.get(key) if store is not None else None
@@ -166,72 +206,90 @@ async def transcribe_many(
             changed.add(key)  # the same key for other audio: transcribe it again, never answer from the file
             kept = None
         if kept is not None:
-            results[i] = transcript_of(kept)
+            batch.results[i] = transcript_of(kept)
         else:
-            todo.setdefault(key if keyed else str(i), []).append(i)
+            batch.todo.setdefault(key if keyed else str(i), []).append(i)
     if changed:
         logger.warning("%d item(s) changed since the checkpoint %s was written (their audio differs): transcribing "
                        "them again, e.g. %s", len(changed), store.path if store else "", sorted(changed)[:3])
-    skipped = sum(1 for r in results if r is not None)
-    bar = _progress_bar(len(pending), skipped, progress)
-    write_failure: list[CheckpointError] = []
+    return batch
 
-    def finished(key: str, result: Any) -> None:
+
+@dataclass
+class _Batch:
+    """One call's results as they arrive, what is left to run, and the checkpoint each result goes to."""
+
+    results: list[Any]  # one per input position: None until it finishes (or comes from the checkpoint)
+    prints: dict[str, str]  # key -> fingerprint of its audio (with a checkpoint)
+    store: Checkpoint | None
+    todo: dict[str, list[int]] = field(default_factory=dict)  # key -> positions (one run per key when keyed)
+    bar: Any = None
+    write_failure: CheckpointError | None = None  # the first one: no new item starts after it
+
+    def finished_count(self) -> int:
+        return sum(1 for r in self.results if r is not None)
+
+    def work(self, pending: list[tuple[Any, float | None]]) -> list[tuple[str, Any, float | None]]:
+        """One ``(key, audio, sr)`` per key left to run."""
+        return [(key, *pending[positions[0]]) for key, positions in self.todo.items()]
+
+    def first_positions(self) -> dict[str, int]:
+        """Each key's first position in the input: what :func:`current_item` says for it."""
+        return {key: positions[0] for key, positions in self.todo.items()}
+
+    def stopped(self) -> bool:
+        return self.write_failure is not None
+
+    def finished(self, key: str, result: Any) -> None:
         """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
         record: dict[str, Any] | None
         if isinstance(result, dict):  # a record from a cluster worker
             record, result = result, transcript_of(result)
         else:
             record = record_of(key, result) if isinstance(result, Transcript) else None
-        if store is not None and record is not None and not write_failure:
-            try:
-                store.append({**record, "key": key, "fingerprint": prints[key]})
-            except CheckpointError as exc:  # kept in memory; no new item starts; raised once all have ended
-                write_failure.append(exc)
-                logger.error("%s: starting no more items; the running ones finish and are kept", exc)
-        for i in todo[key]:
-            results[i] = result
-        if bar is not None:
-            bar.update(len(todo[key]))
+        if record is not None:
+            self._write_checkpoint(key, record)
+        for i in self.todo[key]:
+            self.results[i] = result
+        if self.bar is not None:
+            self.bar.update(len(self.todo[key]))
 
-    work = [(key, *pending[positions[0]]) for key, positions in todo.items()]
-    try:
-        if cluster is not None:
-            from .cluster import run_on_cluster
+    def _write_checkpoint(self, key: str, record: dict[str, Any]) -> None:
+        if self.store is None or self.write_failure is not None:
+            return
+        try:
+            self.store.append({**record, "key": key, "fingerprint": self.prints[key]})
+        except CheckpointError as exc:  # kept in memory; no new item starts; raised once all have ended
+            self.write_failure = exc
+            logger.error("%s: starting no more items; the running ones finish and are kept", exc)
 
-            await run_on_cluster(cluster, work, finished, client=client, worker_server=worker_server,
-                                 worker_timeout=worker_timeout, **kwargs)
-        else:
-            first = {key: positions[0] for key, positions in todo.items()}
-            await _run_local(work, first, finished, client or Client(), concurrency, kwargs,
-                             stopped=lambda: bool(write_failure))
-    except ClusterError as exc:
-        exc.results = list(results)
-        raise
-    except BaseException:
-        done = sum(1 for r in results if isinstance(r, Transcript))
-        where = f"in the checkpoint {str(store.path)!r}" if store is not None else (
+    def log_interruption(self) -> None:
+        done = sum(1 for r in self.results if isinstance(r, Transcript))
+        where = f"in the checkpoint {str(self.store.path)!r}" if self.store is not None else (
             "not kept: pass checkpoint= to keep them across interrupts")
-        logger.warning("transcribe_many interrupted: %d of %d items had finished, %s", done, len(results), where)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        if store is not None:
-            store.close()
-    if write_failure:
-        raise _checkpoint_failure(write_failure[0], results, store)
-    failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
-    if source.wrap is not None:
-        return source.wrap(results)
-    if failed and not return_exceptions:
-        first = results[failed[0]]
-        raise BatchError(
-            f"{len(failed)} of {len(results)} items failed (first: item {failed[0]}: {first}); "
-            "the others' transcripts are in .results",
-            results=list(results),
-        )
-    return list(results)
+        logger.warning("transcribe_many interrupted: %d of %d items had finished, %s", done, len(self.results), where)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.store is not None:
+            self.store.close()
+
+    def outcome(self, wrap: Callable[[list[Any]], Any] | None, return_exceptions: bool) -> Any:
+        """What :func:`transcribe_many` returns, or the error it raises, once every item has ended."""
+        if self.write_failure is not None:
+            raise _checkpoint_failure(self.write_failure, self.results, self.store)
+        if wrap is not None:
+            return wrap(self.results)
+        failed = [i for i, r in enumerate(self.results) if isinstance(r, Exception)]
+        if failed and not return_exceptions:
+            first = self.results[failed[0]]
+            raise BatchError(
+                f"{len(failed)} of {len(self.results)} items failed (first: item {failed[0]}: {first}); "
+                "the others' transcripts are in .results",
+                results=list(self.results),
+            )
+        return list(self.results)
 
 
 async def _run_local(

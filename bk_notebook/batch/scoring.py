@@ -151,11 +151,32 @@ def evaluate(
         An empty reference scores 0 when the hypothesis is empty too, else (jiwer's
         convention) the number of inserted words or characters.
     """
+    jiwer, pd = _evaluation_libraries()
+    hyps, refs, index = _paired_texts(hypotheses, references)
+    normaliser, described = _chosen_normaliser(lowercase, punctuation, numbers, normalise)
+    rows = [_score_item(jiwer, normaliser, ref, hyp) for ref, hyp in zip(refs, hyps, strict=True)]
+    scores = pd.DataFrame(rows, columns=_SCORE_COLUMNS)
+    if ids is not None:
+        scores.insert(0, "id", list(ids))
+    elif index is not None:
+        scores.index = index
+    scores.attrs["corpus"] = _corpus_totals(scores)
+    scores.attrs["normalisation"] = described
+    return scores
+
+
+def _evaluation_libraries() -> tuple[Any, Any]:
+    """The jiwer and pandas modules, or the error that names the extra to install."""
     try:
         import jiwer
         import pandas as pd
     except ImportError as exc:
         raise missing_extra("evaluate", "jiwer and pandas", "eval", exc) from exc
+    return jiwer, pd
+
+
+def _paired_texts(hypotheses: Any, references: Any) -> tuple[list[str | None], list[str], list[Any] | None]:
+    """The hypotheses (None for a missing one) and references, checked to pair up; the pandas index, if any."""
     index = None
     if isinstance(references, str):
         if not hasattr(hypotheses, "columns") or references not in hypotheses.columns:
@@ -169,42 +190,47 @@ def evaluate(
         raise UsageError(f"{len(hyps)} hypotheses but {len(refs)} references")
     if not all(isinstance(r, str) for r in refs):
         raise UsageError("every reference must be a str")
+    return hyps, refs, index
+
+
+def _chosen_normaliser(lowercase: bool, punctuation: bool, numbers: str,
+                       normalise: Callable[[str], str] | None) -> tuple[Callable[[str], str], str]:
+    """The normalisation to apply, and how ``.attrs["normalisation"]`` describes it."""
     if normalise is None:
-        normaliser: Callable[[str], str] = Normaliser(lowercase, punctuation, numbers)
-        described = repr(normaliser)
-    else:
-        normaliser, described = normalise, f"custom: {getattr(normalise, '__name__', repr(normalise))}"
-    rows = []
-    for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = normaliser(ref), normaliser(hyp or "")
-        words = jiwer.process_words(r, h)
-        chars = jiwer.process_characters(r, h)
-        rw, hw = r.split(), h.split()
-        edits = _word_edits(words.alignments[0], rw, hw)
-        rows.append({
-            "reference": r, "hypothesis": h, "wer": float(words.wer), "cer": float(chars.cer),
-            "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,
-            "hits": words.hits, "ref_words": len(rw),
-            "char_errors": chars.substitutions + chars.deletions + chars.insertions,
-            "ref_chars": chars.substitutions + chars.deletions + chars.hits,
-            "missing": hyp is None, "edits": edits,
-        })
-    columns = ["reference", "hypothesis", "wer", "cer", "substitutions", "deletions", "insertions", "hits",
-               "ref_words", "char_errors", "ref_chars", "missing", "edits"]
-    scores = pd.DataFrame(rows, columns=columns)
-    if ids is not None:
-        scores.insert(0, "id", list(ids))
-    elif index is not None:
-        scores.index = index
+        normaliser = Normaliser(lowercase, punctuation, numbers)
+        return normaliser, repr(normaliser)
+    return normalise, f"custom: {getattr(normalise, '__name__', repr(normalise))}"
+
+
+_SCORE_COLUMNS = ["reference", "hypothesis", "wer", "cer", "substitutions", "deletions", "insertions", "hits",
+                  "ref_words", "char_errors", "ref_chars", "missing", "edits"]  # evaluate's columns, in order
+
+
+def _score_item(jiwer: Any, normaliser: Callable[[str], str], ref: str, hyp: str | None) -> dict[str, Any]:
+    """One row of :func:`evaluate`: the normalised texts, their rates and counts, and the word edits."""
+    r, h = normaliser(ref), normaliser(hyp or "")
+    words = jiwer.process_words(r, h)
+    chars = jiwer.process_characters(r, h)
+    rw, hw = r.split(), h.split()
+    return {
+        "reference": r, "hypothesis": h, "wer": float(words.wer), "cer": float(chars.cer),
+        "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,
+        "hits": words.hits, "ref_words": len(rw),
+        "char_errors": chars.substitutions + chars.deletions + chars.insertions,
+        "ref_chars": chars.substitutions + chars.deletions + chars.hits,
+        "missing": hyp is None, "edits": _word_edits(words.alignments[0], rw, hw),
+    }
+
+
+def _corpus_totals(scores: Any) -> dict[str, Any]:
+    """All errors over all reference words (or characters): long items weigh more than in a mean of rates."""
     errors = int(scores[["substitutions", "deletions", "insertions"]].to_numpy().sum())
     words_total, chars_total = int(scores["ref_words"].sum()), int(scores["ref_chars"].sum())
     char_errors = int(scores["char_errors"].sum())
-    scores.attrs["corpus"] = {
+    return {
         "wer": errors / words_total if words_total else float(errors),
         "cer": char_errors / chars_total if chars_total else float(char_errors),
         "substitutions": int(scores["substitutions"].sum()), "deletions": int(scores["deletions"].sum()),
         "insertions": int(scores["insertions"].sum()), "ref_words": words_total, "ref_chars": chars_total,
         "items": len(scores), "missing": int(scores["missing"].sum()),
     }
-    scores.attrs["normalisation"] = described
-    return scores
