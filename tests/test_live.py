@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,48 @@ def test_level_in_dbfs() -> None:
     half = (0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     assert level_dbfs(half.tobytes()) == pytest.approx(-9.03, abs=0.1)
     assert level_dbfs(np.full(1600, -32768, np.int16)) == pytest.approx(0.0, abs=0.01)
+
+
+# ------------------------------------------------- the one pipeline's edges (found by mutation testing)
+def test_only_mono_int16_at_16k_skips_the_pipeline() -> None:
+    stereo = np.stack([np.full(1600, 1000, np.int16), np.full(1600, 3000, np.int16)])
+    assert np.array_equal(bk.to_pcm16(stereo, 16000), np.full(1600, 2000, np.int16))  # averaged, not passed on
+    at_8k = np.zeros(800, np.int16)
+    assert abs(len(bk.to_pcm16(at_8k, 8000)) - 1600) <= 2  # resampled, not passed on
+    with pytest.raises(bk.AudioError, match="empty"):
+        bk.to_pcm16(np.zeros(0, np.int16), 16000)
+    with pytest.raises(bk.AudioError, match="pass sr="):
+        bk.to_pcm16(np.zeros(100, np.int16))
+
+
+def test_the_converter_checks_its_channels_and_blocks() -> None:
+    assert LiveConverter(48000, 32).channels == 32  # the most a frame may have
+    for channels in (1.5, "2"):
+        with pytest.raises(bk.AudioError, match="whole number from 1 to 32"):
+            LiveConverter(48000, channels)  # type: ignore[arg-type]
+    with pytest.raises(bk.AudioError, match="must be numeric"):
+        LiveConverter(16000, 1).convert(np.array(["a", "b"]))
+    assert LiveConverter(16000, 1).flush().dtype == np.int16
+
+
+def test_nan_is_reported_with_what_the_audio_came_from(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    with pytest.raises(bk.AudioError, match="^the audio has NaN"):
+        LiveConverter(16000, 1).convert(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(bk.AudioError, match="^the device has NaN"):
+        list(convert_blocks([np.array([np.nan], np.float32)], 16000, 1, "the device"))
+    path = tmp_path / "broken.wav"
+    sf.write(path, np.array([0.0, np.nan, 0.1] * 2000, np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(bk.AudioError, match="broken.wav' has NaN"):
+        list(bk.open_audio(path))
+
+
+def test_chunk_sizes_are_positive_and_even_and_errors_name_the_caller() -> None:
+    for size in (0, -2, 3, 2.0, True):
+        with pytest.raises(bk.AudioError, match="positive even number of bytes"):
+            Rechunker(size)  # type: ignore[arg-type]
+    with pytest.raises(bk.AudioError, match="^chunk_pcm takes 1-D int16"):
+        list(bk.chunk_pcm(np.zeros((2, 2), np.int16)))
+    with pytest.raises(bk.AudioError, match="^the chunker takes 1-D int16"):
+        Rechunker().push(np.zeros(4, np.float32))
