@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import CheckpointError, UsageError
 from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript
+from .inputs import BatchItem
 
 __all__ = ["Checkpoint", "check_unambiguous_ids", "fingerprint", "item_key", "read_checkpoint", "record_of",
            "transcript_of"]
@@ -44,15 +45,10 @@ def item_key(item: Any) -> str:
         path; ``"sha256:..."`` of the samples, dtype, shape and rate for an
         array, or of the bytes for encoded bytes.
     """
-    sr = None
-    if isinstance(item, dict):
-        if item.get("id") is not None:
-            return str(item["id"])
-        audio, sr = item.get("audio"), item.get("sr")
-    elif isinstance(item, tuple) and len(item) == 2:
-        audio, sr = item
-    else:
-        audio = item
+    parsed = BatchItem.of(item)
+    if parsed.id is not None:
+        return str(parsed.id)
+    audio, sr = parsed.audio, parsed.sr
     if isinstance(audio, (str, os.PathLike)):
         return os.fspath(audio)
     digest = hashlib.sha256()
@@ -74,9 +70,9 @@ def check_unambiguous_ids(items: list[Any], keys: list[str]) -> None:
     """
     kinds: dict[str, tuple[str, Any]] = {}
     for item, key in zip(items, keys, strict=True):
-        if not isinstance(item, dict) or item.get("id") is None:
+        value = BatchItem.of(item).id
+        if value is None:
             continue
-        value = item["id"]
         kind = "number" if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else (
             type(value).__name__)
         seen = kinds.setdefault(key, (kind, value))

@@ -18,10 +18,34 @@ from typing import Any
 from ..errors import UsageError, missing_extra
 from ..transcript import Transcript
 
-__all__ = ["AUDIO_SUFFIXES", "Source", "as_items", "result_columns"]
+__all__ = ["AUDIO_SUFFIXES", "BatchItem", "Source", "as_items", "result_columns"]
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".webm", ".m4a", ".aif", ".aiff"})
 _AUDIO_COLUMNS = ("audio", "path", "file")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One input of a batch, whatever shape it was given in: its audio, the rate of an array, its id."""
+
+    audio: Any
+    sr: float | None = None
+    id: Any = None
+
+    @classmethod
+    def of(cls, item: Any) -> BatchItem:
+        """Read a path, encoded bytes, an ``(array, sr)`` pair or ``{"audio": ..., "sr": ..., "id": ...}``."""
+        if isinstance(item, BatchItem):
+            return item
+        if isinstance(item, dict):
+            if "audio" not in item:
+                raise UsageError("a dict item needs an 'audio' key (and 'sr' for arrays)")
+            return cls(item["audio"], item.get("sr"), item.get("id"))
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise UsageError(f"a tuple item must be (array, sr), got {len(item)} elements")
+            return cls(item[0], item[1])
+        return cls(item)
 
 
 @dataclass

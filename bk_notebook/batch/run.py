@@ -2,11 +2,11 @@
 
 Theory of operation
 -------------------
-The input (a list, a DataFrame, a folder or a Hugging Face Dataset: see
-``datasets.py``) becomes a list of items.  With a checkpoint, each item gets a
-key (``checkpoint.item_key``); items already in the file are taken from it and
-items with the same key run once.  The rest run locally as tasks behind a
-semaphore, or on a Dask cluster (``dask.py``).  Each item's result is handled
+The input (a list, a DataFrame, a folder or a Hugging Face Dataset) becomes a
+list of :class:`~bk_notebook.batch.inputs.BatchItem`.  With a checkpoint, each
+item gets a key (its id, its path or a hash of its audio); items already in the
+file are taken from it and items with the same key run once.  The rest run
+locally as tasks behind a semaphore, or on a Dask cluster.  Each item's result is handled
 the moment it finishes, on the caller's loop: it is written to the checkpoint
 (one line, fsync'd) and counted on the progress bar.  An interrupt cancels the
 running items and returns within ``CANCEL_GRACE`` seconds; what finished is in
@@ -27,7 +27,7 @@ from ..client.client import Client
 from ..errors import BatchError, CheckpointError, ClusterError, UsageError
 from ..transcript import Transcript
 from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
-from .inputs import as_items
+from .inputs import BatchItem, as_items
 
 __all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
 
@@ -48,19 +48,6 @@ def current_item() -> int | None:
         await bk.transcribe_many(files, on_progress=lambda s: sent.update({bk.batch.current_item(): s}))
     """
     return _CURRENT_ITEM.get()
-
-
-def _split_item(item: Any) -> tuple[Any, float | None]:
-    """An item is a path, encoded bytes, an ``(array, sr)`` pair or ``{"audio": ..., "sr": ...}``."""
-    if isinstance(item, dict):
-        if "audio" not in item:
-            raise UsageError("a dict item needs an 'audio' key (and 'sr' for arrays)")
-        return item["audio"], item.get("sr")
-    if isinstance(item, tuple):
-        if len(item) != 2:
-            raise UsageError(f"a tuple item must be (array, sr), got {len(item)} elements")
-        return item[0], item[1]
-    return item, None
 
 
 def _progress_bar(total: int, done: int, enabled: bool) -> Any:
@@ -141,9 +128,9 @@ async def transcribe_many(
     """
     _check_concurrency(concurrency)
     source = as_items(items, column=column, sr_column=sr_column, id_column=id_column, pattern=pattern)
-    pending = [_split_item(item) for item in source.items]  # malformed items fail before any traffic
+    pending = [BatchItem.of(item) for item in source.items]  # malformed items fail before any traffic
     _check_cluster_arguments(cluster, client, worker_server, worker_timeout, kwargs)
-    batch = _plan(source.items, pending, checkpoint, keyed=checkpoint is not None or cluster is not None)
+    batch = _plan(pending, checkpoint, keyed=checkpoint is not None or cluster is not None)
     batch.bar = _progress_bar(len(pending), batch.finished_count(), progress)
     try:
         if cluster is not None:
@@ -187,16 +174,16 @@ def _check_cluster_arguments(
         raise UsageError("worker_server= applies with cluster= only (each Dask worker's embedded server)")
 
 
-def _plan(items: list[Any], pending: list[tuple[Any, float | None]], checkpoint: str | os.PathLike[str] | None,
-          *, keyed: bool) -> _Batch:
+def _plan(pending: list[BatchItem], checkpoint: str | os.PathLike[str] | None, *, keyed: bool) -> _Batch:
     """Key every item, take what the checkpoint already holds, and list what is left to run.
 
     Keyed (a checkpoint or a cluster), items with the same key run once; unkeyed, each item is its own.
     """
-    keys = [item_key(item) for item in items] if keyed else [str(i) for i in range(len(pending))]
+    keys = [item_key(item) for item in pending] if keyed else [str(i) for i in range(len(pending))]
     if keyed:
-        check_unambiguous_ids(items, keys)
-    prints = {key: fingerprint(*pending[i]) for i, key in enumerate(keys)} if checkpoint is not None else {}
+        check_unambiguous_ids(pending, keys)
+    prints = {} if checkpoint is None else {key: fingerprint(pending[i].audio, pending[i].sr)
+                                            for i, key in enumerate(keys)}
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     batch = _Batch(results=[None] * len(pending), prints=prints, store=store)
     changed: set[str] = set()
@@ -229,9 +216,9 @@ class _Batch:
     def finished_count(self) -> int:
         return sum(1 for r in self.results if r is not None)
 
-    def work(self, pending: list[tuple[Any, float | None]]) -> list[tuple[str, Any, float | None]]:
+    def work(self, pending: list[BatchItem]) -> list[tuple[str, Any, float | None]]:
         """One ``(key, audio, sr)`` per key left to run."""
-        return [(key, *pending[positions[0]]) for key, positions in self.todo.items()]
+        return [(key, pending[at[0]].audio, pending[at[0]].sr) for key, at in self.todo.items()]
 
     def first_positions(self) -> dict[str, int]:
         """Each key's first position in the input: what :func:`current_item` says for it."""
