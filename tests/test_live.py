@@ -106,6 +106,7 @@ def test_only_mono_int16_at_16k_skips_the_pipeline() -> None:
         bk.to_pcm16(np.zeros(0, np.int16), 16000)
     with pytest.raises(bk.AudioError, match="pass sr="):
         bk.to_pcm16(np.zeros(100, np.int16))
+    assert len(bk.to_pcm16(np.zeros(4), 1)) == 64_000  # any positive rate, however odd
 
 
 def test_the_converter_checks_its_channels_and_blocks() -> None:
@@ -123,6 +124,8 @@ def test_nan_is_reported_with_what_the_audio_came_from(tmp_path: Path) -> None:
 
     with pytest.raises(bk.AudioError, match="^the audio has NaN"):
         LiveConverter(16000, 1).convert(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(bk.AudioError, match="^the audio has NaN"):
+        list(convert_blocks([np.array([np.nan], np.float32)], 16000, 1))
     with pytest.raises(bk.AudioError, match="^the device has NaN"):
         list(convert_blocks([np.array([np.nan], np.float32)], 16000, 1, "the device"))
     path = tmp_path / "broken.wav"
@@ -135,6 +138,7 @@ def test_chunk_sizes_are_positive_and_even_and_errors_name_the_caller() -> None:
     for size in (0, -2, 3, 2.0, True):
         with pytest.raises(bk.AudioError, match="positive even number of bytes"):
             Rechunker(size)  # type: ignore[arg-type]
+    assert Rechunker().flush() == b""  # nothing pushed, nothing held
     with pytest.raises(bk.AudioError, match="^chunk_pcm takes 1-D int16"):
         list(bk.chunk_pcm(np.zeros((2, 2), np.int16)))
     with pytest.raises(bk.AudioError, match="^the chunker takes 1-D int16"):
