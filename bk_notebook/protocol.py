@@ -26,7 +26,7 @@ instead of inside ``data``.
 
 The client counts its ``audioStream`` answers (``answered``, and the empty
 acknowledgements among them in ``acknowledged``): a server that answers every
-chunk lets the client keep a send window (:class:`~bk_notebook.client.window.SendWindow`).
+chunk lets the client keep a send window.
 """
 
 from __future__ import annotations
