@@ -53,7 +53,9 @@ LAYERS: dict[str, int] = {
     "widgets.microphone": VIEWS, "widgets.player": VIEWS, "widgets.sources": VIEWS,
     "widgets.transcriber": VIEWS,
     # entry points
-    "cli": ENTRY, "": ENTRY,  # "" is bk_notebook/__init__.py
+    "cli": ENTRY, "cli.__main__": ENTRY, "cli.common": ENTRY, "cli.serve": ENTRY, "cli.transcribe": ENTRY,
+    "cli.demo": ENTRY, "cli.listen": ENTRY, "cli.token": ENTRY,
+    "": ENTRY,  # "" is bk_notebook/__init__.py
 }
 
 # Upward imports today: (importer, imported).  Each is to be removed by the restructuring (issue #23).
