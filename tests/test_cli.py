@@ -116,6 +116,25 @@ def test_serve_then_a_client_then_sigterm() -> None:
             proc.kill()
 
 
+def test_serve_listens_on_the_port_asked_for() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port free a moment ago: the server asks for exactly this one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc, url, _ = serving("--engine", "energy", "--port", str(port))  # the last --port wins, as argparse does
+    try:
+        assert url == f"ws://127.0.0.1:{port}/v1/prod/stream"
+        t = asyncio.run(bk.Client(url).transcribe(np.zeros(1600, np.int16), 16000, speed=None))
+        assert t.complete
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def test_sigterm_lets_a_running_session_finish() -> None:
     proc, url, _ = serving("--engine", "energy")
     try:
