@@ -162,7 +162,7 @@ def _unreadable(source: Any, exc: BaseException | None) -> AudioError:
 
 @dataclass
 class _Blocks:
-    """Float32 blocks of shape (frames, channels) from a decoder, with its rate."""
+    """Blocks of shape (frames, channels) and their rate: float32 from a decoder, an array's own dtype."""
 
     rate: float
     frames: int | None  # total when the container knows it
