@@ -377,3 +377,9 @@ def test_listen_shows_partials_finals_and_the_level_on_stderr(capsys: pytest.Cap
     assert err.startswith("\r\033[K[..........] -100 dB wor")  # meter and partial redrawn in place
     assert "\r\033[Kfinal [2.00-2.50 s]: world\n" in err  # the final printed above the redrawn line
     assert err.endswith("\r\033[K") and terminal.partial == ""
+
+    unmetered = _LiveLine(live=False, metered=False)  # demo: no microphone, no meter
+    unmetered.show_partial("hel")
+    assert capsys.readouterr().err == "partial: hel\n"
+    _LiveLine(live=True, metered=False).show_partial("hel")
+    assert capsys.readouterr().err == "\r\033[K… hel"

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .common import add_whisper_options, engine_options, render, speed
+from .listen import LiveLine
 
 
 def add_command(commands: Any) -> None:
@@ -24,25 +25,16 @@ def run_command(args: argparse.Namespace) -> int:
     from ..server import local_server
 
     sample = sample_path()
-    live = sys.stderr.isatty()
-
-    def show_partial(text: str) -> None:
-        if live:
-            print(f"\r\033[K… {text}", end="", file=sys.stderr, flush=True)
-        else:
-            print(f"partial: {text}", file=sys.stderr, flush=True)
-
-    def show_final(record: dict[str, Any]) -> None:
-        prefix = "\r\033[K" if live else ""
-        span = f"{record['start']:.2f}-{record['end']:.2f} s"
-        print(f"{prefix}final [{span}]: {record['text']}", file=sys.stderr, flush=True)
+    screen = LiveLine(live=sys.stderr.isatty(), metered=False)  # the partials and finals as listen shows them
 
     async def run() -> Any:
         with local_server(engine=args.engine, workers=1, **engine_options(args)) as server:
             print(f"local server on {server.url} (engine {server.engine}); streaming {sample.name}", file=sys.stderr)
             client = Client(server.url)
-            return await client.transcribe(sample, speed=args.speed, on_partial=show_partial, on_final=show_final)
+            return await client.transcribe(sample, speed=args.speed, on_partial=screen.show_partial,
+                                           on_final=screen.show_final)
 
     transcript = asyncio.run(run())
+    screen.clear()
     sys.stdout.write(render("table", [("sample.wav", transcript)]))
     return 0

@@ -100,13 +100,15 @@ def _list_devices(devices: list[InputDevice]) -> int:
 
 @dataclass
 class LiveLine:
-    """What ``listen`` shows on stderr as it goes.
+    """What ``listen`` (and ``demo``) show on stderr as a session goes.
 
     On a terminal (``live``) the level meter and the partial share one line, redrawn in place, and
     each final is printed above it; elsewhere (a log, a pipe) each partial is a line of its own.
+    Without a microphone to meter (``metered=False``) an ellipsis stands where the meter would be.
     """
 
     live: bool
+    metered: bool = True
     partial: str = ""
     level: float = -100.0  # dBFS of the last chunk sent
 
@@ -118,19 +120,21 @@ class LiveLine:
         import shutil
 
         width = shutil.get_terminal_size().columns - 1
-        print(f"\r\033[K{self.meter()} {self.partial}"[: width + 4], end="", file=sys.stderr, flush=True)
+        status = self.meter() if self.metered else "…"
+        print(f"\r\033[K{status} {self.partial}"[: width + 4], end="", file=sys.stderr, flush=True)
 
     def show_partial(self, text: str) -> None:
         self.partial = text
         if self.live:
             self.draw()
         else:
-            print(f"partial: {self.meter()} {text}", file=sys.stderr, flush=True)
+            print(f"partial: {self.meter() + ' ' if self.metered else ''}{text}", file=sys.stderr, flush=True)
 
     def show_final(self, record: dict[str, Any]) -> None:
         self.partial = ""
         prefix = "\r\033[K" if self.live else ""
-        print(f"{prefix}final [{record['start']:.2f}-{record['end']:.2f} s]: {record['text']}", file=sys.stderr)
+        span = f"{record['start']:.2f}-{record['end']:.2f} s"
+        print(f"{prefix}final [{span}]: {record['text']}", file=sys.stderr, flush=True)
         if self.live:
             self.draw()
 
