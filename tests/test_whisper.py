@@ -362,7 +362,7 @@ def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypa
 
     clock = [100.0]
     monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
-    turns = models.Turns()
+    turns = models.ModelTurns()
     assert turns.busy() == 0
     with turns.turn(final=True):
         clock[0] = 104.0  # a 4-second decode
@@ -375,9 +375,9 @@ def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypa
 
 
 def test_turns_serve_finals_first_then_in_arrival_order() -> None:
-    from bk_notebook.server.models import Turns
+    from bk_notebook.server.models import ModelTurns
 
-    turns = Turns()
+    turns = ModelTurns()
     order: list[str] = []
 
     def decode(name: str, final: bool) -> None:

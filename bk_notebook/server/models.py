@@ -47,7 +47,8 @@ from ..errors import MissingDependency, UsageError, install_hint
 from ..protocol import SAMPLE_RATE
 
 __all__ = [
-    "MODELS", "ModelFiles", "SharedModel", "Turns", "cache_dir", "model_folder", "shared_model", "whisper_available",
+    "MODELS", "ModelFiles", "ModelTurns", "SharedModel", "cache_dir", "model_folder", "shared_model",
+    "whisper_available",
 ]
 
 logger = logging.getLogger("bk_notebook.server")
@@ -232,8 +233,12 @@ def whisper_available(model: str = "base") -> bool:
     return True
 
 
-class Turns:
+class ModelTurns:
     """Whose decode runs next on a shared model: finals first, then first come, first served.
+
+    The second of two turn layers.  The server's :class:`~.turns.DecodeTurns` bound how many
+    engine calls run at once, whatever the engine; a call into a Whisper engine then waits here
+    for the one model its process shares, which decodes one window at a time.
 
     A session's engine call waits for its own decode, so each session has at most one
     request waiting: first come, first served is then round-robin, and one session's
@@ -290,7 +295,7 @@ class SharedModel:
         self.model = model
         self.load_seconds = load_seconds
         self.multilingual = bool(model.model.is_multilingual)
-        self.turns = Turns()
+        self.turns = ModelTurns()
         self._tokenizers: dict[str, tuple[Any, tuple[int, ...]]] = {}
 
     def _tokenizer(self, language: str) -> tuple[Any, tuple[int, ...]]:
@@ -309,7 +314,7 @@ class SharedModel:
         With several ``languages``, the language is detected among them on the same encoder
         output (one decoder step), where ``model.transcribe`` with ``detect_language`` would
         encode the window twice.  Greedy, temperature 0, no earlier text, no timestamps.
-        Callers hold a turn (:meth:`Turns.turn`).
+        Callers hold a turn (:meth:`ModelTurns.turn`).
         """
         from faster_whisper.audio import pad_or_trim
 

@@ -8,7 +8,9 @@ default), the others wait in arrival order.  A session's decoder handles one
 message at a time, so a session has at most one call waiting: first come, first
 served over the calls is round-robin over the sessions.  A client that queued
 five minutes of audio gets one decode, then waits behind everyone else's next
-chunk, instead of decoding its whole backlog ahead of them.
+chunk, instead of decoding its whole backlog ahead of them.  (An engine may
+take turns of its own below these: Whisper's sessions share one model, which
+decodes one window at a time, finals first: ``models.ModelTurns``.)
 
 **Admission.**  :class:`Load` measures what decoding costs (engine seconds per
 second of audio, averaged over recent calls that ran alone: a call sharing the

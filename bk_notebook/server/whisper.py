@@ -25,7 +25,7 @@ interval grows to twice the last partial's wall time, waiting included), and
 not at all while the engine lags behind real time or is fed a file faster than
 real time (the finals arrive sooner than partials could be read), nor while
 the shared model was busy more than half of the last 10 seconds.  Sessions
-share one model per process and take turns (:class:`~.models.Turns`): finals
+share one model per process and take turns (:class:`~.models.ModelTurns`): finals
 before partials, otherwise first come, first served.
 """
 
