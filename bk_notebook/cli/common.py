@@ -145,12 +145,6 @@ def failure(message: str) -> BkError:
 
 
 # --------------------------------------------------------------------- results
-def render(fmt: str, results: list[tuple[str, Any]]) -> str:
-    from ..transcript import render
-
-    return render(results, fmt)  # one set of exporters: the Transcript's
-
-
 def write_result(path: Path, text: str, *, echo: bool = True) -> bool:
     """Write one output file whole (a temporary file, then renamed); False when it failed.
 

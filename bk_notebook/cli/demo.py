@@ -7,7 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
-from .common import add_whisper_options, engine_options, render, speed
+from ..transcript import render
+from .common import add_whisper_options, engine_options, speed
 from .listen import LiveLine
 
 
@@ -36,5 +37,5 @@ def run_command(args: argparse.Namespace) -> int:
 
     transcript = asyncio.run(run())
     screen.clear()
-    sys.stdout.write(render("table", [("sample.wav", transcript)]))
+    sys.stdout.write(render([("sample.wav", transcript)], "table"))
     return 0

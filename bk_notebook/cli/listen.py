@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError
 from ..outputs import check_writable_file
+from ..transcript import render
 from .common import (
     FORMATS,
     TOKEN_HELP,
@@ -23,7 +24,6 @@ from .common import (
     positive_float,
     refuse_token_on_command_line,
     remote_client,
-    render,
     usage,
     write_result,
 )
@@ -212,7 +212,7 @@ def _ctrl_c_stops(card: SoundCard) -> Iterator[None]:
 def _output_listened(args: argparse.Namespace, card: SoundCard, screen: LiveLine, transcript: Transcript) -> bool:
     """The finals on stdout in ``--format``, and in ``--out``; False when ``--out`` could not be written."""
     screen.clear()
-    text = render(args.format, [(card.device.name, transcript)])
+    text = render([(card.device.name, transcript)], args.format)
     sys.stdout.write(text)
     return args.out is None or write_result(args.out, text, echo=False)
 

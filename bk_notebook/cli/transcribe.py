@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError, CheckpointError
 from ..outputs import check_writable_file, check_writable_folder
+from ..transcript import render
 from .common import (
     FORMATS,
     TOKEN_HELP,
@@ -19,7 +20,6 @@ from .common import (
     positive_float,
     refuse_token_on_command_line,
     remote_client,
-    render,
     speed,
     usage,
     write_result,
@@ -143,11 +143,11 @@ def _write_transcripts(args: argparse.Namespace, outputs: dict[str, Path] | None
     written = True
     if done and outputs is not None:
         for name, transcript in done:
-            written &= write_result(outputs[name], render(args.format, [(name, transcript)]))
+            written &= write_result(outputs[name], render([(name, transcript)], args.format))
     elif done and args.out is not None:
-        written = write_result(args.out, render(args.format, done))
+        written = write_result(args.out, render(done, args.format))
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
-        sys.stdout.write(render(args.format, done))
+        sys.stdout.write(render(done, args.format))
     return written
 
 
