@@ -139,6 +139,17 @@ def test_chunk_sizes_are_positive_and_even_and_errors_name_the_caller() -> None:
         with pytest.raises(bk.AudioError, match="positive even number of bytes"):
             Rechunker(size)  # type: ignore[arg-type]
     assert Rechunker().flush() == b""  # nothing pushed, nothing held
+
+
+def test_an_abandoned_push_never_lets_later_audio_out_first() -> None:
+    chunker = Rechunker(4)
+    chunker.push(np.array([1], np.int16))  # 2 bytes wait
+    views = chunker.views(np.arange(2, 8, dtype=np.int16))  # completes 3 chunks, leaves one sample
+    assert bytes(next(views)) == np.array([1, 2], "<i2").tobytes()
+    views.close()  # a send interrupted after one chunk
+    assert chunker.flush() == b""  # the samples after the interruption are dropped, not sent later out of order
+    chunker.push(np.array([9], np.int16))
+    assert chunker.push(np.array([10], np.int16)) == [np.array([9, 10], "<i2").tobytes()]
     with pytest.raises(bk.AudioError, match="^chunk_pcm takes 1-D int16"):
         list(bk.chunk_pcm(np.zeros((2, 2), np.int16)))
     with pytest.raises(bk.AudioError, match="^the chunker takes 1-D int16"):

@@ -168,7 +168,9 @@ class Rechunker:
     def views(self, pcm: RawPcm, who: str = "the chunker") -> Iterator[bytes | memoryview]:
         """The whole chunks completed by ``pcm``, as views into it where they can be (no copy).
 
-        Use each before ``pcm`` changes; the remainder waits for the next call.
+        Use each before ``pcm`` changes; the remainder waits for the next call.  Abandoned part
+        way (a send interrupted), the rest of ``pcm`` is dropped whole: no later chunk may come
+        out before the ones skipped.
         """
         data = pcm_bytes(pcm, who)
         if self._carry:
@@ -180,9 +182,9 @@ class Rechunker:
             chunk, self._carry = self._carry, b""
             yield chunk
         whole = len(data) - len(data) % self.size
-        self._carry = bytes(data[whole:])
         for at in range(0, whole, self.size):
             yield data[at : at + self.size]
+        self._carry = bytes(data[whole:])  # only once every whole chunk went out
 
     def push(self, pcm: RawPcm) -> list[bytes]:
         """The whole chunks completed by ``pcm``, as bytes of their own; the rest waits for the next push."""
