@@ -146,7 +146,8 @@ def test_an_abandoned_push_never_lets_later_audio_out_first() -> None:
     chunker.push(np.array([1], np.int16))  # 2 bytes wait
     views = chunker.views(np.arange(2, 8, dtype=np.int16))  # completes 3 chunks, leaves one sample
     assert bytes(next(views)) == np.array([1, 2], "<i2").tobytes()
-    views.close()  # a send interrupted after one chunk
+    assert bytes(next(views)) == np.array([3, 4], "<i2").tobytes()
+    views.close()  # a send interrupted after two chunks: [5, 6] and [7] are not sent
     assert chunker.flush() == b""  # the samples after the interruption are dropped, not sent later out of order
     chunker.push(np.array([9], np.int16))
     assert chunker.push(np.array([10], np.int16)) == [np.array([9, 10], "<i2").tobytes()]
