@@ -195,7 +195,7 @@ def _plan(pending: list[BatchItem], checkpoint: str | os.PathLike[str] | None, *
         if kept is not None:
             batch.results[i] = transcript_of(kept)
         else:
-            batch.todo.setdefault(key if keyed else str(i), []).append(i)
+            batch.todo.setdefault(key, []).append(i)  # unkeyed, the key is the position
     if changed:
         logger.warning("%d item(s) changed since the checkpoint %s was written (their audio differs): transcribing "
                        "them again, e.g. %s", len(changed), store.path if store else "", sorted(changed)[:3])
