@@ -36,7 +36,7 @@ import binascii
 import enum
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -61,6 +61,7 @@ __all__ = [
     "State",
     "StopRequest",
     "Stopped",
+    "WordTiming",
 ]
 
 #: Samples per second of the protocol's audio (mono, signed 16-bit PCM).
@@ -115,17 +116,29 @@ class Partial:
 
 
 @dataclass(frozen=True)
+class WordTiming:
+    """One word of a final: ``start``/``end`` in seconds of the session's audio, ``probability`` if known."""
+
+    text: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
 class Final:
     """A finished utterance; ``start``/``end`` are seconds when the server sends them.
 
-    ``language`` is the utterance's language code when the server names it (an extra
-    key of the local server's Whisper engine; the hosted service does not send it).
+    ``language`` is the utterance's language code when the server names it, and
+    ``words`` its words with their times (extra keys of the local server: the
+    hosted service does not send them, and a final without them is complete).
     """
 
     text: str
     start: float | None = None
     end: float | None = None
     language: str | None = None
+    words: tuple[WordTiming, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,21 @@ def _seconds(value: Any) -> float | None:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _words(value: Any) -> tuple[WordTiming, ...]:
+    """The ``words`` extension of a final; an entry without a text and both times is skipped, not fatal."""
+    if not isinstance(value, list):
+        return ()
+    words = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("word"), str):
+            continue
+        start, end = _seconds(item.get("start")), _seconds(item.get("end"))
+        if start is None or end is None:
+            continue
+        words.append(WordTiming(item["word"], start, end, _seconds(item.get("probability"))))
+    return tuple(words)
 
 
 def _preview(value: str, limit: int = 40) -> str:
@@ -318,7 +346,7 @@ class ClientProtocol(_Machine):
         if "final" in data:  # a reply with both: the final wins
             language = data.get("language")
             return [Final(str(data["final"]), _seconds(data.get("start")), _seconds(data.get("end")),
-                          language if isinstance(language, str) and language else None)]
+                          language if isinstance(language, str) and language else None, _words(data.get("words")))]
         if "partial" in data:
             return [Partial(str(data["partial"]))]
         self.acknowledged += 1
@@ -476,10 +504,15 @@ class ServerProtocol(_Machine):
                         "data": {"partial": text}})
 
     @staticmethod
-    def final(text: str, start: float, end: float, language: str | None = None) -> str:
+    def final(text: str, start: float, end: float, language: str | None = None,
+              words: Sequence[WordTiming] = ()) -> str:
         data: dict[str, Any] = {"final": text, "start": round(start, 3), "end": round(end, 3)}
-        if language:  # an extra key: clients of the hosted service ignore what they do not know
+        if language:  # extra keys: clients of the hosted service ignore what they do not know
             data["language"] = language
+        if words:
+            data["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                              "probability": None if w.probability is None else round(w.probability, 3)}
+                             for w in words]
         return _encode({"service": "stt", "type": AUDIO_STREAM, "status": 200, "message": "", "data": data})
 
     def stopped(self) -> str:

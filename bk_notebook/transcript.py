@@ -6,17 +6,43 @@ import csv
 import html
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import missing_extra
+from .errors import UsageError, missing_extra
+from .protocol import WordTiming
 
-__all__ = ["EXPORT_FORMATS", "Transcript", "finals_table_html", "render"]
+__all__ = ["EXPORT_FORMATS", "Transcript", "Word", "finals_table_html", "render"]
 
 #: What :func:`render` (and the CLI's ``--format``) writes.
 EXPORT_FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
 
 _COLUMNS = ("segment", "text", "start", "end", "session_id")
+_WORD_COLUMNS = ("segment", "word", "start", "end", "probability")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of a transcript with its time, as the local server sends them.
+
+    Attributes
+    ----------
+    text : str
+        The word as written in the final (punctuation attached).
+    start, end : float
+        Seconds of audio, on the same clock as the finals' ``start`` and ``end``.
+    probability : float or None
+        The recogniser's confidence in the word (0 to 1), None when it gave none.
+    segment : int
+        The ``segment`` of the final that holds the word.
+    """
+
+    text: str
+    start: float
+    end: float
+    probability: float | None
+    segment: int
 
 
 def _clock(seconds: float, decimal: str) -> str:
@@ -37,7 +63,9 @@ class Transcript:
         One record per final: ``segment``, ``text``, ``start``, ``end`` (seconds
         of audio) and ``session_id``; records whose times were not sent by the
         server are estimated from the audio sent and say ``"timing": "estimated"``;
-        a server that names the final's language adds ``language`` (``"id"``).
+        a server that names the final's language adds ``language`` (``"id"``), and
+        one that times the final's words adds ``words`` (a list of ``{"word",
+        "start", "end", "probability"}``; see :attr:`words`).
     session_id : str or None
         The server's session id (of the last session, if several were joined).
     duration : float
@@ -59,11 +87,13 @@ class Transcript:
     complete: bool = False
 
     def add_final(
-        self, text: str, start: float | None, end: float | None, *, sent: float, language: str | None = None
+        self, text: str, start: float | None, end: float | None, *, sent: float, language: str | None = None,
+        words: Sequence[WordTiming] = (),
     ) -> dict[str, Any]:
         """Append a final; ``sent`` is the audio seconds sent when it arrived (for estimates).
 
-        ``language`` (the local Whisper engine names it) becomes the record's last key.
+        ``language`` (the local Whisper engine names it) and ``words`` (its times already on the
+        transcript's clock) become the record's last keys, when there are any.
         """
         record: dict[str, Any] = {"segment": len(self.finals), "text": text}
         if start is None or end is None:
@@ -75,8 +105,17 @@ class Transcript:
             record.update(start=start, end=end, session_id=self.session_id)
         if language:
             record["language"] = language
+        if words:
+            record["words"] = [{"word": w.text, "start": w.start, "end": w.end, "probability": w.probability}
+                               for w in words]
         self.finals.append(record)
         return record
+
+    @property
+    def words(self) -> list[Word]:
+        """Every timed word of every final, in order (empty when the server timed none)."""
+        return [Word(w["word"], w["start"], w["end"], w.get("probability"), r["segment"])
+                for r in self.finals for w in r.get("words", ())]
 
     @property
     def text(self) -> str:
@@ -84,18 +123,32 @@ class Transcript:
         return " ".join(r["text"] for r in self.finals if r["text"])
 
     def records(self) -> list[dict[str, Any]]:
-        """A copy of the finals, ready for ``pandas.DataFrame(...)``."""
-        return [dict(r) for r in self.finals]
+        """A copy of the finals, ready for ``pandas.DataFrame(...)`` (their ``words`` copied too)."""
+        return [{**r, "words": [dict(w) for w in r["words"]]} if "words" in r else dict(r) for r in self.finals]
 
     def __len__(self) -> int:
         return len(self.finals)
 
-    def to_dataframe(self) -> Any:
-        """The finals as a ``pandas.DataFrame`` (needs the ``pandas`` extra)."""
+    def to_dataframe(self, level: str = "segment") -> Any:
+        """The finals as a ``pandas.DataFrame`` (needs the ``pandas`` extra).
+
+        Parameters
+        ----------
+        level : {"segment", "word"}
+            ``"segment"``: one row per final (``segment``, ``text``, ``start``, ``end``,
+            ``session_id``, and ``timing``/``language`` when some final has them).
+            ``"word"``: one row per timed word (``segment``, ``word``, ``start``, ``end``,
+            ``probability``); no rows when the server timed no words.
+        """
+        if level not in ("segment", "word"):
+            raise UsageError(f"level must be 'segment' or 'word', not {level!r}")
         try:
             import pandas as pd
         except ImportError as exc:
             raise missing_extra("to_dataframe", "pandas", "pandas", exc) from exc
+        if level == "word":
+            rows = [(w.segment, w.text, w.start, w.end, w.probability) for w in self.words]
+            return pd.DataFrame(rows, columns=list(_WORD_COLUMNS))
         return pd.DataFrame(self.records(), columns=self._columns())
 
     def _columns(self) -> list[str]:
@@ -110,9 +163,14 @@ class Transcript:
         ]
         return "\n".join(cues)
 
-    def to_vtt(self) -> str:
-        """WebVTT subtitles, one cue per final."""
-        cues = [f"{_clock(r['start'], '.')} --> {_clock(r['end'], '.')}\n{r['text']}\n" for r in self.finals]
+    def to_vtt(self, words: bool = False) -> str:
+        """WebVTT subtitles, one cue per final.
+
+        With ``words``, a cue whose final has timed words carries each word's start as a
+        cue timestamp (``<00:00:01.250>word``), which players use for karaoke-style display.
+        """
+        cues = [f"{_clock(r['start'], '.')} --> {_clock(r['end'], '.')}\n{_cue_text(r, words)}\n"
+                for r in self.finals]
         return "WEBVTT\n\n" + "\n".join(cues)
 
     def to_csv(self) -> str:
@@ -198,6 +256,22 @@ def finals_table_html(records: list[dict[str, Any]], columns: tuple[str, ...] = 
 
 
 # ----------------------------------------------------------------- exports of one or several transcripts
+def _cue_text(record: dict[str, Any], timed: bool) -> str:
+    """A cue's text; timed, each word after the first is preceded by its start (WebVTT cue timestamps).
+
+    The first word needs none: it starts with the cue.  A timestamp must lie inside the cue and not go
+    back in time, so each is clamped to the cue's span and to the one before it.
+    """
+    words = record.get("words")
+    if not timed or not words:
+        return str(record["text"])
+    parts, floor = [words[0]["word"]], record["start"]
+    for w in words[1:]:
+        floor = min(max(w["start"], floor), record["end"])
+        parts.append(f"<{_clock(floor, '.')}>{w['word']}")
+    return " ".join(parts)
+
+
 def _columns(records: list[dict[str, Any]]) -> list[str]:
     optional = [key for key in ("timing", "language") if any(key in r for r in records)]
     return list(_COLUMNS) + optional

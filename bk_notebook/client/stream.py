@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -276,8 +277,9 @@ class Stream:
             offset = self._offset / BYTES_PER_SECOND
             start = None if event.start is None else round(event.start + offset, 3)
             end = None if event.end is None else round(event.end + offset, 3)
+            words = [replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3)) for w in event.words]
             record = self.transcript.add_final(event.text, start, end, sent=self.seconds_sent,
-                                               language=event.language)
+                                               language=event.language, words=words)
             if self._resume is not None:
                 self._resume.final_ended_at(int(record["end"] * BYTES_PER_SECOND))
             await call_back(self._on_final, record)

@@ -21,7 +21,7 @@ from typing import Protocol, Union
 import numpy as np
 
 from ..errors import UsageError, install_hint, missing_extra
-from ..protocol import SAMPLE_RATE, Final, Partial
+from ..protocol import SAMPLE_RATE, Final, Partial, WordTiming
 
 __all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
 
@@ -223,12 +223,26 @@ class PocketSphinxEngine:
             self._decoder.set_cmn(self._utt_cmn)
         hyp = self._decoder.hyp()
         # A very short utterance (a stop just after speech began) can lose its words in the
-        # second pass; the user already saw the partial, so it becomes the final.
-        text = (hyp.hypstr if hyp is not None else "") or self._last_partial or ""
+        # second pass; the user already saw the partial, so it becomes the final (without word times).
+        decoded = hyp.hypstr if hyp is not None else ""
+        text = decoded or self._last_partial or ""
         self._last_partial = None
         if not text:
             return []
-        return [Final(text, self._utt_start, self._position)]  # _position > _utt_start: speech was decoded
+        words = self._words() if decoded else ()
+        return [Final(text, self._utt_start, self._position, words=words)]  # _position > _utt_start
+
+    def _words(self) -> tuple[WordTiming, ...]:
+        """The last utterance's words: segment frames (10 ms from its start), fillers and ``<s>`` left out."""
+        words = []
+        for segment in self._decoder.seg():
+            if segment.word.startswith(("<", "[", "+")):  # <s> </s> <sil>, [NOISE], ++GARBAGE++
+                continue
+            text = segment.word.split("(", 1)[0]  # "sunday(2)": the dictionary's second pronunciation
+            start = self._utt_start + segment.start_frame / 100
+            end = min(self._utt_start + (segment.end_frame + 1) / 100, self._position)
+            words.append(WordTiming(text, round(start, 3), round(max(end, start), 3), float(segment.prob)))
+        return tuple(words)
 
     def flush(self) -> list[EngineEvent]:
         events: list[EngineEvent] = []

@@ -41,14 +41,14 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import MissingDependency, UsageError, install_hint
-from ..protocol import SAMPLE_RATE
+from ..protocol import SAMPLE_RATE, WordTiming
 
 __all__ = [
-    "MODELS", "ModelFiles", "ModelTurns", "SharedModel", "cache_dir", "model_folder", "shared_model",
-    "whisper_available",
+    "MODELS", "DecodeOptions", "Decoded", "ModelFiles", "ModelTurns", "SharedModel", "cache_dir", "model_folder",
+    "shared_model", "whisper_available",
 ]
 
 logger = logging.getLogger("bk_notebook.server")
@@ -284,6 +284,24 @@ class ModelTurns:
                 self._ready.notify_all()
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What one decode is asked for beyond the text: word times, a vocabulary, translation."""
+
+    words: bool = False
+    prompt: str | None = None
+    hotwords: str | None = None
+    task: str = "transcribe"
+
+
+class Decoded(NamedTuple):
+    """One window's result; ``words`` are timed from the window's start."""
+
+    text: str
+    language: str
+    words: tuple[WordTiming, ...] = ()
+
+
 class SharedModel:
     """One loaded WhisperModel, the turns of the sessions that decode with it, and its one-window decode."""
 
@@ -296,24 +314,27 @@ class SharedModel:
         self.load_seconds = load_seconds
         self.multilingual = bool(model.model.is_multilingual)
         self.turns = ModelTurns()
-        self._tokenizers: dict[str, tuple[Any, tuple[int, ...]]] = {}
+        self._tokenizers: dict[tuple[str, str], tuple[Any, tuple[int, ...]]] = {}
 
-    def _tokenizer(self, language: str) -> tuple[Any, tuple[int, ...]]:
-        if language not in self._tokenizers:
+    def _tokenizer(self, language: str, task: str = "transcribe") -> tuple[Any, tuple[int, ...]]:
+        if (language, task) not in self._tokenizers:
             from faster_whisper.tokenizer import Tokenizer
             from faster_whisper.transcribe import get_suppressed_tokens
 
-            tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe",
+            tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task=task,
                                   language=language if self.multilingual else None)
-            self._tokenizers[language] = (tokenizer, tuple(get_suppressed_tokens(tokenizer, [-1])))
-        return self._tokenizers[language]
+            self._tokenizers[(language, task)] = (tokenizer, tuple(get_suppressed_tokens(tokenizer, [-1])))
+        return self._tokenizers[(language, task)]
 
-    def decode(self, audio: Any, languages: tuple[str, ...], max_new_tokens: int) -> tuple[str, str]:
+    def decode(self, audio: Any, languages: tuple[str, ...], max_new_tokens: int,
+               options: DecodeOptions = DecodeOptions()) -> Decoded:
         """Text and language of one window (at most 30 s) of float32 audio: one encoder pass.
 
         With several ``languages``, the language is detected among them on the same encoder
         output (one decoder step), where ``model.transcribe`` with ``detect_language`` would
-        encode the window twice.  Greedy, temperature 0, no earlier text, no timestamps.
+        encode the window twice.  Greedy, temperature 0, no earlier text, no timestamp tokens;
+        ``options`` add a vocabulary prompt, translation, and word times (cross-attention
+        alignment on the same encoder output, as faster-whisper's ``word_timestamps``).
         Callers hold a turn (:meth:`ModelTurns.turn`).
         """
         from faster_whisper.audio import pad_or_trim
@@ -326,17 +347,50 @@ class SharedModel:
         if self.multilingual and len(languages) > 1:
             ranked = model.model.detect_language(encoded)[0]  # [("<|en|>", p), ...], most likely first
             language = next((token[2:-2] for token, _ in ranked if token[2:-2] in languages), language)
-        tokenizer, suppress = self._tokenizer(language)
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        tokenizer, suppress = self._tokenizer(language, options.task if self.multilingual else "transcribe")
+        prompt = [*self._context(tokenizer, options), *tokenizer.sot_sequence, tokenizer.no_timestamps]
         result = model.model.generate(
             encoded, [prompt], beam_size=1, max_length=min(model.max_length, len(prompt) + max_new_tokens),
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=list(suppress),
         )[0]
-        tokens = result.sequences_ids[0]
-        average_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        ids = result.sequences_ids[0]
+        average_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
+        tokens = [t for t in ids if t < tokenizer.eot]  # text tokens only: the alignment takes nothing else
         if result.no_speech_prob > self.NO_SPEECH and average_logprob <= self.LOW_LOGPROB:
-            return "", language
-        return tokenizer.decode(tokens).strip(), language
+            return Decoded("", language)
+        if not options.words:
+            return Decoded(tokenizer.decode(tokens).strip(), language)
+        words = self._words(tokenizer, tokens, encoded, frames)
+        return Decoded(" ".join(w.text for w in words), language, words)
+
+    def _context(self, tokenizer: Any, options: DecodeOptions) -> list[int]:
+        """The previous-text section before the prompt proper: hotwords, then the initial prompt.
+
+        The same layout as faster-whisper's ``hotwords`` and ``initial_prompt`` (each capped so the
+        section stays under half of Whisper's 448-token context).
+        """
+        context: list[int] = []
+        for text in (options.hotwords, options.prompt):
+            if text and text.strip():
+                context.extend(tokenizer.encode(" " + text.strip()))
+        if not context:
+            return []
+        return [tokenizer.sot_prev, *context[-(self.model.max_length // 2 - 1):]]
+
+    def _words(self, tokenizer: Any, tokens: list[int], encoded: Any, frames: int) -> tuple[WordTiming, ...]:
+        """The decoded tokens' words, timed by the cross-attention alignment (seconds from the window's start)."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        if not tokens:
+            return ()
+        alignment = self.model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
+        merge_punctuations(alignment, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+        words = []
+        for item in alignment:
+            text = item["word"].strip()
+            if text:  # merged punctuation leaves an empty word behind
+                words.append(WordTiming(text, float(item["start"]), float(item["end"]), float(item["probability"])))
+        return tuple(words)
 
 
 _shared: dict[str, SharedModel] = {}

@@ -103,7 +103,7 @@ class ChunkAnswers:
                 start = event.start if event.start is not None else min(self._last_end, end)
                 self.finals += 1
                 self._last_end = end
-                self._held.append(ServerProtocol.final(event.text, start, end, event.language))
+                self._held.append(ServerProtocol.final(event.text, start, end, event.language, event.words))
                 self._partial = self._shown = None
             else:
                 self._partial = event.text

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Union
 
 import numpy as np
 
 from ..errors import MissingDependency, UsageError
-from ..protocol import SAMPLE_RATE, Final, Partial
-from .models import INSTALL_HINT, SharedModel, shared_model
+from ..protocol import SAMPLE_RATE, Final, Partial, WordTiming
+from .models import INSTALL_HINT, Decoded, DecodeOptions, SharedModel, shared_model
 
 __all__ = ["StreamingVad", "WhisperEngine"]
 
@@ -120,6 +121,17 @@ class WhisperEngine:
         Silero VAD speech probability above which a frame is speech.
     min_speech : float
         Utterances shorter than this (clicks, coughs) are dropped undecoded.
+    word_timestamps : bool
+        Time each word of a final (its ``words``), by cross-attention alignment on the
+        final's own encoder pass; partials are never timed.
+    prompt : str, optional
+        Whisper's initial prompt: text in the style and vocabulary to expect
+        (``"Rapat tentang machine learning dan Kubernetes."``).
+    hotwords : str, optional
+        Words to expect (names, terms), given to the decoder before the prompt.
+    task : {"transcribe", "translate"}
+        ``"translate"``: finals in English, whatever was spoken (Indonesian, say); each
+        final's ``language`` is still the detected language of the speech.
     """
 
     def __init__(
@@ -133,9 +145,15 @@ class WhisperEngine:
         partial_interval: float = 1.0,
         threshold: float = 0.5,
         min_speech: float = 0.25,
+        word_timestamps: bool = True,
+        prompt: str | None = None,
+        hotwords: str | None = None,
+        task: str = "transcribe",
     ) -> None:
         if max_utterance_seconds <= 0:
             raise UsageError("max_utterance_seconds must be positive")
+        if task not in ("transcribe", "translate"):
+            raise UsageError(f"task must be 'transcribe' or 'translate', not {task!r}")
         if not isinstance(language, str) or not language:
             raise UsageError("language must be 'auto' or a Whisper language code such as 'id' or 'en'")
         self._shared: SharedModel = shared_model(model)
@@ -150,6 +168,10 @@ class WhisperEngine:
                 raise UsageError(f"unknown Whisper language {language!r}: use 'auto', 'id', 'en' or another "
                                  "Whisper language code")
         self.language = language if self._shared.multilingual else "en"
+        if task == "translate" and not self._shared.multilingual:
+            raise UsageError(f"the Whisper model {model!r} is English only and cannot translate; use model='base'")
+        self.options = DecodeOptions(words=bool(word_timestamps), prompt=_text_option("prompt", prompt),
+                                     hotwords=_text_option("hotwords", hotwords), task=task)
         self.partials = bool(partials)
         self.max_samples = int(min(max_utterance_seconds, WINDOW_SECONDS) * SAMPLE_RATE)
         self.silence_samples = int(silence * SAMPLE_RATE)
@@ -162,7 +184,13 @@ class WhisperEngine:
         self.reset()
 
     # ----------------------------------------------------------------- interface
+    def set_prompt(self, prompt: str | None) -> None:
+        """Use ``prompt`` for the session that starts now, not the server's (None keeps the server's)."""
+        if prompt is not None:
+            self._session_options = replace(self.options, prompt=_text_option("prompt", prompt))
+
     def reset(self) -> None:
+        self._session_options = self.options  # a session's own prompt ends with it
         self._vad.reset()
         self._buffer = np.zeros(0, dtype=np.float32)
         self._buffer_start = 0  # session sample index of _buffer[0]
@@ -253,12 +281,14 @@ class WhisperEngine:
         previous_partial, self._last_partial = self._last_partial, ""
         if speech_end - speech_start < self.min_samples and not previous_partial:
             return []  # a click or a cough: never decoded, never shown
-        text, language = self._decode(self._decode_from, decode_end, final=True)
+        decoded = self._decode(self._decode_from, decode_end, final=True)
         # Words already shown as a partial are never lost: a final decode that finds nothing keeps them.
-        text = text or previous_partial
+        text = decoded.text or previous_partial
         if not text:
             return []
-        return [Final(text, speech_start / SAMPLE_RATE, speech_end / SAMPLE_RATE, language=language)]
+        start, end = speech_start / SAMPLE_RATE, speech_end / SAMPLE_RATE
+        words = _on_session_clock(decoded.words, self._decode_from / SAMPLE_RATE, start, end) if decoded.text else ()
+        return [Final(text, start, end, language=decoded.language, words=words)]
 
     def _trim(self, keep_from: int) -> None:
         drop = keep_from - self._buffer_start
@@ -285,7 +315,7 @@ class WhisperEngine:
     def _partial(self) -> list[EngineEvent]:
         began = time.monotonic()
         self._partial_at = self._end()
-        text, _ = self._decode(self._decode_from, self._end(), final=False)
+        text = self._decode(self._decode_from, self._end(), final=False).text
         self._partial_wall = time.monotonic() - began
         if not text or text == self._last_partial:
             return []
@@ -293,12 +323,32 @@ class WhisperEngine:
         return [Partial(text)]
 
     # ---------------------------------------------------------------- decoding
-    def _decode(self, start: int, end: int, *, final: bool) -> tuple[str, str]:
+    def _decode(self, start: int, end: int, *, final: bool) -> Decoded:
         audio = self._buffer[max(0, start - self._buffer_start) : end - self._buffer_start]
         languages = AUTO_LANGUAGES if self.language == "auto" else (self.language,)
         max_new_tokens = int(min(400, 24 + 12 * len(audio) / SAMPLE_RATE))
+        options = self._session_options if final else replace(self._session_options, words=False)
         with self._shared.turns.turn(final=final):
-            text, language = self._shared.decode(audio, languages, max_new_tokens)
-        if not any(ch.isalnum() for ch in text):
-            text = ""  # "..." or a lone "-": nothing was said
-        return text, language
+            decoded = self._shared.decode(audio, languages, max_new_tokens, options)
+        if not any(ch.isalnum() for ch in decoded.text):
+            return Decoded("", decoded.language)  # "..." or a lone "-": nothing was said
+        return decoded
+
+
+def _text_option(name: str, value: str | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{name} must be a str, got {type(value).__name__}")
+    return value.strip() or None if value is not None else None
+
+
+def _on_session_clock(words: tuple[WordTiming, ...], offset: float, start: float, end: float) -> tuple[WordTiming, ...]:
+    """Words timed from the decoded window's start, moved onto the session's clock and kept inside the final.
+
+    The window holds ``padding`` around the speech, and the alignment can put a word's edge there.
+    """
+    timed = []
+    for word in words:
+        word_start = min(max(word.start + offset, start), end)
+        word_end = min(max(word.end + offset, word_start), end)
+        timed.append(replace(word, start=round(word_start, 3), end=round(word_end, 3)))
+    return tuple(timed)
