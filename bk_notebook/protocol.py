@@ -289,11 +289,20 @@ class ClientProtocol(_Machine):
         self.answered = 0  # audioStream replies received (each answers one chunk on a per-chunk server)
         self.acknowledged = 0  # of which empty 200 acknowledgements: only a per-chunk server sends those
 
-    def connect(self) -> str:
-        """Return the ``audioConn`` request (again after a refusal, to retry)."""
+    def connect(self, prompt: str | None = None) -> str:
+        """Return the ``audioConn`` request (again after a refusal, to retry).
+
+        ``prompt`` (the local server's extension: text in the vocabulary to expect) goes in the
+        request's ``data`` only when given; the service's documentation does not say how the
+        hosted service treats a field it does not know.
+        """
         self._require("send audioConn", State.IDLE)
+        if prompt is not None and not isinstance(prompt, str):
+            raise ProtocolError(f"prompt must be a str, got {type(prompt).__name__}")
         self._to(State.CONNECTING)
-        return _encode({"service": "stt", "type": AUDIO_CONN})
+        if prompt is None:
+            return _encode({"service": "stt", "type": AUDIO_CONN})
+        return _encode({"service": "stt", "type": AUDIO_CONN, "data": {"prompt": prompt}})
 
     def audio(self, chunk: bytes | memoryview) -> str:
         """Return the ``audioStream`` request carrying ``chunk`` (raw PCM bytes)."""
@@ -382,7 +391,9 @@ class ClientProtocol(_Machine):
 # ----------------------------------------------------------------------- server role
 @dataclass(frozen=True)
 class ConnRequest:
-    """The client asks for a session."""
+    """The client asks for a session; ``prompt`` is the vocabulary it asked for (None: the server's)."""
+
+    prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +417,21 @@ class BadRequest:
 
 
 Request = Union[ConnRequest, AudioRequest, StopRequest, BadRequest]
+
+
+MAX_PROMPT_CHARS = 1000  # Whisper reads at most 223 tokens of it; more is a mistake, not a vocabulary
+
+
+def _conn_request(bk: dict[str, Any], kind: str) -> Request:
+    data = bk.get("data")
+    prompt = data.get("prompt") if isinstance(data, dict) else None
+    if prompt is None:
+        return ConnRequest()
+    if not isinstance(prompt, str):
+        return BadRequest(f"data.prompt must be a string, got {_json_type(prompt)}", kind)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return BadRequest(f"data.prompt is over {MAX_PROMPT_CHARS} characters", kind)
+    return ConnRequest(prompt)
 
 
 class ServerProtocol(_Machine):
@@ -439,7 +465,7 @@ class ServerProtocol(_Machine):
         if kind == AUDIO_CONN:
             if self.state is State.STREAMING:
                 return BadRequest("a session is already open on this connection; send audioStop first", kind)
-            return ConnRequest()
+            return _conn_request(bk, kind)
         problem = self._session_problem(bk.get("sess_id"))
         if problem:
             return BadRequest(problem, kind)

@@ -64,11 +64,22 @@ def add_whisper_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--language", help="whisper: auto (Indonesian or English, the default), id, en or any "
                          "Whisper language code")
     command.add_argument("--model", help="whisper: base (default), tiny.en or a CTranslate2 model folder")
+    command.add_argument("--hotwords", help="whisper: words to expect (names, domain terms)")
+    command.add_argument("--task", choices=("transcribe", "translate"),
+                         help="whisper: transcribe (default) or translate (finals in English)")
+
+
+def add_prompt_option(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--prompt", help=f"whisper: text in the vocabulary to expect, {what}")
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--language and --model, when given, for the engine (the other engines take neither)."""
-    return {key: value for key in ("language", "model") if (value := getattr(args, key, None)) is not None}
+    """The whisper options given (the other engines take none of them); serve's --prompt is the server's."""
+    keys = ("language", "model", "hotwords", "task", "server_prompt")
+    options = {key: value for key in keys if (value := getattr(args, key, None)) is not None}
+    if "server_prompt" in options:
+        options["prompt"] = options.pop("server_prompt")
+    return options
 
 
 # --------------------------------------------------------------------- tokens and the server

@@ -18,6 +18,7 @@ from ..transcript import render
 from .common import (
     FORMATS,
     TOKEN_HELP,
+    add_prompt_option,
     add_token_options,
     add_whisper_options,
     on_chosen_server,
@@ -49,6 +50,7 @@ def add_command(commands: Any) -> None:
     listen.add_argument("--local", action="store_true", help="start the embedded local server and use it")
     listen.add_argument("--engine", default="auto", help="engine for --local (default auto)")
     add_whisper_options(listen)
+    add_prompt_option(listen, "sent with the session (the local server's extension)")
     listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
                         "(default: the system's default input)")
     listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
@@ -72,7 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
     client = remote_client(args)  # a bad URL or token option is reported before the device opens
     card = SoundCard(args.device)  # no such device: one line, before any network traffic
     screen = LiveLine(live=sys.stderr.isatty())
-    listener = _Listener(card, screen, args.duration)
+    listener = _Listener(card, screen, args.duration, args.prompt)
     try:
         transcript = asyncio.run(on_chosen_server(args, client, 1, listener.session))
     except BkError as exc:  # keep what was transcribed before the failure
@@ -158,6 +160,7 @@ class _Listener:
     card: SoundCard
     screen: LiveLine
     duration: float | None
+    prompt: str | None = None  # sent in audioConn only when given
 
     async def session(self, client: Client) -> Transcript:
         feed = self.card.chunks()  # opens the device: busy, or a rate it refuses, fails here, before connecting
@@ -167,8 +170,8 @@ class _Listener:
                       f"ch) for {client.url}; "
                       + (f"stopping after {self.duration:g} s" if self.duration else "Ctrl-C stops"),
                       file=sys.stderr, flush=True)
-                async with client.stream(on_partial=self.screen.show_partial,
-                                         on_final=self.screen.show_final) as stream:
+                async with client.stream(on_partial=self.screen.show_partial, on_final=self.screen.show_final,
+                                         prompt=self.prompt) as stream:
                     failure = await self._send(feed, stream)
                     transcript = await stream.stop()
                     if failure is not None:

@@ -21,6 +21,8 @@ def add_command(commands: Any) -> None:
     serve.add_argument("--engine", default="auto", help="auto (whisper when installed, else pocketsphinx), whisper, "
                        "pocketsphinx, energy or module:Class")
     add_whisper_options(serve)
+    serve.add_argument("--prompt", dest="server_prompt", help="whisper: text in the vocabulary to expect, for "
+                       "every session (a session's own prompt replaces it)")
     serve.add_argument("--workers", type=int, default=4, help="concurrent sessions (default 4)")
     serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable). Prefer "
                        "$BK_SERVER_TOKENS (comma or space separated): a --token shows in ps to other local users. "

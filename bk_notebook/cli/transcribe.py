@@ -14,6 +14,7 @@ from ..transcript import render
 from .common import (
     FORMATS,
     TOKEN_HELP,
+    add_prompt_option,
     add_token_options,
     add_whisper_options,
     on_chosen_server,
@@ -51,6 +52,7 @@ def add_command(commands: Any) -> None:
     transcribe.add_argument("--local", action="store_true", help="start the embedded local server and use it")
     transcribe.add_argument("--engine", default="auto", help="engine for --local (default auto)")
     add_whisper_options(transcribe)
+    add_prompt_option(transcribe, "sent with each file's session (the local server's extension)")
     transcribe.add_argument("--concurrency", type=int, default=4, help="files streamed at once (default 4)")
     transcribe.add_argument("--recursive", action="store_true", help="a FILE that is a folder: its audio files, "
                             "in subfolders too")
@@ -103,7 +105,7 @@ def _run_batch(args: argparse.Namespace, client: Client | None, progress: _Audio
         callbacks = progress.callbacks() if progress is not None else {}
         return await transcribe_many(
             args.files, args.concurrency, progress=False, return_exceptions=True, client=client, speed=args.speed,
-            checkpoint=args.checkpoint, **callbacks,
+            checkpoint=args.checkpoint, **callbacks, **({"prompt": args.prompt} if args.prompt is not None else {}),
         )
 
     results: list[Any] = []

@@ -156,15 +156,18 @@ class Client:
         on_partial: Callable[[str], Any] | None = None,
         on_final: Callable[[dict[str, Any]], Any] | None = None,
         on_progress: Callable[[float], Any] | None = None,
+        prompt: str | None = None,
     ) -> Stream:
         """A session as an async context manager: ``audioConn`` on entry.
 
         ``speed`` paces ``send`` at that multiple of real time (``None``: unpaced,
         the default, as live audio arrives at its own pace).  ``on_progress(seconds)``
-        is called with the audio seconds sent, once per second of audio.
+        is called with the audio seconds sent, once per second of audio.  ``prompt``
+        asks the local Whisper server to expect this vocabulary for this session (see
+        :meth:`transcribe`).
         """
         return Stream(self.settings, remember=self._remember, speed=speed, on_partial=on_partial, on_final=on_final,
-                      on_progress=on_progress)
+                      on_progress=on_progress, prompt=prompt)
 
     def transcribe(self, audio: Any, sr: float | None = None, **kwargs: Any) -> Any:
         """Stream a numpy array (with ``sr``), a path, or encoded bytes; return the Transcript.
@@ -177,6 +180,11 @@ class Client:
         audio seconds sent, the live partial and the finals as they arrive.
         ``on_partial(text)``, ``on_final(record)`` and ``on_progress(seconds)``
         are called as they happen (coroutine functions are awaited).
+        ``prompt`` (text in the vocabulary to expect: names, terms) is sent in
+        ``audioConn``'s data for this session only when given; the local Whisper
+        server decodes with it as Whisper's initial prompt.  It is the local
+        server's extension: how the hosted service treats a field it does not
+        know is not documented.
         """
         return Awaitable(self._transcribe(audio, sr, **kwargs), "client.transcribe(...)")
 
@@ -198,7 +206,10 @@ class Client:
         on_final: Callable[[dict[str, Any]], Any] | None = None,
         on_progress: Callable[[float], Any] | None = None,
         display: bool = False,
+        prompt: str | None = None,
     ) -> Transcript:
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"prompt must be a str, got {type(prompt).__name__}")
         source = open_audio(audio, sr)
         live = None
         if display:
@@ -210,7 +221,7 @@ class Client:
             )
         try:
             async with self.stream(
-                speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress
+                speed=speed, on_partial=on_partial, on_final=on_final, on_progress=on_progress, prompt=prompt
             ) as session:
                 for block in source:
                     if live is not None:

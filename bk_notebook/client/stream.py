@@ -80,8 +80,12 @@ class Stream:
         on_partial: Callable[[str], Any] | None,
         on_final: Callable[[dict[str, Any]], Any] | None,
         on_progress: Callable[[float], Any] | None = None,
+        prompt: str | None = None,
     ) -> None:
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"prompt must be a str, got {type(prompt).__name__}")
         self._settings = settings
+        self._prompt = prompt  # sent in audioConn's data only when given (the local server's extension)
         self._remember = remember  # the client's history: told of this session's transcript on entry
         self._speed = parse_speed(speed)  # a multiple of real time; None or "max": unpaced
         self._on_partial = on_partial
@@ -225,7 +229,7 @@ class Stream:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            await self._ws.send(self._protocol.connect())
+            await self._ws.send(self._protocol.connect(self._prompt))
             async with deadline(self._settings.reply_timeout):
                 while True:
                     for event in self._protocol.receive(await self._ws.recv()):

@@ -26,7 +26,8 @@ from ..protocol import SAMPLE_RATE, Final, Partial, WordTiming
 __all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
 
 logger = logging.getLogger("bk_notebook.server")
-WHISPER_ONLY = ("language", "model", "partials")  # options that only the whisper engine takes
+# Options that only the whisper engine takes (auto without whisper drops them; translate is refused).
+WHISPER_ONLY = ("language", "model", "partials", "word_timestamps", "prompt", "hotwords", "task")
 _auto_logged = threading.Event()  # "engine auto: ..." is said once per process
 
 EngineEvent = Union[Partial, Final]
@@ -289,6 +290,9 @@ def engine_factory(name: str, *, preload: bool = True, **options: object) -> Cal
             language = str(options.get("language") or "auto").lower()
             if language not in ("auto", "en"):
                 raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
+                                    "whisper")
+            if options.get("task", "transcribe") != "transcribe":
+                raise missing_extra(f"task={options['task']!r}", "the whisper engine (pocketsphinx cannot translate)",
                                     "whisper")
             options = {k: v for k, v in options.items() if k not in WHISPER_ONLY}
     if name == "whisper":

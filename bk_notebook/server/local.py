@@ -154,6 +154,9 @@ def local_server(
     admission: bool = True,
     language: str | None = None,
     model: str | None = None,
+    prompt: str | None = None,
+    hotwords: str | None = None,
+    task: str | None = None,
     **engine_options: Any,
 ) -> LocalServer:
     """Start the embedded bahasakita-compatible server in the background.
@@ -172,6 +175,15 @@ def local_server(
     model : str, optional
         Whisper only: ``"base"`` (the default, multilingual), ``"tiny.en"``
         (English only, faster) or a folder holding a CTranslate2 Whisper model.
+    prompt : str, optional
+        Whisper only: the initial prompt of every decode, text in the style and
+        vocabulary to expect; a session's own ``prompt`` (``client.transcribe(...,
+        prompt=...)``) replaces it for that session.
+    hotwords : str, optional
+        Whisper only: words to expect (names, domain terms), given before the prompt.
+    task : str, optional
+        Whisper only: ``"transcribe"`` (the default) or ``"translate"`` (finals in
+        English; each final's ``language`` stays the detected language of the speech).
     port : int
         0 picks a free port; read it back from ``.url``.
     workers : int
@@ -200,7 +212,8 @@ def local_server(
     certfile, keyfile : str, optional
         A certificate and its key: serve ``wss://`` instead of ``ws://``.
     **engine_options
-        Passed to the engine (e.g. ``grammar=`` for pocketsphinx, ``partials=False`` for whisper).
+        Passed to the engine (e.g. ``grammar=`` for pocketsphinx, ``partials=False`` or
+        ``word_timestamps=False`` for whisper).
 
     Returns
     -------
@@ -222,6 +235,9 @@ def local_server(
         engine_options["language"] = language
     if model is not None:
         engine_options["model"] = model
+    for name, value in (("prompt", prompt), ("hotwords", hotwords), ("task", task)):
+        if value is not None:
+            engine_options[name] = value
     config = ServerConfig(
         host=host, port=port, engine=engine, workers=workers, tokens=tuple(tokens),
         idle_timeout=idle_timeout, engine_options=dict(engine_options), certfile=certfile, keyfile=keyfile,

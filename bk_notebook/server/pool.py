@@ -105,6 +105,16 @@ class Lease:
         future = self._pool._executor.submit(self._locked, getattr(engine, method), *args)
         return await asyncio.wrap_future(future)
 
+    async def set_prompt(self, prompt: str) -> bool:
+        """Give the engine this session's prompt; False when the engine takes none (it is optional)."""
+        if self._engine is None or self._released:
+            raise RuntimeError("the lease has no engine (not started, or released)")
+        engine = self._engine.result()
+        if not callable(getattr(engine, "set_prompt", None)):
+            return False
+        future = self._pool._executor.submit(self._locked, _set_prompt, engine, prompt)
+        return await asyncio.wrap_future(future)  # type: ignore[no-any-return]
+
     def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self._calls:
             return fn(*args)
@@ -156,3 +166,12 @@ def _close_engine(engine: Engine) -> None:
             close()
         except Exception:  # noqa: BLE001 - closing is best effort
             logger.exception("engine close failed")
+
+
+def _set_prompt(engine: Any, prompt: str) -> bool:
+    """``engine.set_prompt(prompt)``; False when its engine turns out to take none (a process engine)."""
+    try:
+        engine.set_prompt(prompt)
+    except AttributeError:
+        return False
+    return True

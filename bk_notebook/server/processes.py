@@ -43,7 +43,7 @@ def _serve(conn: Connection, name: str, options: dict[str, Any]) -> None:  # run
     if _MASKS:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     engine = engine_factory(name, **options)()
-    conn.send(("ready", None))
+    conn.send(("ready", callable(getattr(engine, "set_prompt", None))))  # the parent offers set_prompt only then
     while True:
         try:
             method, args = conn.recv()
@@ -80,7 +80,7 @@ class ProcessEngine:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._fresh = True  # no session state in the child: it may be replaced without loss
-        self._expect()  # the engine is built (or its error raised) before the first session uses it
+        self.takes_prompt = bool(self._expect())  # the engine is built (or its error raised) before any session
 
     @property
     def pid(self) -> int | None:
@@ -138,6 +138,11 @@ class ProcessEngine:
 
     def flush(self) -> list[Any]:
         return self._call("flush")  # type: ignore[no-any-return]
+
+    def set_prompt(self, prompt: str | None) -> None:
+        if not self.takes_prompt:
+            raise AttributeError(f"the {self._name} engine takes no prompt")
+        self._call("set_prompt", prompt)
 
     def close(self) -> None:
         """End the child: its pipe closes, it exits; one still busy after a second is killed."""

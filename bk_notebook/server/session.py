@@ -317,11 +317,11 @@ class Connection:
         elif isinstance(request, StopRequest):
             await self._stop()
         elif isinstance(request, ConnRequest):
-            await self._open()
+            await self._open(request.prompt)
         elif isinstance(request, BadRequest):
             await self._send(self._protocol.error(request.stage, request.message))
 
-    async def _open(self) -> None:
+    async def _open(self, prompt: str | None = None) -> None:
         now = asyncio.get_running_loop().time()
         if self._load is not None and not self._load.admits(now):
             logger.info("refused a session: the live sessions need %.2f of %d decoding slots; one more would "
@@ -335,6 +335,8 @@ class Connection:
         self._lease = lease  # from here on, the connection's finally gives it back
         try:
             await lease.start()
+            if prompt is not None and not await lease.set_prompt(prompt):
+                logger.warning("a session's prompt was ignored: this server's engine takes none (whisper does)")
         except Exception:  # noqa: BLE001 - reported to the client, logged here
             logger.exception("engine failed to start")
             self._release()
