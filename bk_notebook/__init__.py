@@ -24,7 +24,7 @@ from .errors import (
     UsageError,
     WorkerUnavailable,
 )
-from .transcript import Transcript
+from .transcript import Transcript, Word
 
 if _TYPE_CHECKING:
     from .audio.soundcard import SoundCard
@@ -85,6 +85,7 @@ __all__ = [
     "StreamTimeout",
     "Transcript",
     "UsageError",
+    "Word",
     "WorkerUnavailable",
     "__version__",
     "chunk_pcm",
