@@ -28,6 +28,7 @@ from .transcript import Transcript, Word
 
 if _TYPE_CHECKING:
     from .audio.soundcard import SoundCard
+    from .batch.alignment import alignment, show_errors
     from .batch.checkpoint import read_checkpoint
     from .batch.run import transcribe_many
     from .batch.scoring import evaluate
@@ -40,6 +41,8 @@ _LAZY = {
     "read_checkpoint": ".batch.checkpoint",
     "transcribe_many": ".batch.run",
     "evaluate": ".batch.scoring",
+    "alignment": ".batch.alignment",
+    "show_errors": ".batch.alignment",
     "LocalServer": ".server.local",
     "local_server": ".server.local",
 }
@@ -88,6 +91,7 @@ __all__ = [
     "Word",
     "WorkerUnavailable",
     "__version__",
+    "alignment",
     "chunk_pcm",
     "evaluate",
     "get_token",
@@ -96,6 +100,7 @@ __all__ = [
     "open_audio",
     "read_checkpoint",
     "sample_path",
+    "show_errors",
     "to_pcm16",
     "transcribe",
     "transcribe_many",

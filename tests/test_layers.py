@@ -46,7 +46,7 @@ LAYERS: dict[str, int] = {
     "server.pool": SERVER, "server.processes": SERVER, "server.session": SERVER, "server.turns": SERVER,
     "server.models": SERVER, "server.whisper": SERVER,
     # batch runs over many inputs
-    "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.run": BATCH,
+    "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.alignment": BATCH, "batch.run": BATCH,
     "batch.cluster": BATCH,
     # views: rich display, plots, notebook widgets
     "display": VIEWS, "plot": VIEWS, "widgets": VIEWS, "widgets._deps": VIEWS, "widgets.cells": VIEWS,

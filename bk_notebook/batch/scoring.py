@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import UsageError, missing_extra
 
-__all__ = ["Normaliser", "evaluate", "number_to_words"]
+__all__ = ["Normaliser", "evaluate", "evaluation_libraries", "number_to_words"]
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
          "sixteen seventeen eighteen nineteen").split()
@@ -151,7 +151,7 @@ def evaluate(
         An empty reference scores 0 when the hypothesis is empty too, else (jiwer's
         convention) the number of inserted words or characters.
     """
-    jiwer, pd = _evaluation_libraries()
+    jiwer, pd = evaluation_libraries()
     hyps, refs, index = _paired_texts(hypotheses, references)
     normaliser, described = _chosen_normaliser(lowercase, punctuation, numbers, normalise)
     rows = [_score_item(jiwer, normaliser, ref, hyp) for ref, hyp in zip(refs, hyps, strict=True)]
@@ -165,7 +165,7 @@ def evaluate(
     return scores
 
 
-def _evaluation_libraries() -> tuple[Any, Any]:
+def evaluation_libraries() -> tuple[Any, Any]:
     """The jiwer and pandas modules, or the error that names the extra to install."""
     try:
         import jiwer
