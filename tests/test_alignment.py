@@ -89,7 +89,7 @@ def test_show_errors_gives_the_worst_items_worst_first() -> None:
     scores = bk.evaluate(hyps, refs, ids=["p", "q", "r", "s"])
     report = bk.show_errors(scores, top=2)
     assert [key for key, _ in report.items] == ["r", "q"]  # WER 1.0, then 0.5; the perfect item never shows
-    assert kinds(report.items[0][1]) == ["hit", "substitute", "insert"]
+    assert kinds(report.items[0][1]) == ["substitute", "hit", "insert"]
     assert len(bk.show_errors(scores, top=10)) == 3
     assert "[r] WER 1.00" in str(report) and "<b>r</b>" in report._repr_html_()
     assert "substitution" in report._repr_html_()

@@ -46,8 +46,8 @@ LAYERS: dict[str, int] = {
     "server.pool": SERVER, "server.processes": SERVER, "server.session": SERVER, "server.turns": SERVER,
     "server.models": SERVER, "server.whisper": SERVER,
     # batch runs over many inputs
-    "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.alignment": BATCH, "batch.run": BATCH,
-    "batch.cluster": BATCH,
+    "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.run": BATCH,
+    "batch.cluster": BATCH, "batch.alignment": BATCH,
     # views: rich display, plots, notebook widgets
     "display": VIEWS, "plot": VIEWS, "widgets": VIEWS, "widgets._deps": VIEWS, "widgets.cells": VIEWS,
     "widgets.microphone": VIEWS, "widgets.player": VIEWS, "widgets.sources": VIEWS,

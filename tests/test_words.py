@@ -171,6 +171,7 @@ async def test_a_resumed_session_moves_its_words_onto_the_transcripts_clock() ->
     stream = Stream(ClientSettings(url="ws://127.0.0.1:1/v1/prod/stream"), speed=None, on_partial=None,
                     on_final=None)
     stream._offset = 32000 * 10  # as after a resumption 10 s into the audio
-    await stream._dispatch(Final("hi there", 0.5, 1.5, None, (WordTiming("hi", 0.5, 0.9), WordTiming("there", 1.0, 1.5))))
+    words = (WordTiming("hi", 0.5, 0.9), WordTiming("there", 1.0, 1.5))
+    await stream._dispatch(Final("hi there", 0.5, 1.5, None, words))
     assert stream.transcript.finals[0]["start"] == 10.5
     assert [(w.start, w.end) for w in stream.transcript.words] == [(10.5, 10.9), (11.0, 11.5)]
