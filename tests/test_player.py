@@ -317,3 +317,27 @@ def test_a_saved_notebook_with_a_player_stays_small_and_holds_no_token(tmp_path:
         assert size > compressed
     else:
         assert size < 150_000
+
+
+# ------------------------------------------------------------------------------ words
+WORDS_FINALS = [
+    {"segment": 0, "text": "one two", "start": 0.5, "end": 1.5, "session_id": "s",
+     "words": [{"word": "one", "start": 0.5, "end": 0.9, "probability": 0.9},
+               {"word": "two", "start": 1.0, "end": 1.5, "probability": 0.2}]},
+    {"segment": 1, "text": "three", "start": 2.0, "end": 3.0, "session_id": "s"},
+]
+
+
+def test_the_player_carries_each_finals_words_and_shades_below_a_threshold() -> None:
+    p = Player(WORDS_FINALS, tone(3.0), sr=16000)
+    assert p.finals[0]["words"] == WORDS_FINALS[0]["words"] and "words" not in p.finals[1]
+    assert p.low_probability == 0.5  # "auto": the words carry probabilities
+    assert Player(WORDS_FINALS, tone(3.0), sr=16000, low_probability=0.95).low_probability == 0.95
+    assert Player(WORDS_FINALS, tone(3.0), sr=16000, low_probability=None).low_probability == 0.0
+    unsure = [dict(WORDS_FINALS[0], words=[dict(w, probability=None) for w in WORDS_FINALS[0]["words"]])]
+    assert Player(unsure, tone(3.0), sr=16000).low_probability == 0.0  # no probabilities: off by default
+    assert Player(FINALS, tone(4.0), sr=16000).low_probability == 0.0
+    for bad in (1.5, -0.1, "high", True):
+        with pytest.raises(bk.UsageError, match="low_probability"):
+            Player(WORDS_FINALS, tone(3.0), sr=16000, low_probability=bad)  # type: ignore[arg-type]
+

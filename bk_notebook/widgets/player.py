@@ -30,7 +30,7 @@ from ._deps import anywidget, front_end, traitlets
 if TYPE_CHECKING:
     from ..transcript import Transcript
 
-__all__ = ["WAV_LIMIT_BYTES", "Player", "encode_audio", "peaks"]
+__all__ = ["LOW_PROBABILITY", "WAV_LIMIT_BYTES", "Player", "encode_audio", "peaks"]
 
 WAV_LIMIT_BYTES = 1_000_000  # ~31 s of 16 kHz int16: small enough to send uncompressed
 PEAKS = 8000  # waveform resolution sent to the browser (bytes, one per peak)
@@ -100,13 +100,39 @@ def encode_audio(pcm: np.ndarray, audio_format: str = "auto") -> tuple[bytes, st
     return out.getvalue(), _MIME[audio_format]
 
 
+LOW_PROBABILITY = 0.5  # "auto": words the recogniser gave less than even odds are shaded
+
+
 def _records(finals: Transcript | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the front end draws of each final; ``words`` only for a final whose words were timed."""
     records: list[dict[str, Any]] = list(getattr(finals, "finals", finals))  # type: ignore[arg-type]
-    return [
-        {"segment": int(r.get("segment", i)), "text": str(r["text"]), "start": float(r["start"]),
-         "end": float(r["end"])}
-        for i, r in enumerate(records)
-    ]
+    drawn = []
+    for i, r in enumerate(records):
+        final = {"segment": int(r.get("segment", i)), "text": str(r["text"]), "start": float(r["start"]),
+                 "end": float(r["end"])}
+        if r.get("words"):
+            final["words"] = [_word(w) for w in r["words"]]
+        drawn.append(final)
+    return drawn
+
+
+def _word(w: dict[str, Any]) -> dict[str, Any]:
+    probability = w.get("probability")
+    return {"word": str(w["word"]), "start": float(w["start"]), "end": float(w["end"]),
+            "probability": None if probability is None else float(probability)}
+
+
+def _threshold(low_probability: float | str | None, records: list[dict[str, Any]]) -> float:
+    """The probability below which a word is shaded; 0 shades nothing."""
+    if low_probability == "auto":
+        timed = any(w["probability"] is not None for r in records for w in r.get("words", ()))
+        return LOW_PROBABILITY if timed else 0.0
+    if low_probability is None:
+        return 0.0
+    if isinstance(low_probability, bool) or not isinstance(low_probability, (int, float)) \
+            or not 0.0 <= low_probability <= 1.0:
+        raise UsageError(f"low_probability must be 'auto', None or a number from 0 to 1, not {low_probability!r}")
+    return float(low_probability)
 
 
 class Player(anywidget.AnyWidget):
@@ -114,7 +140,9 @@ class Player(anywidget.AnyWidget):
 
     Clicking a region or a line plays from that final's ``start``; while
     playing, the current final is highlighted in both; with the player focused,
-    space toggles play.
+    space toggles play.  Finals with timed words (the local server's ``words``)
+    show each word on its own: the word playing is highlighted, clicking a word
+    plays from it, and words the recogniser was unsure of are shaded.
 
     Parameters
     ----------
@@ -129,6 +157,9 @@ class Player(anywidget.AnyWidget):
     embed_audio : bool
         Put the encoded audio in the widget state, so a notebook saved with
         widget state plays without a kernel (and grows by the audio's size).
+    low_probability : "auto", float or None
+        Words with a probability below this are shaded; ``"auto"`` (the default)
+        is 0.5 when the words carry probabilities and off otherwise; None is off.
 
     Attributes
     ----------
@@ -141,15 +172,20 @@ class Player(anywidget.AnyWidget):
     finals: Any = traitlets.List().tag(sync=True)
     duration = traitlets.Float(0.0).tag(sync=True)
     mime = traitlets.Unicode("audio/wav").tag(sync=True)
+    low_probability = traitlets.Float(0.0).tag(sync=True)
     _peaks = traitlets.Bytes(b"").tag(sync=True)
     _embedded = traitlets.Bytes(b"").tag(sync=True)
 
     def __init__(self, finals: Transcript | Iterable[dict[str, Any]], audio: Any, sr: float | None = None, *,
-                 audio_format: str = "auto", embed_audio: bool = False, **kwargs: Any) -> None:
+                 audio_format: str = "auto", embed_audio: bool = False,
+                 low_probability: float | str | None = "auto", **kwargs: Any) -> None:
         if audio_format not in ("auto", *_MIME):
             raise UsageError(f"audio_format must be 'auto', 'wav', 'flac' or 'opus', not {audio_format!r}")
+        records = _records(finals)
+        threshold = _threshold(low_probability, records)
         pcm = to_pcm16(audio, sr)  # bad audio raises AudioError here, before anything is shown
-        super().__init__(finals=_records(finals), duration=pcm.size / SAMPLE_RATE, _peaks=peaks(pcm), **kwargs)
+        super().__init__(finals=records, duration=pcm.size / SAMPLE_RATE, _peaks=peaks(pcm),
+                         low_probability=threshold, **kwargs)
         self._pcm = pcm
         self._audio_format = audio_format
         self._encoded: tuple[bytes, str] | None = None

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..audio.capture import AsyncDropOldest
 from ..client.client import Client
-from ..errors import BkError
+from ..errors import BkError, UsageError
 from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript, finals_table_html
 from . import cells
@@ -70,6 +70,9 @@ class Transcriber(w.VBox):
     source : widget, optional
         ``None`` for a new :class:`Microphone`; an ``AudioRecorder`` (each finished
         recording is transcribed) or a ``FileUpload`` (each uploaded file is).
+    prompt : str, optional
+        Text in the vocabulary to expect, sent with each run's session (the local
+        Whisper server's extension; see :meth:`~bk_notebook.Client.transcribe`).
 
     Attributes
     ----------
@@ -79,7 +82,11 @@ class Transcriber(w.VBox):
         All runs joined.
     """
 
-    def __init__(self, client: Client | None = None, source: Any = None, **kwargs: Any) -> None:
+    def __init__(self, client: Client | None = None, source: Any = None, *, prompt: str | None = None,
+                 **kwargs: Any) -> None:
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"prompt must be a str, got {type(prompt).__name__}")
+        self.prompt = prompt
         self.client = client if client is not None else Client()
         self._own_source = source is None  # a source we made is closed with us; the caller's is theirs
         self.source = source if source is not None else Microphone()
@@ -283,7 +290,8 @@ class Transcriber(w.VBox):
         try:
             if self._source_error:  # the source failed before the session began: do not open one
                 return
-            stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
+            stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final,
+                                        prompt=self.prompt)
             async with stream as session:
                 self._connected = True
                 self._progress("streaming")

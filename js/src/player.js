@@ -6,6 +6,9 @@
 // encoded file (WAV, FLAC or Opus) as one binary buffer.  With `embed_audio=True` in Python the bytes
 // come in the `_embedded` trait instead (saved with the widget state, because the user asked).
 //
+// Finals that carry timed words show each word as its own span: the word playing is highlighted, a
+// click on a word plays from its start, and words below `low_probability` (0: off) are shaded.
+//
 // Built into bk_notebook/widgets/player.js by `npm ci && npm run build` in js/.
 import WaveSurfer from "wavesurfer.js";
 import RegionsPlugin from "wavesurfer.js/dist/plugins/regions.esm.js";
@@ -66,9 +69,36 @@ function finalAt(finals, time) {
   return found >= 0 && time < finals[found].end ? found : -1;
 }
 
+// The word playing at `time` within one final's words: the last that started, while it has not ended.
+function wordAt(words, time) {
+  let found = -1;
+  for (let i = 0; i < words.length; i++) {
+    if (words[i].start <= time + 1e-3) found = i;
+    else break;
+  }
+  return found >= 0 && time < words[found].end ? found : -1;
+}
+
+function wordSpans(final, index, lowProbability) {
+  return (final.words || []).map((w, j) => {
+    const span = document.createElement("span");
+    span.className = "bk-player-word";
+    span.dataset.index = String(index);
+    span.dataset.word = String(j);
+    span.dataset.start = String(w.start);
+    span.textContent = w.word;
+    if (w.probability !== null && w.probability !== undefined) {
+      span.title = `p = ${w.probability.toFixed(2)}`;
+      if (w.probability < lowProbability) span.classList.add("bk-low");
+    }
+    return span;
+  });
+}
+
 function render({ model, el }) {
   const finals = model.get("finals");
   const duration = model.get("duration");
+  const lowProbability = model.get("low_probability");
 
   const root = document.createElement("div");
   root.className = "bk-player";
@@ -95,6 +125,7 @@ function render({ model, el }) {
   bar.append(play, time, status, media);
   const list = document.createElement("ol");
   list.className = "bk-player-lines";
+  const wordsByFinal = []; // per final, its word spans (empty when the server timed no words)
   const lines = finals.map((f, i) => {
     const li = document.createElement("li");
     li.className = "bk-player-line";
@@ -105,7 +136,10 @@ function render({ model, el }) {
     at.textContent = clock(f.start);
     const text = document.createElement("span");
     text.className = "bk-player-text";
-    text.textContent = f.text;
+    const spans = wordSpans(f, i, lowProbability);
+    if (spans.length) spans.forEach((span, j) => text.append(...(j ? [" ", span] : [span])));
+    else text.textContent = f.text;
+    wordsByFinal.push(spans);
     li.append(at, text);
     list.append(li);
     return li;
@@ -130,6 +164,18 @@ function render({ model, el }) {
   const regions = ws.registerPlugin(RegionsPlugin.create());
   let byIndex = [];
   let current = -2;
+  let currentWord = null;
+
+  const highlightWord = (index, t) => {
+    const words = index >= 0 ? finals[index].words || [] : [];
+    const j = words.length ? wordAt(words, t) : -1;
+    const span = j >= 0 ? wordsByFinal[index][j] : null;
+    if (span === currentWord) return;
+    if (currentWord) currentWord.classList.remove("bk-current-word");
+    currentWord = span;
+    if (span) span.classList.add("bk-current-word");
+    root.dataset.currentWord = span ? `${index}:${j}` : "";
+  };
 
   const highlight = (index) => {
     if (index === current) return;
@@ -145,10 +191,10 @@ function render({ model, el }) {
     }
   };
 
-  const playFrom = (index) => {
-    const start = finals[index].start;
+  const playFrom = (index, start = finals[index].start) => {
     ws.setTime(start);
     highlight(index);
+    highlightWord(index, start);
     ws.play().catch((err) => (status.textContent = `cannot play: ${err.message}`));
   };
 
@@ -180,6 +226,8 @@ function render({ model, el }) {
     if (index >= 0) playFrom(index);
   });
   const onLine = (event) => {
+    const word = event.target.closest(".bk-player-word");
+    if (word) return playFrom(Number(word.dataset.index), Number(word.dataset.start));
     const li = event.target.closest(".bk-player-line");
     if (li) playFrom(Number(li.dataset.index));
   };
@@ -196,7 +244,9 @@ function render({ model, el }) {
 
   ws.on("timeupdate", (t) => {
     time.textContent = `${clock(t)} / ${clock(duration)}`;
-    highlight(finalAt(finals, t));
+    const index = finalAt(finals, t);
+    highlight(index);
+    highlightWord(index, t);
   });
   ws.on("play", () => {
     play.textContent = "‖ Pause";
