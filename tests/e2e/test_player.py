@@ -103,7 +103,8 @@ def wait_current(page: Any, index: int, scope: str = PLAYER, timeout: float = 20
 
 def click_line_and_check(page: Any, index: int, start: float, scope: str = PLAYER) -> None:
     arm_play_probe(page, scope)
-    page.locator(f"{scope} .bk-player-line[data-index='{index}']").first.click()
+    # The line's time: a click on one of its words plays from that word instead (tested below).
+    page.locator(f"{scope} .bk-player-line[data-index='{index}'] .bk-player-at").first.click()
     wait_playing(page, scope)
     played_from = audio_state(page, scope)["playStart"]
     assert abs(played_from - start) <= 0.1, (played_from, start)
@@ -199,6 +200,63 @@ def test_transcriber_shows_playback_after_stop(player_page: Any, jupyter: Jupyte
     page.locator(transcriber).first.screenshot(path=str(shoot.folder / f"{front_end}-transcriber-playback.png"))
 
 
+WORD_CELLS = [
+    PLAYER_CELLS[0] + "\nimport json\nprint(json.dumps([[w.segment, w.start, w.end, w.probability] for w in t.words]))",
+    "p = t.player(bk.sample_path())  # low_probability 'auto': 0.5, the words carry probabilities\np",
+]
+
+
+def words_in_page(page: Any) -> list[list[float]]:
+    text = page.locator(f"{VISIBLE} .jp-Cell").nth(0).locator(".jp-OutputArea-output").first.inner_text()
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def current_word(page: Any, scope: str = PLAYER) -> str:
+    return page.locator(scope).first.get_attribute("data-current-word") or ""
+
+
+def click_word_and_check(page: Any, segment: int, j: int, start: float, scope: str = PLAYER) -> None:
+    """Clicking a word plays from its start, and that word is the highlighted one."""
+    arm_play_probe(page, scope)
+    page.locator(f"{scope} .bk-player-word[data-index='{segment}'][data-word='{j}']").first.click()
+    wait_playing(page, scope)
+    played_from = audio_state(page, scope)["playStart"]
+    assert abs(played_from - start) <= 0.1, (played_from, start)
+
+
+@pytest.mark.parametrize("front_end", ["lab", "nb7"])
+def test_player_words_follow_playback_and_a_click_on_a_word_seeks_there(player_page: Any, jupyter: JupyterServer,
+                                                                         shoot: Any, front_end: str) -> None:
+    page = player_page
+    name = f"player_words_{front_end}.ipynb"
+    write_notebook(jupyter, name, WORD_CELLS)
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset" if front_end == "lab" else f"/notebooks/{name}")
+    wait_player(page)
+    words = words_in_page(page)
+    assert len(words) >= 8, words
+    assert page.locator(f"{PLAYER} .bk-player-word").count() == len(words)
+    low = sum(1 for *_, p in words if p is not None and p < 0.5)
+    assert page.locator(f"{PLAYER} .bk-player-word.bk-low").count() == low
+    # The second final's words, numbered within it.
+    second = [w for w in words if w[0] == 1]
+    assert len(second) >= 3, words
+    # Clicking its second word plays from that word's start; the highlight is on it, then moves on by
+    # itself, word by word, as the audio plays.
+    click_word_and_check(page, 1, 1, second[1][1])
+    page.wait_for_function("css => document.querySelector(css).dataset.currentWord === '1:1'", arg=PLAYER,
+                           timeout=10_000)
+    assert page.locator(f"{PLAYER} .bk-current-word").count() == 1
+    page.wait_for_function("css => document.querySelector(css).dataset.currentWord === '1:2'", arg=PLAYER,
+                           timeout=20_000)
+    at = audio_state(page)["time"]
+    assert second[2][1] - 0.1 <= at, (at, second[2])
+    page.locator(PLAYER).first.screenshot(path=str(shoot.folder / f"{front_end}-player-words.png"))
+    # A word of the first final, clicked while playing: playback jumps back to it.
+    first = [w for w in words if w[0] == 0]
+    click_word_and_check(page, 0, len(first) - 1, first[-1][1])
+    wait_current(page, 0)
+
+
 # ------------------------------------------------------------------------------------- Voilà
 VOILA_CELLS = [
     "import bk_notebook as bk\nfrom bk_notebook.widgets import Transcriber\n"
@@ -275,6 +333,18 @@ def test_voila_app_start_speak_stop_click_a_line_hear_it(player_page: Any, voila
     click_line_and_check(page, 0, start, scope)
     wait_audible(page, scope)  # hear it: the run's recording, not silence, comes out
     shoot(page, "voila-transcriber-playback")
+    # The run's words (PocketSphinx times them): a click on the last word of the first line plays from it.
+    words = page.locator(f"{scope} .bk-player-word[data-index='0']")
+    assert words.count() >= 2
+    last = words.nth(words.count() - 1)
+    word_start = float(last.get_attribute("data-start") or "nan")
+    assert start <= word_start
+    arm_play_probe(page, scope)
+    last.click()
+    wait_playing(page, scope)
+    assert abs(audio_state(page, scope)["playStart"] - word_start) <= 0.1
+    page.wait_for_function("css => (document.querySelector(css).dataset.currentWord || '').startsWith('0:')",
+                           arg=scope, timeout=10_000)
 
 
 def test_player_benchmark_runs_at_tiny_size(browser_ready: None, tmp_path: Path) -> None:
