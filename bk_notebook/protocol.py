@@ -54,6 +54,7 @@ __all__ = [
     "Event",
     "Final",
     "MAX_CHUNK_BYTES",
+    "MAX_PROMPT_CHARS",
     "Partial",
     "Request",
     "ServerError",
@@ -419,7 +420,8 @@ class BadRequest:
 Request = Union[ConnRequest, AudioRequest, StopRequest, BadRequest]
 
 
-MAX_PROMPT_CHARS = 1000  # Whisper reads at most 223 tokens of it; more is a mistake, not a vocabulary
+#: The longest ``prompt`` the local server takes in ``audioConn`` (Whisper reads at most 223 tokens of it).
+MAX_PROMPT_CHARS = 1000
 
 
 def _conn_request(bk: dict[str, Any], kind: str) -> Request:
