@@ -34,6 +34,8 @@ EXPECTED = {
     "07_transcribe_and_score": ["24 items", "interrupted", "the checkpoint kept", "none twice: True",
                                 "normalisation: Normaliser(", "'ref_words': 183", "image/png",
                                 "whisper (above)", "pocketsphinx"],
+    "08_every_word": ["probability", "image/png", "Player(2 finals", "<00:00:0", "without a vocabulary",
+                      "with the prompt", "bk-alignment", "REF:"],
 }
 # Notebooks whose last cell shows a "Done" button: the fresh run also clicks it, and waits on its state.
 PRESS_DONE = {"02_live_microphone", "05_ipywebrtc_recorder"}
