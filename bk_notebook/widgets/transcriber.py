@@ -84,6 +84,7 @@ class Transcriber(w.VBox):
 
     def __init__(self, client: Client | None = None, source: Any = None, *, prompt: str | None = None,
                  **kwargs: Any) -> None:
+        self._closed = True  # until built: a construction refused here has nothing to close
         if prompt is not None and not isinstance(prompt, str):
             raise UsageError(f"prompt must be a str, got {type(prompt).__name__}")
         self.prompt = prompt
