@@ -1,13 +1,14 @@
 """Word timestamps and a vocabulary on Whisper base: what they cost and what they buy.
 
-    python -m benchmarks.bench_words [--repeat 3] [--live-seconds 28] [--skip-live]
+    python -m benchmarks.bench_words [--repeat 3] [--live-seconds 28] [--live-repeat 2] [--skip-live] [--only-live]
 
 - CPU per audio second of the final decodes, word timestamps off and on: the engine alone
   (``WhisperEngine``, finals only) over the suite's English clips and the vocabulary clips, the two
   settings interleaved ``--repeat`` times in one process (the median of each, and their ratio);
 - first-final latency with word timestamps on and off: one live session at real time through a
   server of its own process (the English clips back to back), the final's arrival minus the moment
-  its ``end`` was sent, the first final's and p50/p95 of all;
+  its ``end`` was sent, the first final's and p50/p95 of all; off and on alternate ``--live-repeat``
+  times, so that a load that changes during the run falls on both;
 - words right on domain terms (``tests/fixtures/vocabulary``: 10 terms in 5 sentences), without a
   vocabulary, with the server's ``prompt``, with ``hotwords``, and with the prompt sent per session.
 """
@@ -99,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--live-seconds", type=float, default=28.0)
+    parser.add_argument("--live-repeat", type=int, default=2)
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--only-live", action="store_true", help="skip the CPU and vocabulary measurements")
     parser.add_argument("--clips", type=int, default=0, help="use only the first N English clips (0: all)")
     args = parser.parse_args()
     from bk_notebook.server.whisper import WhisperEngine
@@ -107,22 +110,29 @@ def main() -> None:
     english = [bk.to_pcm16(path).tobytes() for path, _ in manifest(FIXTURES / "sentences")]
     vocabulary = [bk.to_pcm16(path).tobytes() for path, _ in vocabulary_clips()]
     clips = (english + vocabulary)[: args.clips or None]
-    engines = {words: WhisperEngine(language="en", partials=False, word_timestamps=words) for words in (False, True)}
     result: dict[str, Any] = {"load_average_before": os.getloadavg()}
-    result["decode_cpu"] = decode_cpu(engines, clips, args.repeat)
-    print(result["decode_cpu"], file=sys.stderr, flush=True)
-    result["vocabulary"] = {
-        "none": terms_right(engines[True]),
-        "server_prompt": terms_right(WhisperEngine(language="en", partials=False, prompt=PROMPT)),
-        "server_hotwords": terms_right(WhisperEngine(language="en", partials=False, hotwords=PROMPT)),
-        "session_prompt": terms_right(engines[True], prompt=PROMPT),
-    }
-    print({k: v["terms_right"] for k, v in result["vocabulary"].items()}, file=sys.stderr, flush=True)
+    if not args.only_live:
+        engines = {words: WhisperEngine(language="en", partials=False, word_timestamps=words)
+                   for words in (False, True)}
+        result["decode_cpu"] = decode_cpu(engines, clips, args.repeat)
+        print(result["decode_cpu"], file=sys.stderr, flush=True)
+        result["vocabulary"] = {
+            "none": terms_right(engines[True]),
+            "server_prompt": terms_right(WhisperEngine(language="en", partials=False, prompt=PROMPT)),
+            "server_hotwords": terms_right(WhisperEngine(language="en", partials=False, hotwords=PROMPT)),
+            "session_prompt": terms_right(engines[True], prompt=PROMPT),
+        }
+        print({k: v["terms_right"] for k, v in result["vocabulary"].items()}, file=sys.stderr, flush=True)
     if not args.skip_live:
         pcm = np.concatenate([np.frombuffer(c, dtype=np.int16) for c in english])
         live_pcm = pcm[: int(args.live_seconds * 16000)].tobytes()
         result["live_audio_s"] = round(len(live_pcm) / 32000, 1)
-        result["live"] = {"without_words": live_latency(False, live_pcm), "with_words": live_latency(True, live_pcm)}
+        runs: dict[str, list[dict[str, Any]]] = {"without_words": [], "with_words": []}
+        for _ in range(args.live_repeat):
+            for words in (False, True):
+                runs["with_words" if words else "without_words"].append(live_latency(words, live_pcm))
+                print(runs, file=sys.stderr, flush=True)
+        result["live"] = runs
     result["load_average_after"] = os.getloadavg()
     save("words", result)
 

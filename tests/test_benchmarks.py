@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
     ("bench_dask", ["--minutes", "0.1", "--repeat", "1", "--checkpoint-items", "10"], "speedup_2_over_1"),
     ("bench_flow", ["--minutes", "0.2", "--engine", "energy"], "ratio_window_over_floor"),
     ("bench_engines", ["--engines", "whisper-tiny.en", "--sessions"], "engines"),
+    ("bench_words", ["--repeat", "1", "--clips", "2", "--skip-live"], "decode_cpu"),
     ("bench_soundcard", ["--minutes", "0.1", "--repeat", "1", "--curve", "0.1"], "memory_curve"),
 ])
 def test_benchmark_runs_at_tiny_size(module: str, args: list[str], key: str, tmp_path: Path) -> None:
