@@ -361,6 +361,8 @@ class SharedModel:
         if not options.words:
             return Decoded(tokenizer.decode(tokens).strip(), language)
         words = self._words(tokenizer, tokens, encoded, frames)
+        if not words:  # nothing aligned (no text tokens): the text as decoded, untimed
+            return Decoded(tokenizer.decode(tokens).strip(), language)
         return Decoded(" ".join(w.text for w in words), language, words)
 
     def _context(self, tokenizer: Any, options: DecodeOptions) -> list[int]:
