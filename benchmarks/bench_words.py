@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--only-live", action="store_true", help="skip the CPU and vocabulary measurements")
     parser.add_argument("--clips", type=int, default=0, help="use only the first N English clips (0: all)")
     args = parser.parse_args()
-    from bk_notebook.server.whisper import WhisperEngine
+    from bk_notebook.server.engines.whisper import WhisperEngine
 
     english = [bk.to_pcm16(path).tobytes() for path, _ in manifest(FIXTURES / "sentences")]
     vocabulary = [bk.to_pcm16(path).tobytes() for path, _ in vocabulary_clips()]

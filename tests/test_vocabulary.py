@@ -122,7 +122,7 @@ async def test_translate_gives_english_finals_named_with_the_spoken_language() -
 
 def test_an_unknown_task_is_a_usage_error() -> None:
     with pytest.raises(bk.UsageError, match="task"):
-        from bk_notebook.server.whisper import WhisperEngine
+        from bk_notebook.server.engines.whisper import WhisperEngine
 
         WhisperEngine(task="summarise")
 
