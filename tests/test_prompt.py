@@ -99,3 +99,14 @@ async def test_a_prompt_to_an_engine_that_takes_none_is_ignored_and_logged(
         transcript = await bk.Client(server.url).transcribe(bk.sample_path(), speed=None, prompt="hello")
     assert transcript.complete and transcript.finals
     assert "prompt was ignored" in caplog.text
+
+
+def test_auto_without_whisper_refuses_translation_and_drops_the_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pocketsphinx")
+    from bk_notebook.server.engines import PocketSphinxEngine, table
+
+    monkeypatch.setattr(table, "resolve_engine", lambda name, model=None: "pocketsphinx")
+    with pytest.raises(bk.MissingDependency, match="translate"):
+        table.engine_factory("auto", task="translate")
+    make = table.engine_factory("auto", prompt="x", hotwords="y", word_timestamps=False, task="transcribe")
+    assert isinstance(make(), PocketSphinxEngine)
