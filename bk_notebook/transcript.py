@@ -26,16 +26,10 @@ _WORD_COLUMNS = ("segment", "word", "start", "end", "probability")
 class Word:
     """One word of a transcript with its time, as the local server sends them.
 
-    Attributes
-    ----------
-    text : str
-        The word as written in the final (punctuation attached).
-    start, end : float
-        Seconds of audio, on the same clock as the finals' ``start`` and ``end``.
-    probability : float or None
-        The recogniser's confidence in the word (0 to 1), None when it gave none.
-    segment : int
-        The ``segment`` of the final that holds the word.
+    ``text`` is the word as written in the final (punctuation attached); ``start`` and ``end``
+    are seconds of audio, on the same clock as the finals' own; ``probability`` is the
+    recogniser's confidence in the word (0 to 1), None when it gave none; ``segment`` is the
+    ``segment`` of the final that holds the word.
     """
 
     text: str
@@ -70,9 +64,9 @@ class Transcript:
         The server's session id (of the last session, if several were joined).
     duration : float
         Seconds of audio sent.
-    gaps : list of (start, end)
-        Stretches of audio that could not be transcribed: a resumption after a
-        lost connection needed audio older than the client's resume buffer.
+    gaps : list of tuple
+        ``(start, end)`` stretches of audio that could not be transcribed: a resumption
+        after a lost connection needed audio older than the client's resume buffer.
     complete : bool
         True only when the server's ``audioStop`` reply arrived and nothing
         failed: every final of the audio sent is here.  False while a session

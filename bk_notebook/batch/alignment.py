@@ -1,6 +1,6 @@
 """Where a transcript went wrong: a reference and a hypothesis aligned word by word, for people to read.
 
-The alignment is jiwer's, after the same normalisation as :func:`~.scoring.evaluate`, so the errors
+The alignment is jiwer's, after the same normalisation as :func:`~bk_notebook.evaluate`, so the errors
 shown are exactly the errors counted.  An :class:`Alignment` draws itself as two aligned rows (the
 reference above the hypothesis) with each error marked: coloured HTML in a notebook, text in a terminal.
 """
@@ -26,7 +26,7 @@ class Op(NamedTuple):
     """One aligned position: ``kind`` is ``"hit"``, ``"substitute"``, ``"delete"`` or ``"insert"``.
 
     ``reference`` is ``""`` for an insertion and ``hypothesis`` is ``""`` for a deletion, so an op
-    compares equal to :func:`~.scoring.evaluate`'s ``edits`` tuples.
+    compares equal to :func:`~bk_notebook.evaluate`'s ``edits`` tuples.
     """
 
     kind: str
@@ -61,7 +61,7 @@ class Alignment:
 
     @property
     def wer(self) -> float:
-        """Errors over reference words (jiwer's convention for an empty reference: the insertions)."""
+        """Errors over reference words; for an empty reference, the count of insertions (jiwer's convention)."""
         words = len(self.reference.split())
         return self.errors / words if words else float(self.errors)
 
@@ -110,7 +110,7 @@ def alignment(
     numbers: str = "keep",
     normalise: Callable[[str], str] | None = None,
 ) -> Alignment:
-    """Align ``hypothesis`` to ``reference`` word by word, after :func:`~.scoring.evaluate`'s normalisation.
+    """Align ``hypothesis`` to ``reference`` word by word, after :func:`~bk_notebook.evaluate`'s normalisation.
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ def alignment(
     hypothesis : str or Transcript
         What was recognised (a :class:`~bk_notebook.Transcript` gives its text).
     lowercase, punctuation, numbers, normalise
-        The normalisation, as for :func:`~.scoring.evaluate` (the same defaults).
+        The normalisation, as for :func:`~bk_notebook.evaluate` (the same defaults).
 
     Returns
     -------
@@ -158,12 +158,13 @@ def _aligned(reference: str, hypothesis: str) -> Alignment:
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """The worst items of an :func:`~.scoring.evaluate` frame, each with its alignment.
+    """The worst items of an :func:`~bk_notebook.evaluate` frame, each with its alignment.
 
     Attributes
     ----------
-    items : list of (id, Alignment)
-        Worst first (highest WER, then most errors); ``id`` is the frame's ``id`` column or index.
+    items : list of tuple
+        ``(id, Alignment)`` pairs, worst first (highest WER, then most errors); ``id`` is the
+        frame's ``id`` column or its index.
     """
 
     items: list[tuple[Any, Alignment]]
@@ -186,12 +187,12 @@ class ErrorReport:
 
 
 def show_errors(scores: Any, top: int = 5) -> ErrorReport:
-    """The ``top`` worst items of :func:`~.scoring.evaluate`'s frame, each aligned and its errors marked.
+    """The ``top`` worst items of :func:`~bk_notebook.evaluate`'s frame, each aligned and its errors marked.
 
     Parameters
     ----------
     scores : pandas.DataFrame
-        What :func:`~.scoring.evaluate` returned (its normalised ``reference`` and ``hypothesis``
+        What :func:`~bk_notebook.evaluate` returned (its normalised ``reference`` and ``hypothesis``
         columns are aligned again, without normalising twice).
     top : int
         How many items to show; items without errors are never shown.

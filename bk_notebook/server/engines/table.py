@@ -56,6 +56,7 @@ class EngineSpec:
         return make
 
 
+#: Every engine by the name ``engine=`` and ``--engine`` use: one :class:`EngineSpec` row each.
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
