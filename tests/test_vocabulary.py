@@ -48,6 +48,9 @@ def english_server() -> Any:
 
 async def test_whisper_finals_carry_words_that_fit_them(english_server: Any) -> None:
     client = bk.Client(english_server.url)
+    sample = await client.transcribe(bk.sample_path(), speed=None)  # two finals: the second 4.8 s in
+    assert len(sample.finals) == 2
+    check_words_fit_their_finals(sample)
     for path, _ in manifest(FIXTURES / "sentences")[:4]:
         transcript = await client.transcribe(path, speed=None)
         assert transcript.finals, path

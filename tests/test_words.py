@@ -28,7 +28,7 @@ def streaming_client() -> ClientProtocol:
 
 
 def check_words_fit_their_finals(transcript: bk.Transcript) -> None:
-    """What a user relies on: each word inside its final's span, in order, and the words spell the final."""
+    """What a user relies on: each word inside its final's span, in order, covering it, spelling the final."""
     for record in transcript.finals:
         words = [w for w in transcript.words if w.segment == record["segment"]]
         assert words, record
@@ -38,6 +38,13 @@ def check_words_fit_their_finals(transcript: bk.Transcript) -> None:
             assert word.probability is None or 0.0 <= word.probability <= 1.0
         starts = [w.start for w in words]
         assert starts == sorted(starts), starts
+        for word, following in zip(words[:-1], words[1:], strict=True):  # a word ends as the next begins
+            assert word.end <= following.start + 0.01, (word, following)
+        # and they cover it: times that collapsed onto one edge would still be "inside" (1 s: the
+        # recognisers' silence at each end of an utterance)
+        assert words[0].start - record["start"] < 1.0 and record["end"] - words[-1].end < 1.0, (words, record)
+        spoken = sum(w.end - w.start for w in words)  # the words take up the final, pauses aside
+        assert spoken >= 0.5 * (record["end"] - record["start"]), (spoken, words, record)
 
 
 def transcript_with_words() -> bk.Transcript:
