@@ -117,7 +117,7 @@ def test_every_internal_link_resolves(site: Site) -> None:
 
 def test_each_notebook_is_rendered_from_its_committed_outputs(site: Site) -> None:
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert len(notebooks) == 7
+    assert len(notebooks) == 8
     for notebook in notebooks:
         assert (DOCS / "notebooks" / notebook.name).resolve() == notebook.resolve()  # a link, not a copy
         cells = json.loads(notebook.read_text())["cells"]
