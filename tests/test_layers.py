@@ -51,7 +51,7 @@ LAYERS: dict[str, int] = {
     # views: rich display, plots, notebook widgets
     "display": VIEWS, "plot": VIEWS, "widgets": VIEWS, "widgets._deps": VIEWS, "widgets.cells": VIEWS,
     "widgets.microphone": VIEWS, "widgets.player": VIEWS, "widgets.sources": VIEWS,
-    "widgets.transcriber": VIEWS,
+    "widgets.run": VIEWS, "widgets.transcriber": VIEWS,
     # entry points
     "cli": ENTRY, "cli.__main__": ENTRY, "cli.common": ENTRY, "cli.serve": ENTRY, "cli.transcribe": ENTRY,
     "cli.demo": ENTRY, "cli.listen": ENTRY, "cli.token": ENTRY,
