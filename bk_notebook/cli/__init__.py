@@ -21,12 +21,10 @@ from .. import __version__
 from ..errors import BkError
 from . import demo, listen, serve, token, transcribe
 from .common import FORMATS, REDACT, TOKEN_HELP
-from .listen import LISTEN_FORMATS, LiveLine
+from .listen import LISTEN_FORMATS
 from .transcribe import EXTENSIONS, ONE_TRANSCRIPT_FORMATS
 
 __all__ = ["EXTENSIONS", "FORMATS", "LISTEN_FORMATS", "ONE_TRANSCRIPT_FORMATS", "TOKEN_HELP", "main"]
-
-_LiveLine = LiveLine  # the name tests and earlier releases import from here
 
 
 class _Parser(argparse.ArgumentParser):
