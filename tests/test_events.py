@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bk_notebook.client.events import EventBacklog
 from bk_notebook.protocol import Final, Partial
+
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
 
 async def read_all(backlog: EventBacklog) -> list[Partial | Final]:

@@ -14,6 +14,8 @@ import bk_notebook as bk
 from bk_notebook.audio.live import SILENCE_DBFS, Rechunker, convert_blocks, level_dbfs
 from bk_notebook.audio.pcm import BlockConverter
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def splits(n: int, how: int | str, seed: int = 0) -> Iterator[slice]:
     rng = random.Random(seed)

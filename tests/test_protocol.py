@@ -25,6 +25,8 @@ from bk_notebook.protocol import (
 
 from conftest import reply
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 SID = "0123456789abcdef0123456789abcdef"
 
 

@@ -11,6 +11,8 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.client.safeguards import call_back, call_back_sync, deadline, positive_seconds
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def test_positive_seconds_names_the_setting() -> None:
     assert positive_seconds("drain_timeout", 2) == 2.0 and isinstance(positive_seconds("x", 2), float)

@@ -13,6 +13,8 @@ from bk_notebook.batch.scoring import Normaliser, number_to_words
 
 from conftest import require
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 pd = require("pandas", "evaluate returns a DataFrame")
 jiwer = require("jiwer", "evaluate aligns with jiwer")
 

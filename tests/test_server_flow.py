@@ -70,6 +70,7 @@ def server(**config: Any) -> LocalServer:
 
 
 # ---------------------------------------------------------------- the reply policy, without a socket
+@pytest.mark.pure
 def test_every_chunk_gets_one_reply_final_wins_and_extra_finals_ride_on_later_replies() -> None:
     answers = ChunkAnswers()
     f1, f2, f3 = Final("one", 0.1, 0.5), Final("two", 0.6, 0.9), Final("three", 1.0, 1.4)
@@ -94,6 +95,7 @@ def test_every_chunk_gets_one_reply_final_wins_and_extra_finals_ride_on_later_re
     assert answers.stop([]) == [] and answers.finals == 3
 
 
+@pytest.mark.pure
 def test_finals_held_at_the_stop_come_before_the_flush_and_partials_are_dropped() -> None:
     answers = ChunkAnswers()
     assert answers.chunk(3200, [Final("a", 0, 1), Final("b", 1, 2), Final("c", 2, 3)]) == ServerProtocol.final(
@@ -102,6 +104,7 @@ def test_finals_held_at_the_stop_come_before_the_flush_and_partials_are_dropped(
         ServerProtocol.final("b", 1, 2), ServerProtocol.final("c", 2, 3), ServerProtocol.final("d", 3, 4)]
 
 
+@pytest.mark.pure
 def test_an_engine_without_times_gets_them_from_the_audio() -> None:
     answers = ChunkAnswers()
     answers.chunk(16000, [])
@@ -109,11 +112,13 @@ def test_an_engine_without_times_gets_them_from_the_audio() -> None:
     assert answers.stop([Final("y", None, None)]) == [ServerProtocol.final("y", 1.5, 1.5)]
 
 
+@pytest.mark.pure
 def test_acknowledgement_is_status_200_without_data() -> None:
     assert json.loads(ServerProtocol.acknowledge()) == {"bk": ACK}
 
 
 # ------------------------------------------------------------------------ the inbox, without a socket
+@pytest.mark.pure
 async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_requests_through() -> None:
     inbox = Inbox(limit=10_000)
     chunk = "x" * 4000
@@ -126,6 +131,7 @@ async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_reques
     assert inbox.size == 0 and inbox.offer("d", 4000 + MESSAGE_OVERHEAD)  # room again once decoded
 
 
+@pytest.mark.pure
 async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_messages_only() -> None:
     small = Inbox.SMALL + MESSAGE_OVERHEAD  # the largest message that counts as small
     inbox = Inbox(limit=10_000)
@@ -142,6 +148,7 @@ async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_mes
     assert [got[1], *got[3:]] == ["fits", "small", "smaller", "end"] and inbox.size == 0
 
 
+@pytest.mark.pure
 def test_the_answers_count_the_audio_decoded() -> None:
     answers = ChunkAnswers()
     answers.chunk(1600, [])

@@ -11,6 +11,8 @@ from bk_notebook.transcript import Transcript, finals_table_html
 
 from conftest import require
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def sample() -> bk.Transcript:
     t = bk.Transcript(session_id="s1", duration=4.0)
@@ -162,8 +164,8 @@ def test_player_and_plot_hand_the_transcript_and_the_audio_on(monkeypatch) -> No
     assert calls == [((t, audio), {"sr": 8000}), ((t, audio), {"sr": 8000, "ax": "ax"})]
 
 
-def test_render_keys_several_transcripts_with_the_dataframe_columns() -> None:
-    from bk_notebook.transcript import render
+def test_export_transcripts_keys_several_transcripts_with_the_dataframe_columns() -> None:
+    from bk_notebook.transcript import export_transcripts as render
 
     a = Transcript(finals=[{"segment": 0, "text": "halo", "start": 0.0, "end": 1.0, "session_id": "s1",
                             "language": "id"}])
@@ -180,3 +182,32 @@ def test_render_keys_several_transcripts_with_the_dataframe_columns() -> None:
         render([("a.wav", a), ("b.wav", b)], "srt")
     with pytest.raises(ValueError, match="format must be one of"):
         render([("a.wav", a)], "xml")
+
+
+def test_the_format_table_is_what_the_command_line_offers_and_the_files_it_names() -> None:
+    from bk_notebook.transcript import EXPORT_FORMATS
+
+    # The user's contract: --format's choices, in this order, and --out-dir's file endings.
+    assert {name: f.extension for name, f in EXPORT_FORMATS.items()} == {
+        "table": ".txt", "csv": ".csv", "jsonl": ".jsonl", "srt": ".srt", "vtt": ".vtt"}
+    assert list(EXPORT_FORMATS) == ["table", "csv", "jsonl", "srt", "vtt"]
+    assert all(name == f.name for name, f in EXPORT_FORMATS.items())
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl", "srt", "vtt"])
+def test_each_format_holds_every_transcript_given_or_refuses_more_than_one(fmt: str) -> None:
+    from bk_notebook.errors import UsageError
+    from bk_notebook.transcript import EXPORT_FORMATS, export_transcripts
+
+    a = Transcript(finals=[{"segment": 0, "text": "halo", "start": 0.0, "end": 1.0, "session_id": "s1"}])
+    b = Transcript(finals=[{"segment": 0, "text": "apa kabar", "start": 0.5, "end": 1.5, "session_id": "s2"}])
+    one = export_transcripts([("a.wav", a)], fmt)
+    assert "halo" in one and "apa kabar" not in one
+    if EXPORT_FORMATS[fmt].one_transcript:  # a subtitle file is one timeline: two would overlap
+        assert one == {"srt": a.to_srt, "vtt": a.to_vtt}[fmt]()
+        with pytest.raises(UsageError, match=f"a {fmt} file holds one transcript; got 2"):
+            export_transcripts([("a.wav", a), ("b.wav", b)], fmt)
+    else:
+        both = export_transcripts([("a.wav", a), ("b.wav", b)], fmt, key="source")
+        assert "halo" in both and "apa kabar" in both and "a.wav" in both and "b.wav" in both and "source" in both
+    assert [f for f, row in EXPORT_FORMATS.items() if row.one_transcript] == ["srt", "vtt"]

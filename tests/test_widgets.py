@@ -463,7 +463,7 @@ async def test_closed_widgets_are_freed_with_their_audio_and_callbacks(energy_se
 
 # ------------------------------------------------------- the run's state machine
 from bk_notebook.errors import StateError  # noqa: E402
-from bk_notebook.widgets.run import TRANSITIONS, RunState, check_step  # noqa: E402
+from bk_notebook.widgets.run import TRANSITIONS, Run, RunState, check_step  # noqa: E402
 
 S = RunState
 # Every way a run goes, as the Transcriber takes it (see _session, _end_run_early, start).
@@ -476,12 +476,14 @@ RUN_PATHS = {
 }
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("path", RUN_PATHS.values(), ids=RUN_PATHS.keys())
 def test_every_way_a_run_goes_is_in_the_table(path: list[RunState]) -> None:
     for old, new in itertools.pairwise(path):
         assert check_step(old, new) is new
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize(("old", "new"), [
     (S.IDLE, S.IDLE),  # a run ended twice
     (S.IDLE, S.STREAMING), (S.IDLE, S.CONNECTING),  # a session without a run
@@ -494,6 +496,7 @@ def test_a_step_the_table_does_not_hold_raises_one_error_naming_both_states(old:
         check_step(old, new)
 
 
+@pytest.mark.pure
 def test_the_table_has_no_dead_end_every_state_is_reached_and_each_returns_to_idle() -> None:
     reached, todo = {S.IDLE}, [S.IDLE]
     while todo:
@@ -515,3 +518,20 @@ async def test_a_run_shows_each_of_its_states_in_order_then_its_outcome(energy_s
     await press_stop(t)
     assert not t.running
     assert shown == ["connecting", "streaming", "draining", "done: 1 final, 2.0 s of audio"]
+
+
+@pytest.mark.pure
+async def test_each_run_starts_from_nothing_and_its_stop_timer_is_cancelled_once() -> None:
+    first, second = Run(), Run()
+    assert (first.queue, first.task, first.stop_timer, first.audio) == (None, None, None, None)
+    assert (first.source_error, first.dropped_seconds, first.finals) == ("", 0.0, [])
+    assert first.finals is not second.finals and first.finished is not second.finished
+    assert not first.finished.is_set()  # a new run is not over
+    fired: list[int] = []
+    first.stop_timer = asyncio.get_running_loop().call_later(0, fired.append, 1)
+    timer = first.stop_timer
+    first.cancel_stop_timer()
+    assert timer.cancelled() and first.stop_timer is None
+    first.cancel_stop_timer()  # nothing left to cancel
+    await asyncio.sleep(0)
+    assert fired == []
