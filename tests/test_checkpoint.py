@@ -507,6 +507,33 @@ def test_a_fingerprint_changes_with_the_audio_and_not_with_a_copy(tmp_path: Path
 
 
 @pytest.mark.pure
+def test_a_fingerprint_reads_only_the_ends_of_the_audio() -> None:
+    """Cheap by design: the first and last 64 KiB of bytes, the first and last two seconds of samples."""
+    import re
+
+    from bk_notebook.batch.checkpoint import fingerprint
+
+    def changed(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+    data = bytes(range(256)) * 1024  # 256 KiB
+    head, tail = 65536, len(data) - 65536
+    assert re.fullmatch(r"bytes:262144:[0-9a-f]{16}", fingerprint(data))
+    assert fingerprint(changed(data, head - 1)) != fingerprint(data) != fingerprint(changed(data, tail))
+    assert fingerprint(changed(data, head)) == fingerprint(data) == fingerprint(changed(data, tail - 1))
+
+    for shape, sr in (((80000,), 8000), ((40000, 2), 8000), ((80000,), None)):
+        samples = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
+        flat = samples.reshape(-1)
+        ends = 2 * int(sr or 16000)  # samples, whatever the channels
+        assert re.fullmatch(r"array:<i4\(\d+,( \d+)?\):sr=[\dNone.]+:[0-9a-f]{16}", fingerprint(samples, sr))
+        for at, noticed in ((ends - 1, True), (ends, False), (flat.size - ends, True), (flat.size - ends - 1, False)):
+            other = flat.copy()
+            other[at] += 1
+            assert (fingerprint(other.reshape(shape), sr) != fingerprint(samples, sr)) is noticed, (shape, sr, at)
+
+
+@pytest.mark.pure
 def test_ids_that_differ_only_in_type_are_refused_before_any_work() -> None:
     from bk_notebook.batch.checkpoint import check_unambiguous_ids
 
@@ -516,6 +543,8 @@ def test_ids_that_differ_only_in_type_are_refused_before_any_work() -> None:
 
     check(1, np.int64(1))  # numbers of any type are one kind: a DataFrame's ids are NumPy integers
     check(1, 2, "3", None, None)  # distinct keys, or no id at all: nothing to refuse
+    with pytest.raises(bk.UsageError, match="differ only in type"):
+        check(None, 1, "1")  # an item without an id is skipped, and the check goes on
     with pytest.raises(bk.UsageError, match=r"the ids 1 and '1' differ only in type and would share the checkpoint "
                                             r"key '1'; give every item an id of one type"):
         check(1, "1")
@@ -539,3 +568,69 @@ def test_a_second_writer_in_this_process_is_refused_and_the_lock_released_on_clo
     with Checkpoint(path) as second:  # the lock went with the first writer
         assert "c.jsonl" in repr(second)
     assert list(read_checkpoint(path)) == ["a"]
+
+
+@pytest.mark.pure
+def test_a_failed_write_rolls_the_file_back_and_says_which_file_and_why(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from bk_notebook.batch import checkpoint as module
+
+    path = tmp_path / "c.jsonl"
+    store = Checkpoint(path)
+    store.append(record_of("a", Transcript(finals=[{"segment": 0, "text": "x", "start": 0.0, "end": 1.0}])))
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:  # the disk fills half way through the line
+        if len(data) > 8:
+            return real_write(fd, bytes(data[:8]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module.os, "write", half_then_full)
+    with pytest.raises(bk.CheckpointError) as caught:
+        store.append(record_of("b", Transcript()))
+    assert str(caught.value) == f"cannot write the checkpoint {path}: No space left on device"
+    assert caught.value.path == str(path) and isinstance(caught.value.__cause__, OSError)
+    assert path.read_bytes() == before and "b" not in store.done  # the half line is gone
+    monkeypatch.undo()
+    store.append(record_of("c", Transcript()))  # and the file goes on after it
+    store.close()
+    assert list(read_checkpoint(path)) == ["a", "c"]
+
+
+@pytest.mark.pure
+def test_a_checkpoint_is_made_readable_closed_once_and_refused_where_it_cannot_be(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "c.jsonl"
+    closed: list[int] = []
+    real_close = os.close
+    monkeypatch.setattr(os, "close", lambda fd: (closed.append(fd), real_close(fd)))
+    store = Checkpoint(path)
+    assert path.stat().st_mode & 0o777 == 0o644 & ~umask
+    store.close()
+    store.close()
+    assert len(closed) == 1  # the second close closes nothing (least of all another file's descriptor)
+    monkeypatch.undo()
+    with pytest.raises(bk.UsageError, match=rf"^cannot open the checkpoint {tmp_path / 'no' / 'c.jsonl'}: "
+                                            r"No such file or directory$"):
+        Checkpoint(tmp_path / "no" / "c.jsonl")
+    with pytest.raises(bk.UsageError, match=rf"^the checkpoint {path} is being written by another run \(another "
+                       r"process, or another transcribe_many in this kernel\); wait for it to finish, or give this "
+                       r"run its own checkpoint file$"), Checkpoint(path):
+        Checkpoint(path)
+
+
+@pytest.mark.pure
+def test_a_bad_line_names_its_byte_and_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"key": "a", "complete": true, "finals": []}\n{"key": "ab\xff", "complete": true}\n')
+    with pytest.raises(bk.UsageError, match=rf"^{path}: line 2 is not UTF-8 text \(byte 12\); is this a checkpoint\?"):
+        read_checkpoint(path)
+    path.write_text(json.dumps({"key": "a", "complete": "yes", "finals": [], "gaps": [[1, "x"]]}) + "\n")
+    both = (r"line 1: 'complete' is not true or false; 'gaps' is not a list of \[start, end\] pairs; "
+            r"is this a checkpoint\? \(fix or delete that line\)$")
+    with pytest.raises(bk.UsageError, match=both):
+        read_checkpoint(path)

@@ -207,6 +207,18 @@ def test_client_and_server_cores_agree() -> None:
     assert client.receive(server.stopped()) == [Stopped()]
 
 
+def test_a_final_s_language_crosses_the_wire_when_the_server_names_one() -> None:
+    head = '{"bk":{"service":"stt","type":"audioStream","status":200,"message":"","data":'
+    named = head + '{"final":"halo","start":0.1,"end":0.5,"language":"id"}}}'
+    assert ServerProtocol.final("halo", 0.1, 0.5, "id") == named
+    assert ServerProtocol.final("halo", 0.1, 0.5, "") == ServerProtocol.final("halo", 0.1, 0.5)  # no key at all
+    client = streaming()
+    assert client.receive(ServerProtocol.final("halo", 0.1, 0.5, "id")) == [Final("halo", 0.1, 0.5, "id")]
+    for odd in ('""', "7", "null", '["id"]'):  # what is not a language code is dropped, never raised
+        reply = head + '{"final":"halo","start":0.1,"end":0.5,"language":' + odd + "}}}"
+        assert client.receive(reply) == [Final("halo", 0.1, 0.5, None)]
+
+
 # ------------------------------------------------------------------ the exact texts on the wire
 def test_the_server_s_replies_byte_for_byte() -> None:
     # Compact JSON, non-ASCII text as is (not \u escapes), times rounded to the millisecond.

@@ -17,7 +17,7 @@ from bk_notebook.protocol import Final, Partial, ServerProtocol
 from bk_notebook.server import ServerConfig
 from bk_notebook.server.engines import EnergyEngine
 from bk_notebook.server.local import LocalServer
-from bk_notebook.server.session import MESSAGE_OVERHEAD, ChunkAnswers, Inbox, Refused
+from bk_notebook.server.session import MESSAGE_OVERHEAD, ChunkAnswers, Inbox, Refused, audio_seconds
 
 from conftest import FIXTURES, require
 
@@ -146,6 +146,24 @@ async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_mes
     got = [await inbox.get() for _ in range(len(inbox))]
     assert isinstance(got[0], Refused) and got[0].count == 1 and isinstance(got[2], Refused)
     assert [got[1], *got[3:]] == ["fits", "small", "smaller", "end"] and inbox.size == 0
+
+
+@pytest.mark.pure
+def test_a_final_keeps_the_language_its_engine_named_in_its_reply() -> None:
+    answers = ChunkAnswers()
+    reply = json.loads(answers.chunk(1600, [Final("halo", 0.1, 0.5, "id")]))["bk"]
+    assert reply["data"] == {"final": "halo", "start": 0.1, "end": 0.5, "language": "id"}
+    [flushed] = answers.stop([Final("hello", 0.6, 0.9, "en")])
+    assert json.loads(flushed)["bk"]["data"]["language"] == "en"
+
+
+@pytest.mark.pure
+def test_a_message_length_tells_the_seconds_of_audio_it_carries() -> None:
+    sid = "0123456789abcdef0123456789abcdef"
+    for chunk_bytes in (3200, 32000, 1):
+        seconds = chunk_bytes / 2 / 16000
+        assert audio_seconds(len(audio_message(sid, bytes(chunk_bytes)))) == pytest.approx(seconds, rel=0.01, abs=1e-4)
+    assert audio_seconds(0) == audio_seconds(100) == 0  # shorter than the JSON around any audio: none
 
 
 @pytest.mark.pure

@@ -177,10 +177,11 @@ def test_export_transcripts_keys_several_transcripts_with_the_dataframe_columns(
     assert [(r["file"], r["text"]) for r in lines] == [("a.wav", "halo"), ("b.wav", "hello")]
     table = render([("a.wav", a), ("b.wav", b)], "table").splitlines()
     assert table[0].split() == ["file", "segment", "start", "end", "text"] and table[2].endswith("hello")
+    assert table[:2] == ["file   segment  start  end   text", "a.wav  0        0.00   1.00  halo"]  # aligned left
     assert render([("a.wav", a)], "srt") == a.to_srt() and render([("a.wav", a)], "vtt") == a.to_vtt()
     with pytest.raises(ValueError, match="one transcript"):
         render([("a.wav", a), ("b.wav", b)], "srt")
-    with pytest.raises(ValueError, match="format must be one of"):
+    with pytest.raises(ValueError, match="^format must be one of table, csv, jsonl, srt, vtt, not 'xml'$"):
         render([("a.wav", a)], "xml")
 
 
@@ -211,3 +212,27 @@ def test_each_format_holds_every_transcript_given_or_refuses_more_than_one(fmt: 
         both = export_transcripts([("a.wav", a), ("b.wav", b)], fmt, key="source")
         assert "halo" in both and "apa kabar" in both and "a.wav" in both and "b.wav" in both and "source" in both
     assert [f for f, row in EXPORT_FORMATS.items() if row.one_transcript] == ["srt", "vtt"]
+
+
+def test_a_final_keeps_its_language_as_its_last_key_only_when_named() -> None:
+    t = Transcript()
+    t.add_final("halo", 0.0, 0.5, sent=0.5, language="id")
+    t.add_final("hello", 0.5, 1.0, sent=1.0)
+    t.add_final("hai", 1.0, 1.5, sent=1.5, language="")
+    assert list(t.finals[0])[-1] == "language" and t.finals[0]["language"] == "id"
+    assert "language" not in t.finals[1] and "language" not in t.finals[2]
+
+
+def test_a_missing_dependency_of_pandas_is_named(monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dateutil(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "pandas":
+            raise ImportError("No module named 'dateutil'", name="dateutil")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dateutil)
+    with pytest.raises(ImportError, match=r"^to_dataframe needs pandas \(dateutil is missing\): pip install"):
+        Transcript().to_dataframe()
