@@ -365,3 +365,13 @@ def test_a_name_that_does_not_exist_or_is_not_where_it_is_cited_is_found() -> No
     assert not _resolves("client.nothing") and not _resolves("audio.pcm.Nothing")
     assert _resolves("audio.pcm.BlockConverter") and _resolves("Transcriber.finals") and _resolves("bk.SoundCard")
     assert _resolves("asyncio.Queue") and _resolves("bk.to_pcm16") and not _resolves("audio.to_pcm16")
+
+
+# ----------------------------------------------------------------- the pure tests are pure
+def test_a_pure_test_may_not_start_a_server_or_be_slow() -> None:
+    from conftest import NOT_PURE_FIXTURES, check_pure
+
+    check_pure("t::ok", {"tmp_path", "monkeypatch"}, {"pure", "parametrize"})
+    assert {"energy_server", "kernel", "page", "small_disk"} <= NOT_PURE_FIXTURES
+    with pytest.raises(pytest.UsageError, match="t::x is marked pure but uses energy_server, slow"):
+        check_pure("t::x", {"energy_server", "tmp_path"}, {"pure", "slow"})
