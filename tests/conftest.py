@@ -36,6 +36,20 @@ def check_pure(nodeid: str, fixtures: set[str], markers: set[str]) -> None:
         raise pytest.UsageError(f"{nodeid} is marked pure but uses {', '.join(wrong)}")
 
 
+def refuse_import(monkeypatch: Any, module: str, missing: str) -> None:
+    """Make ``import module`` fail as it does when one of its own dependencies (``missing``) is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def importer(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == module:
+            raise ImportError(f"No module named {missing!r}", name=missing)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", importer)
+
+
 def require(module: str, why: str) -> Any:
     """Import an optional test dependency; skip locally, fail under CI=true."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from typing import Any
 
 import pytest
 
@@ -190,17 +189,10 @@ def test_nothing_to_score_gives_the_columns_and_zero_totals() -> None:
 
 
 def test_a_missing_dependency_of_jiwer_is_named(monkeypatch) -> None:
-    import builtins
-
     from bk_notebook.batch.scoring import evaluate
 
-    real_import = builtins.__import__
+    from conftest import refuse_import
 
-    def no_rapidfuzz(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "jiwer":
-            raise ImportError("No module named 'rapidfuzz'", name="rapidfuzz")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_rapidfuzz)
+    refuse_import(monkeypatch, "jiwer", missing="rapidfuzz")
     with pytest.raises(ImportError, match=r"^evaluate needs jiwer and pandas \(rapidfuzz is missing\): pip install"):
         evaluate(["a"], ["a"])

@@ -224,15 +224,8 @@ def test_a_final_keeps_its_language_as_its_last_key_only_when_named() -> None:
 
 
 def test_a_missing_dependency_of_pandas_is_named(monkeypatch) -> None:
-    import builtins
+    from conftest import refuse_import
 
-    real_import = builtins.__import__
-
-    def no_dateutil(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "pandas":
-            raise ImportError("No module named 'dateutil'", name="dateutil")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_dateutil)
+    refuse_import(monkeypatch, "pandas", missing="dateutil")
     with pytest.raises(ImportError, match=r"^to_dataframe needs pandas \(dateutil is missing\): pip install"):
         Transcript().to_dataframe()
