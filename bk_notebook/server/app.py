@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
-from .engines import Engine, engine_factory, resolve_engine
+from .engines import ENGINES, Engine, engine_factory, resolve_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
 from .turns import DecodeTurns, Load
@@ -89,7 +89,8 @@ class BkServer:
         self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         options = dict(config.engine_options)
         self.engine = resolve_engine(config.engine, options.get("model"))
-        if self.engine in ("pocketsphinx", "energy", "whisper"):
+        spec = ENGINES.get(self.engine)
+        if spec is not None and spec.cuts_utterances:
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
         # Checks the name now, in this process; loads a whisper model once for every session's thread.
         make = engine_factory(config.engine, preload=not config.processes, **options)
