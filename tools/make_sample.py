@@ -34,7 +34,7 @@ from bk_notebook import sample_text
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bk_notebook" / "data"
 VOICE = "(voice_cmu_us_slt_arctic_hts)"
-SENTENCES = tuple(s.strip() for s in re.findall(r"[^.]+\.", sample_text()))  # one utterance each; sample_text() says the words
+SENTENCES = tuple(s.strip() for s in re.findall(r"[^.]+\.", sample_text()))  # one utterance each
 RATE = 16000
 STARTS = (0.35, 4.80)  # where each sentence starts, seconds: the earlier sample's
 LENGTH = 8.40          # seconds
