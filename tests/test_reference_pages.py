@@ -1,6 +1,6 @@
-"""The configuration page's defaults are the code's: each table row against the signature or the parser.
+"""The reference pages match the code: configuration defaults (signatures, parser) and output columns.
 
-Each default cell starts with a Python literal in backticks (``10.0``, ``None``, ``"auto"``); the
+Configuration: each default cell starts with a Python literal in backticks (``10.0``, ``None``, ``"auto"``); the
 words after it explain what that default means. A row per argument, and the literal must equal the
 default in the code.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from bk_notebook.cli import _parser
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "configuration.md"
 
 
-def table(heading: str) -> list[list[str]]:
+def table(heading: str, page: Path = PAGE) -> list[list[str]]:
     """The rows (cells stripped) of the first table after ``heading``, header and rule left out."""
-    text = PAGE.read_text()
+    text = page.read_text()
     lines = text[text.index(heading):].splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
@@ -84,3 +85,40 @@ def test_the_environment_table_names_the_variables_the_code_reads() -> None:
     for source in package.rglob("*.py"):
         read |= set(re.findall(r"environ(?:\.get)?[\[(]\s*\"(BK_\w+)\"", source.read_text()))
     assert read and read <= documented, read - documented
+
+
+# ------------------------------------------------------------------ docs/reference/outputs.md
+OUTPUTS = PAGE.parent / "outputs.md"
+
+
+def output_rows(heading: str) -> list[list[str]]:
+    return table(heading, OUTPUTS)
+
+
+def a_transcript() -> bk.Transcript:
+    t = bk.Transcript(session_id="s1")
+    t.add_final("selamat pagi", 0.5, 1.5, sent=2.0, language="id")
+    t.add_final("hello", None, None, sent=3.0)  # no times: estimated
+    return t
+
+
+def test_the_record_fields_are_the_exports_columns_in_order() -> None:
+    fields = [name for row in output_rows("## One final: the record") for name in names(row[0])]
+    t = a_transcript()
+    assert list(t.to_dataframe().columns) == fields
+    assert t.to_csv().splitlines()[0].split(",") == fields
+    assert list(json.loads(t.to_jsonl().splitlines()[0])) == [f for f in fields if f != "timing"]  # the first final's
+    from bk_notebook.transcript import render
+
+    assert render([("a.wav", t)], "csv").splitlines()[0].split(",") == ["file", *fields]
+    assert render([("a.wav", t)], "table").split()[:5] == ["file", "segment", "start", "end", "text"]
+
+
+def test_the_batch_columns_and_the_checkpoint_line_are_the_page_s() -> None:
+    from bk_notebook.batch.checkpoint import record_of
+    from bk_notebook.batch.inputs import result_columns
+
+    rows = {row[0]: row[1] for row in output_rows("## Many recordings: `transcribe_many`")}
+    assert names(rows["a DataFrame"])[:4] == list(result_columns([a_transcript()]))
+    line = names(rows["the checkpoint file (JSON Lines)"])
+    assert line == [*record_of("k", a_transcript()), "fingerprint"]  # the batch adds the audio's fingerprint
