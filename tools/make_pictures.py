@@ -2,8 +2,8 @@
 
 Usage (from the repository root; needs Debian's ``chromium`` and ``ffmpeg``, and the ``[dev]`` extra)::
 
-    python -m tools.make_pictures    # writes docs/transcriber.png, transcriber-playback.png, player.png,
-                                     # transcriber.gif and docs/_static/transcriber.webm
+    python -m tools.make_pictures    # writes docs/plot.png, transcriber.png, transcriber-playback.png,
+                                     # player.png, transcriber.gif and docs/_static/transcriber.webm
 
 JupyterLab runs a notebook on the embedded local server with its default engine (``auto``: Whisper
 where installed). Chromium's fake microphone plays the bundled natural-voice sample
@@ -134,12 +134,23 @@ def picture_player(page: Any, jupyter: JupyterServer) -> None:
     page.locator(PLAYER).first.screenshot(path=str(DOCS / "player.png"))
 
 
+def picture_plot() -> None:
+    """``t.plot(audio)`` of the sample, as the tutorials show it (matplotlib: no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with bk.local_server() as server:
+        t = bk.Client(server.url).transcribe_sync(bk.sample_path(), speed=None)
+    t.plot(bk.sample_path()).figure.savefig(DOCS / "plot.png", dpi=72)
+
+
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is needed: apt-get install ffmpeg")
+    picture_plot()
     with tempfile.TemporaryDirectory(prefix="bk-pictures-") as scratch_name:
         scratch = Path(scratch_name)
         (scratch / "root").mkdir()
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             encode(shots, scratch)
         finally:
             jupyter.stop()
-    for path in (DOCS / "transcriber.png", DOCS / "transcriber-playback.png", DOCS / "player.png",
+    for path in (DOCS / "plot.png", DOCS / "transcriber.png", DOCS / "transcriber-playback.png", DOCS / "player.png",
                  DOCS / "transcriber.gif", STATIC / "transcriber.webm"):
         print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} kB)", file=sys.stderr)
     return 0
