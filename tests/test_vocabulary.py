@@ -97,7 +97,7 @@ async def test_a_session_prompt_to_an_engine_without_prompts_is_ignored_and_said
         sphinx_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="bk_notebook.server"):
         transcript = await bk.Client(sphinx_server.url).transcribe(bk.sample_path(), speed=None, prompt="hello")
-    assert transcript.complete and "hello" in transcript.text
+    assert transcript.complete and "recognition" in transcript.text
     assert "prompt was ignored" in caplog.text
 
 
