@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError, CheckpointError
-from ..outputs import check_writable_file, check_writable_folder
+from ..outputs import check_not_an_input, check_writable_file, check_writable_folder
 from ..transcript import render
 from .common import (
     FORMATS,
@@ -90,9 +90,31 @@ def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
     if missing:
         raise usage(f"no such file: {', '.join(missing)}")
     outputs = _output_paths(args)
+    for path, what in _written_paths(args, outputs):
+        check_not_an_input(path, args.files, what)
     if args.checkpoint is not None:
-        check_writable_file(args.checkpoint, "--checkpoint")
+        _check_checkpoint(args)
     return outputs
+
+
+def _written_paths(args: argparse.Namespace, outputs: dict[str, Path] | None) -> list[tuple[Path, str]]:
+    """Every file the run will write, with the option that names it."""
+    written = [(path, "--out-dir's result") for path in (outputs or {}).values()]
+    written += [(path, flag) for path, flag in ((args.out, "--out"), (args.checkpoint, "--checkpoint")) if path]
+    return written
+
+
+def _check_checkpoint(args: argparse.Namespace) -> None:
+    """A --checkpoint that is writable, not the --out file, and a checkpoint (or nothing yet): its bytes untouched."""
+    from ..batch.checkpoint import read_checkpoint
+
+    checkpoint = args.checkpoint
+    if args.out is not None and checkpoint.resolve() == args.out.resolve():
+        raise usage(f"--checkpoint and --out both name {checkpoint}: give them two files")
+    check_writable_file(checkpoint, "--checkpoint")
+    read_checkpoint(checkpoint)  # a note, a result or a recording is refused, not emptied
+    if not args.resume and checkpoint.is_file() and checkpoint.stat().st_size:
+        raise usage(f"the checkpoint {checkpoint} exists: pass --resume to continue it, or remove it")
 
 
 def _run_batch(args: argparse.Namespace, client: Client | None, progress: _AudioProgress | None) -> list[Any]:
@@ -157,9 +179,6 @@ def _batch_files(args: argparse.Namespace) -> list[Path]:
 
     if args.resume and not args.checkpoint:
         raise usage("--resume needs --checkpoint FILE (the checkpoint to resume; --out names the result file)")
-    checkpoint = args.checkpoint
-    if checkpoint and not args.resume and checkpoint.is_file() and checkpoint.stat().st_size:
-        raise usage(f"the checkpoint {checkpoint} exists: pass --resume to continue it, or remove it")
     files: list[Path] = []
     for path in args.files:
         if path.is_dir() and not args.recursive:
