@@ -290,3 +290,14 @@ def test_verbose_after_the_command_is_accepted() -> None:
     result = run("transcribe", HELLO, *ENERGY, "-v")
     assert result.returncode == 0, result.stderr
     assert f"final {Path(HELLO).name} [" in result.stderr  # -v's finals on stderr, as before the command
+
+
+def test_an_engine_that_fails_inside_the_session_is_named_once_not_retried(tmp_path: Path) -> None:
+    (tmp_path / "broken_engine.py").write_text(
+        "class Broken:\n    def __init__(self):\n        raise RuntimeError('the model folder is empty')\n"
+        "    def reset(self): pass\n    def feed(self, pcm): return []\n    def flush(self): return []\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = run("transcribe", HELLO, "--local", "--engine", "broken_engine:Broken", "--speed", "max", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "the engine failed to start: RuntimeError: the model folder is empty" in result.stderr
+    assert "worker not available" not in result.stderr and result.stderr.count("Traceback") <= 1

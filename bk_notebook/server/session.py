@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import (
+    AUDIO_CONN,
     AUDIO_STREAM,
     SAMPLE_RATE,
     AudioRequest,
@@ -335,10 +336,11 @@ class Connection:
         self._lease = lease  # from here on, the connection's finally gives it back
         try:
             await lease.start()
-        except Exception:  # noqa: BLE001 - reported to the client, logged here
+        except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
             logger.exception("engine failed to start")
             self._release()
-            await self._send(self._protocol.refuse("engine failed to start; see the server log"))
+            # 500, not the busy 400 that clients retry: the same engine would fail the same way again.
+            await self._send(ServerProtocol.error(AUDIO_CONN, f"the engine failed to start: {_reason(exc)}", 500))
             return
         self._answers = ChunkAnswers()
         if self._load is not None:
@@ -380,11 +382,11 @@ class Connection:
                 if self._load is not None and method == "feed" and alone and turns.granted == granted:
                     self._load.decoded(len(args[0]) / 2 / SAMPLE_RATE, asyncio.get_running_loop().time() - began)
                 return events  # type: ignore[no-any-return]
-        except Exception:
+        except Exception as exc:
             logger.exception("session %s: engine %s failed", self._session_id, method)
             self._release(reuse=False)
             with contextlib.suppress(ConnectionClosed):
-                await self._send(ServerProtocol.error(AUDIO_STREAM, "the engine failed; see the server log", 500))
+                await self._send(ServerProtocol.error(AUDIO_STREAM, f"the engine failed: {_reason(exc)}", 500))
                 await self._ws.close(1011, "engine failed")
             raise _EngineFailed from None
 
@@ -424,3 +426,9 @@ class Connection:
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.release(reuse=reuse)
+
+
+def _reason(exc: BaseException) -> str:
+    """An engine's failure in one line, for the client (the traceback stays in the server's log)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
