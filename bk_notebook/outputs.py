@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["check_not_an_input", "check_writable_file", "check_writable_folder", "write_text_atomically"]
+__all__ = ["check_not_an_input", "check_writable_file", "check_writable_folder", "create_beside",
+           "write_text_atomically"]
 
 
 def _try_writing_in(folder: Path, what: str, path: Path) -> None:
@@ -74,6 +75,19 @@ def check_not_an_input(path: str | os.PathLike[str], inputs: Iterable[str | os.P
                              "give another file name")
 
 
+def create_beside(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, opened for writing, with a new file's mode under the umask.
+
+    O_EXCL with 0o666, as ``open()`` creates files: the umask decides (``mkstemp`` would make it 0600).
+    """
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:  # a leftover of the same name: draw another
+            continue
+
+
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
 
@@ -81,9 +95,7 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     file has the mode of the file it replaces, or a new file's mode under the umask.
     """
     path = Path(path)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
-    # O_EXCL with 0o666, as open() creates files: the umask decides (mkstemp would make it 0600).
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd, temporary = create_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             if path.exists():

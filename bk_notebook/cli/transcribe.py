@@ -16,6 +16,7 @@ from .common import (
     TOKEN_HELP,
     add_token_options,
     add_whisper_options,
+    check_engine_choice,
     on_chosen_server,
     positive_float,
     refuse_token_on_command_line,
@@ -80,6 +81,8 @@ def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
     if args.concurrency < 1:
         raise usage("--concurrency must be at least 1")
     refuse_token_on_command_line(args)
+    if args.local:
+        check_engine_choice(args)
     if args.recursive or args.checkpoint or args.resume:
         args.files = _batch_files(args)
     folders = [str(f) for f in args.files if f.is_dir()]

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
-from .engines import Engine, engine_factory, resolve_engine
+from .engines import Engine, engine_constructor, prepared_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
 from .turns import DecodeTurns, Load
@@ -87,17 +87,18 @@ class BkServer:
         origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
         self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
         self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
-        options = dict(config.engine_options)
-        self.engine = resolve_engine(config.engine, options.get("model"))
-        if self.engine in ("pocketsphinx", "energy", "whisper"):
+        options: dict[str, object] = dict(config.engine_options)
+        if config.engine in ("auto", "pocketsphinx", "energy", "whisper"):
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
-        # Checks the name now, in this process; loads a whisper model once for every session's thread.
-        make = engine_factory(config.engine, preload=not config.processes, **options)
+        # Checks engine, model and language now, in this process; loads a whisper model once for every
+        # session's thread (engine processes load their own).  "auto" may fall back to pocketsphinx here.
+        self.engine, options = prepared_engine(config.engine, options, preload=not config.processes)
+        make = engine_constructor(self.engine, options)
         if config.processes:
             from .processes import ProcessEngine
 
             def make() -> Engine:
-                return ProcessEngine(config.engine, options)
+                return ProcessEngine(self.engine, options)
 
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
         self._pool = EnginePool(make, config.workers, self._executor)

@@ -20,10 +20,12 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from ..errors import UsageError, install_hint, missing_extra
+from ..errors import BkError, UsageError, install_hint, missing_extra
 from ..protocol import SAMPLE_RATE, Final, Partial
+from .languages import check_engine_languages
 
-__all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "engine_factory", "resolve_engine"]
+__all__ = ["Engine", "EnergyEngine", "PocketSphinxEngine", "chosen_engine", "engine_constructor", "engine_factory",
+           "prepared_engine", "resolve_engine"]
 
 logger = logging.getLogger("bk_notebook.server")
 WHISPER_ONLY = ("language", "model", "partials")  # options that only the whisper engine takes
@@ -240,14 +242,19 @@ class PocketSphinxEngine:
         return events
 
 
-def resolve_engine(name: str, model: object = None) -> str:
-    """The engine ``name`` stands for: ``"auto"`` is whisper when it can load, else pocketsphinx (logged once)."""
+def chosen_engine(name: str, model: object = None) -> str:
+    """What :func:`resolve_engine` returns, without its log line (for checks made before anything starts)."""
     if name != "auto":
         return name
     from .models import whisper_available
 
-    chosen = "whisper" if whisper_available(str(model or "base")) else "pocketsphinx"
-    if not _auto_logged.is_set():
+    return "whisper" if whisper_available(str(model or "base")) else "pocketsphinx"
+
+
+def resolve_engine(name: str, model: object = None) -> str:
+    """The engine ``name`` stands for: ``"auto"`` is whisper when it can load, else pocketsphinx (logged once)."""
+    chosen = chosen_engine(name, model)
+    if name == "auto" and not _auto_logged.is_set():
         _auto_logged.set()
         if chosen == "whisper":
             logger.info("engine auto: whisper (faster-whisper and its model are installed)")
@@ -255,6 +262,25 @@ def resolve_engine(name: str, model: object = None) -> str:
             logger.info("engine auto: pocketsphinx (US English); %s for Whisper, Indonesian included",
                         install_hint("whisper"))
     return chosen
+
+
+def _without_whisper_options(options: dict[str, object]) -> dict[str, object]:
+    """What an engine other than whisper takes of ``options``; a language it cannot do is refused."""
+    language = str(options.get("language") or "auto").strip().lower()
+    if language not in ("auto", "en"):
+        raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
+                            "whisper")
+    return {k: v for k, v in options.items() if k not in WHISPER_ONLY}
+
+
+def _prepare_whisper(model: str, preload: bool) -> None:
+    """The model's folder checked (and its cache joined); with ``preload`` the model loaded, once per process."""
+    from .models import model_folder, shared_model
+
+    if preload:
+        shared_model(model)  # raises MissingDependency, or loads and logs
+    else:
+        model_folder(model)  # each engine process loads it; the cache is made (or refused) here, once
 
 
 def engine_factory(name: str, *, preload: bool = True, **options: object) -> Callable[[], Engine]:
@@ -267,22 +293,44 @@ def engine_factory(name: str, *, preload: bool = True, **options: object) -> Cal
     ``sys.path`` (appended, as uvicorn does for ``module:app``), so
     ``bk-notebook serve --engine my_engines:MyEngine`` finds ``./my_engines.py``.
     With ``preload`` (the default) the whisper model is loaded now, once per
-    process, so that the first session does not wait for it.
+    process, so that the first session does not wait for it.  Engine, model and
+    language are checked together first (:func:`prepared_engine`).
     """
+    return engine_constructor(*prepared_engine(name, options, preload=preload))
+
+
+def prepared_engine(name: str, options: dict[str, object], *, preload: bool = True) -> tuple[str, dict[str, object]]:
+    """The engine ``name`` stands for, and its options, checked and ready before a server listens.
+
+    ``"auto"`` is resolved; the language is checked against the engine and model (a
+    :class:`UsageError` for what cannot work); Whisper's model is prepared (its cache
+    joined; with ``preload``, loaded).  When ``"auto"`` chose Whisper and its model
+    cannot be prepared (an unwritable or full cache, broken files), PocketSphinx is
+    used instead, with one warning, if the language is English or ``"auto"``.
+    """
+    asked = name
     if name == "auto":
         name = resolve_engine(name, options.get("model"))
         if name != "whisper":
-            language = str(options.get("language") or "auto").lower()
-            if language not in ("auto", "en"):
-                raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
-                                    "whisper")
-            options = {k: v for k, v in options.items() if k not in WHISPER_ONLY}
+            options = _without_whisper_options(options)
+    options = check_engine_languages(name, options)  # before any model is prepared or loaded
     if name == "whisper":
-        from .models import shared_model
+        try:
+            _prepare_whisper(str(options.get("model") or "base"), preload)
+        except (BkError, RuntimeError, OSError) as exc:
+            if asked != "auto" or options.get("language", "auto") not in ("auto", "en"):
+                raise
+            logger.warning("engine auto: the Whisper model cannot be prepared (%s): using pocketsphinx (US English) "
+                           "instead", exc)
+            return "pocketsphinx", _without_whisper_options(options)
+    return name, options
+
+
+def engine_constructor(name: str, options: dict[str, object]) -> Callable[[], Engine]:
+    """A zero-argument constructor of the engine ``name`` (resolved, as :func:`prepared_engine` returns it)."""
+    if name == "whisper":
         from .whisper import WhisperEngine
 
-        if preload:
-            shared_model(str(options.get("model") or "base"))  # raises MissingDependency, or loads and logs
         return lambda: WhisperEngine(**options)  # type: ignore[arg-type]
     if name == "pocketsphinx":
         try:

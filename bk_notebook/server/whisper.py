@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import MissingDependency, UsageError
 from ..protocol import SAMPLE_RATE, Final, Partial
+from .languages import whisper_language
 from .models import INSTALL_HINT, SharedModel, shared_model
 
 __all__ = ["StreamingVad", "WhisperEngine"]
@@ -136,19 +137,11 @@ class WhisperEngine:
     ) -> None:
         if max_utterance_seconds <= 0:
             raise UsageError("max_utterance_seconds must be positive")
-        if not isinstance(language, str) or not language:
-            raise UsageError("language must be 'auto' or a Whisper language code such as 'id' or 'en'")
+        language = whisper_language(language)  # any case; ISO 639-1 or Whisper's own code
         self._shared: SharedModel = shared_model(model)
-        language = language.lower()
         if not self._shared.multilingual and language not in ("en", "auto"):
             raise UsageError(f"the Whisper model {model!r} is English only; for language={language!r} use "
                              "model='base'")
-        if language != "auto":
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-            if language not in _LANGUAGE_CODES:
-                raise UsageError(f"unknown Whisper language {language!r}: use 'auto', 'id', 'en' or another "
-                                 "Whisper language code")
         self.language = language if self._shared.multilingual else "en"
         self.partials = bool(partials)
         self.max_samples = int(min(max_utterance_seconds, WINDOW_SECONDS) * SAMPLE_RATE)
