@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, require
 from test_cli import arun, cli, run
 
 pytestmark = pytest.mark.slow
@@ -301,3 +301,53 @@ def test_an_engine_that_fails_inside_the_session_is_named_once_not_retried(tmp_p
     assert result.returncode == 1, result.stderr
     assert "the engine failed to start: RuntimeError: the model folder is empty" in result.stderr
     assert "worker not available" not in result.stderr and result.stderr.count("Traceback") <= 1
+
+
+# ------------------------------------------------------------------ start-up refuses what cannot work
+@pytest.mark.parametrize("command, message", [
+    (["serve", "--port", "0", "--language", "xx"], "unknown Whisper language 'xx'"),
+    (["serve", "--port", "0", "--engine", "pocketsphinx", "--language", "id"], "PocketSphinx knows US English only"),
+    (["transcribe", HELLO, "--local", "--language", "xx"], "unknown Whisper language 'xx'"),
+    (["transcribe", HELLO, "--local", "--model", "tiny.en", "--language", "id"], "'tiny.en' transcribes English only"),
+    (["listen", "--local", "--language", "xx", "--device", "no-such-device-anywhere"], "unknown Whisper language"),
+    (["demo", "--engine", "pocketsphinx", "--language", "ID"], "PocketSphinx knows US English only"),
+])
+def test_a_language_the_engine_cannot_do_is_one_line_exit_2_before_listening(command: list[str],
+                                                                              message: str) -> None:
+    result = run(*command)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+    assert "listening" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("make", ["read-only", "folder in place of model.bin"])
+def test_an_unusable_model_cache_is_named_and_auto_falls_back_to_pocketsphinx(
+        tmp_path: Path, make: str, request: pytest.FixtureRequest) -> None:
+    require("faster_whisper", "the whisper engine")
+    if make == "read-only":
+        cache = request.getfixturevalue("readonly_folder")
+    else:
+        cache = tmp_path / "cache"
+        (cache / "models" / "whisper-base" / "model.bin").mkdir(parents=True)
+    env = {"BK_CACHE_DIR": str(cache)}
+    served = run("serve", "--port", "0", "--engine", "whisper", env=env)
+    assert served.returncode == 2, served.stderr
+    line = served.stderr.strip()
+    assert len(line.splitlines()) == 1 and "cannot listen" not in line
+    assert f"cache folder {cache / 'models' / 'whisper-base'}" in line and "BK_CACHE_DIR" in line
+    assert ("Read-only file system" if make == "read-only" else "a folder is where") in line
+    auto = run("transcribe", HELLO, "--local", "--speed", "max", env=env)
+    assert auto.returncode == 0, auto.stderr
+    assert auto.stderr.count("using pocketsphinx (US English) instead") == 1 and "BK_CACHE_DIR" in auto.stderr
+    assert "hello world" in auto.stdout
+
+
+@pytest.mark.slow
+def test_whispers_own_code_and_iso_are_both_accepted_and_tiny_en_says_it_is_english_only() -> None:
+    require("faster_whisper", "the whisper engine")
+    iso = run("transcribe", HELLO, "--local", "--engine", "whisper", "--language", "JV", "--speed", "max")
+    assert iso.returncode == 0, iso.stderr
+    english = run("transcribe", HELLO, "--local", "--model", "tiny.en", "--speed", "max")
+    assert english.returncode == 0, english.stderr
+    assert english.stderr.count("tiny.en transcribes English only: language 'auto' means English") == 1
+    assert "world" in english.stdout.lower()
