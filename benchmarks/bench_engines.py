@@ -51,7 +51,7 @@ began = time.perf_counter()
 server = bk.local_server(**options)
 load = None
 if server.engine == "whisper":
-    from bk_notebook.server.models import _shared
+    from bk_notebook.server.engines.decoder import _shared
     load = _shared[options.get("model", "base")].load_seconds
 print(json.dumps({"url": server.url, "started_s": time.perf_counter() - began, "model_load_s": load}), flush=True)
 sys.stdin.read()

@@ -65,7 +65,7 @@ def faster_whisper_batched(pcm: np.ndarray, model: str, language: str) -> dict[s
     """The same audio through faster-whisper's batched offline pipeline, the same model files."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    from bk_notebook.server.models import model_folder
+    from bk_notebook.server.engines.weights import model_folder
 
     whisper = WhisperModel(str(model_folder(model)), device="cpu", compute_type="int8", local_files_only=True)
     pipeline = BatchedInferencePipeline(model=whisper)

@@ -306,11 +306,12 @@ def test_an_engine_that_fails_inside_the_session_is_named_once_not_retried(tmp_p
 # ------------------------------------------------------------------ start-up refuses what cannot work
 @pytest.mark.parametrize("command, message", [
     (["serve", "--port", "0", "--language", "xx"], "unknown Whisper language 'xx'"),
-    (["serve", "--port", "0", "--engine", "pocketsphinx", "--language", "id"], "PocketSphinx knows US English only"),
+    (["serve", "--port", "0", "--engine", "pocketsphinx", "--language", "id"],
+     "the pocketsphinx engine transcribes US English only"),
     (["transcribe", HELLO, "--local", "--language", "xx"], "unknown Whisper language 'xx'"),
     (["transcribe", HELLO, "--local", "--model", "tiny.en", "--language", "id"], "'tiny.en' transcribes English only"),
     (["listen", "--local", "--language", "xx", "--device", "no-such-device-anywhere"], "unknown Whisper language"),
-    (["demo", "--engine", "pocketsphinx", "--language", "ID"], "PocketSphinx knows US English only"),
+    (["demo", "--engine", "pocketsphinx", "--language", "ID"], "the pocketsphinx engine transcribes US English only"),
 ])
 def test_a_language_the_engine_cannot_do_is_one_line_exit_2_before_listening(command: list[str],
                                                                               message: str) -> None:

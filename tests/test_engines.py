@@ -159,3 +159,34 @@ def test_the_slow_test_engine_loads_from_the_repository_root_in_a_subprocess(tmp
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) >= 0.2  # 0.5 s of audio at twice real time: ~0.25 s
+
+
+def test_one_table_names_the_engines_and_a_new_row_is_all_an_engine_needs(monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``ENGINES`` is read by the factory, the server's option checks and the CLI; old import paths still work."""
+    import dataclasses
+
+    from bk_notebook.cli import main
+    from bk_notebook.server import BkServer, ServerConfig, engines
+    from bk_notebook.server.engines import ENGINES, EngineSpec
+
+    assert list(ENGINES) == ["whisper", "pocketsphinx", "energy"]
+    assert ENGINES["whisper"].options == ("language", "model", "partials")
+    assert [n for n, s in ENGINES.items() if s.processes] == ["pocketsphinx"]
+    # A new engine: one module (here the energy one under another name) and one row.
+    row = EngineSpec("quiet", "energy", cuts_utterances=False)
+    monkeypatch.setitem(ENGINES, "quiet", row)
+    for cuts, frames in ((False, 2000), (True, 300)):  # the server's limit (3 s) only for an engine that cuts
+        monkeypatch.setitem(ENGINES, "quiet", dataclasses.replace(row, cuts_utterances=cuts))
+        server = BkServer(ServerConfig(engine="quiet", max_utterance_seconds=3.0))
+        engine = server._pool._take()
+        assert isinstance(engine, EnergyEngine) and engine.max_frames == frames
+        server._pool.close()
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "whisper, pocketsphinx, energy, quiet or module:Class" in " ".join(capsys.readouterr().out.split())
+    # The old layout's import paths: bk_notebook.server.whisper and .models.
+    from bk_notebook.server import models, whisper
+
+    assert whisper.WhisperEngine.__module__ == "bk_notebook.server.engines.whisper"
+    assert models.model_folder is engines.weights.model_folder

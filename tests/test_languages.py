@@ -1,4 +1,4 @@
-"""Engine, model and language checked together before a server listens (``server/languages.py``)."""
+"""Engine, model and language checked together before a server listens (``server/engines/languages.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import logging
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.server.languages import WHISPER_LANGUAGES, check_engine_languages, english_only, whisper_language
+from bk_notebook.server.engines.languages import (
+    WHISPER_LANGUAGES,
+    check_engine_languages,
+    english_only,
+    whisper_language,
+)
 
 from conftest import require
 
@@ -38,7 +43,7 @@ def test_an_unknown_code_is_refused_with_the_lists_pointer(given: object) -> Non
     ("whisper", {"model": "tiny.en", "language": "id"}, "'tiny.en' transcribes English only"),
     ("whisper", {"model": "tiny.en", "language": "JV"}, "'tiny.en' transcribes English only"),
     ("whisper", {"language": "xx"}, "unknown Whisper language 'xx'"),
-    ("pocketsphinx", {"language": "id"}, "PocketSphinx knows US English only"),
+    ("pocketsphinx", {"language": "id"}, "the pocketsphinx engine transcribes US English only"),
     ("energy", {"language": "jw"}, "hears no words"),
 ])
 def test_what_the_engine_cannot_do_is_refused(engine: str, options: dict[str, str], message: str) -> None:
@@ -56,7 +61,7 @@ def test_what_it_can_do_comes_back_in_whispers_code() -> None:
 
 
 def test_an_english_only_model_with_auto_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
-    from bk_notebook.server import languages
+    from bk_notebook.server.engines import languages
 
     languages._english_only_logged.discard("tiny.en")
     with caplog.at_level(logging.WARNING, logger="bk_notebook.server"):

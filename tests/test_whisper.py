@@ -33,7 +33,7 @@ INDONESIAN = FIXTURES / "indonesian"
 
 def whisper_installed() -> None:
     require("faster_whisper", "the whisper engine")
-    from bk_notebook.server.models import whisper_available
+    from bk_notebook.server.engines.weights import whisper_available
 
     if not whisper_available("base"):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -143,8 +143,8 @@ async def test_a_stop_mid_utterance_keeps_its_final(whisper_server: Any) -> None
 def test_partials_come_from_the_open_utterance_and_can_be_switched_off(whisper_server: Any,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from bk_notebook.protocol import Final, Partial
-    from bk_notebook.server import whisper
-    from bk_notebook.server.whisper import WhisperEngine
+    from bk_notebook.server.engines import whisper
+    from bk_notebook.server.engines.whisper import WhisperEngine
 
     budget = whisper.PARTIAL_BUDGET
     monkeypatch.setattr(whisper, "PARTIAL_BUDGET", 1.0)  # the model's earlier work in this process does not count
@@ -175,7 +175,7 @@ def test_the_demo_command_uses_whisper_by_default(whisper_server: Any) -> None:
 @pytest.mark.slow
 def test_continuous_speech_is_cut_at_max_utterance_seconds() -> None:
     whisper_installed()
-    from bk_notebook.server.whisper import WhisperEngine
+    from bk_notebook.server.engines.whisper import WhisperEngine
 
     engine = WhisperEngine(model="tiny.en", language="en", partials=False, max_utterance_seconds=1.5)
     pcm = bk.to_pcm16(ENGLISH / "s01.flac").tobytes()  # 2.6 s of speech without a pause
@@ -192,7 +192,7 @@ def test_whisper_stop_point_sweep() -> None:
     whisper_installed()
     from test_engines import pcm_of, sweep
 
-    from bk_notebook.server.whisper import WhisperEngine
+    from bk_notebook.server.engines.whisper import WhisperEngine
 
     engine = WhisperEngine(model="tiny.en", language="en")  # the fastest model: each stop point is decoded
     pcm = pcm_of(FIXTURES / "hello.wav")[: 24 * 3200]  # 2.4 s: "hello world" and a stop after each of 24 chunks
@@ -201,11 +201,12 @@ def test_whisper_stop_point_sweep() -> None:
 
 # ------------------------------------------------------------------ choosing the engine
 def test_auto_picks_whisper_when_installed_and_pocketsphinx_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bk_notebook.server import engines, models
+    from bk_notebook.server import engines
+    from bk_notebook.server.engines import weights
 
-    monkeypatch.setattr(models, "whisper_available", lambda model="base": True)
+    monkeypatch.setattr(weights, "whisper_available", lambda model="base": True)
     assert engines.resolve_engine("auto") == "whisper"
-    monkeypatch.setattr(models, "whisper_available", lambda model="base": False)
+    monkeypatch.setattr(weights, "whisper_available", lambda model="base": False)
     assert engines.resolve_engine("auto") == "pocketsphinx"
     assert engines.resolve_engine("energy") == "energy"
     with pytest.raises(MissingDependency, match=r"language='id' needs the whisper engine"):
@@ -224,8 +225,8 @@ def test_auto_is_the_default_and_resolves_to_whisper(whisper_server: Any) -> Non
 
 def test_bad_whisper_options_are_usage_errors() -> None:
     whisper_installed()
-    from bk_notebook.server.models import model_folder
-    from bk_notebook.server.whisper import WhisperEngine
+    from bk_notebook.server.engines.weights import model_folder
+    from bk_notebook.server.engines.whisper import WhisperEngine
 
     with pytest.raises(UsageError, match="unknown Whisper model 'large'"):
         model_folder("large")
@@ -240,7 +241,7 @@ def test_the_joined_model_is_checked_and_a_corrupted_cache_is_rebuilt(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     whisper_installed()
-    from bk_notebook.server import models
+    from bk_notebook.server.engines import weights as models
 
     monkeypatch.setenv("BK_CACHE_DIR", str(tmp_path))
     umask = os.umask(0o022)
@@ -284,7 +285,7 @@ def test_a_full_or_read_only_cache_names_the_folder_the_error_and_bk_cache_dir(
 
 def test_package_content_that_does_not_match_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whisper_installed()
-    from bk_notebook.server import models
+    from bk_notebook.server.engines import weights as models
 
     monkeypatch.setenv("BK_CACHE_DIR", str(tmp_path))
     for name, file in (("base", "model.bin"), ("tiny.en", "config.json")):
@@ -298,7 +299,7 @@ def test_package_content_that_does_not_match_is_refused(tmp_path: Path, monkeypa
 
 def test_a_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     whisper_installed()
-    from bk_notebook.server import models
+    from bk_notebook.server.engines import weights as models
 
     spec = models.MODELS["tiny.en"]
     gone = dataclasses.replace(spec, distributions=(("bk-no-such-model-package", "1.0"),))
@@ -362,7 +363,7 @@ def test_the_streamed_vad_scores_equal_one_pass_over_the_whole_audio() -> None:
     whisper_installed()
     from faster_whisper.vad import get_vad_model
 
-    from bk_notebook.server.whisper import StreamingVad
+    from bk_notebook.server.engines.whisper import StreamingVad
 
     audio = bk.to_pcm16(INDONESIAN / "id02.flac").astype(np.float32) / 32768
     whole = get_vad_model()(audio[: len(audio) // 512 * 512]).reshape(-1)
@@ -380,7 +381,7 @@ def wait_for(condition: Any) -> None:
 
 
 def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bk_notebook.server import models
+    from bk_notebook.server.engines import decoder as models
 
     clock = [100.0]
     monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
@@ -397,7 +398,7 @@ def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypa
 
 
 def test_turns_serve_finals_first_then_in_arrival_order() -> None:
-    from bk_notebook.server.models import ModelTurns
+    from bk_notebook.server.engines.decoder import ModelTurns
 
     turns = ModelTurns()
     order: list[str] = []

@@ -90,7 +90,7 @@ def _check_worker_languages(server: dict[str, Any]) -> None:
     (the only engine a language other than English needs), so a code or model that cannot work is
     refused now, and a worker without Whisper says so itself.
     """
-    from ..server.languages import check_engine_languages
+    from ..server.engines.languages import check_engine_languages
 
     engine = str(server.get("engine") or "auto")
     check_engine_languages("whisper" if engine == "auto" else engine,

@@ -18,8 +18,10 @@ def add_command(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the local bahasakita-compatible server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    serve.add_argument("--engine", default="auto", help="auto (whisper when installed, else pocketsphinx), whisper, "
-                       "pocketsphinx, energy or module:Class")
+    from ..server.engines.table import ENGINES
+
+    serve.add_argument("--engine", default="auto", help=f"auto (whisper when installed, else pocketsphinx), "
+                       f"{', '.join(ENGINES)} or module:Class")
     add_whisper_options(serve)
     serve.add_argument("--workers", type=int, default=4, help="concurrent sessions (default 4)")
     serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable). Prefer "
@@ -52,14 +54,16 @@ def _processes_by_default(args: argparse.Namespace) -> bool:
     """Engines in processes unless told otherwise, when they can decode on more than one core.
 
     Measured (BENCHMARKS.md §4): real-time PocketSphinx sessions within 1 s p95 go from about 4 with
-    threads to 6-8 with processes on 2 cores, for 140 MB instead of 96 MB per engine.  Only for
-    pocketsphinx: the energy engine costs too little to be worth a process.
+    threads to 6-8 with processes on 2 cores, for 140 MB instead of 96 MB per engine.  Only for the
+    engines whose table row says so (pocketsphinx): the energy engine costs too little to be worth a
+    process, and Whisper's sessions share one model that decodes outside the GIL.
     """
     if args.processes is not None:
         return bool(args.processes)
-    from ..server.engines import resolve_engine
+    from ..server.engines import ENGINES, resolve_engine
 
-    return resolve_engine(args.engine, args.model) == "pocketsphinx" and (os.cpu_count() or 1) > 1
+    spec = ENGINES.get(resolve_engine(args.engine, args.model))
+    return spec is not None and spec.processes and (os.cpu_count() or 1) > 1
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``WhisperEngine`` on first use: its module (the model registry) costs 15 ms at ``import bk_notebook``."""
     if name == "WhisperEngine":
-        from .whisper import WhisperEngine
+        from .engines.whisper import WhisperEngine
 
         return WhisperEngine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
-from .engines import Engine, engine_constructor, prepared_engine
+from .engines import ENGINES, Engine, built_engine, resolve_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
 from .turns import DecodeTurns, Load
@@ -88,12 +88,12 @@ class BkServer:
         self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
         self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
         options: dict[str, object] = dict(config.engine_options)
-        if config.engine in ("auto", "pocketsphinx", "energy", "whisper"):
+        spec = ENGINES.get(resolve_engine(config.engine, options.get("model")))
+        if spec is not None and spec.cuts_utterances:
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
         # Checks engine, model and language now, in this process; loads a whisper model once for every
         # session's thread (engine processes load their own).  "auto" may fall back to pocketsphinx here.
-        self.engine, options = prepared_engine(config.engine, options, preload=not config.processes)
-        make = engine_constructor(self.engine, options)
+        self.engine, options, make = built_engine(config.engine, options, preload=not config.processes)
         if config.processes:
             from .processes import ProcessEngine
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 __all__ = ["WHISPER_LANGUAGES", "check_engine_languages", "english_only", "whisper_language"]
 
@@ -52,7 +52,7 @@ def whisper_language(language: Any) -> str:
 
 def english_only(model: str) -> bool:
     """Whether a Whisper model transcribes English only: a pinned model's name (``*.en``), a folder's vocabulary."""
-    from .models import MODELS
+    from .weights import MODELS
 
     if model in MODELS:
         return model.endswith(".en")
@@ -67,12 +67,18 @@ def english_only(model: str) -> bool:
 def check_engine_languages(engine: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` with their language in Whisper's code, or a UsageError for what the engine cannot do.
 
-    ``engine`` is the resolved name (``"whisper"``, ``"pocketsphinx"``, ``"energy"`` or ``module:Class``).
-    PocketSphinx and the energy engine take ``language`` ``auto`` or ``en`` (and lose it: they have no
-    such option); a user's ``module:Class`` engine gets its options as given.
+    ``engine`` is the resolved name; its row of the engines table says what it can do
+    (:attr:`~bk_notebook.server.engines.table.EngineSpec.languages`).  An English-only engine
+    takes ``language`` ``auto`` or ``en`` (and loses it: it has no such option); a user's
+    ``module:Class`` engine gets its options as given.
     """
+    from .table import ENGINES
+
+    spec = ENGINES.get(engine)
+    if spec is None:
+        return dict(options)
     given = options.get("language")
-    if engine == "whisper":
+    if spec.languages == "whisper":
         model = str(options.get("model") or "base")
         language = whisper_language("auto" if given is None else given)
         if english_only(model) and language not in ("auto", "en"):
@@ -81,13 +87,11 @@ def check_engine_languages(engine: str, options: dict[str, Any]) -> dict[str, An
         if english_only(model) and language == "auto":
             _say_english_only(model)
         return {**options, "language": language} if given is not None else dict(options)
-    if engine in ("pocketsphinx", "energy"):
-        if str(given or "auto").strip().lower() not in ("auto", "en"):
-            what = "PocketSphinx knows US English only" if engine == "pocketsphinx" else "the energy engine hears " \
-                "no words"
-            raise UsageError(f"{what}: language={given!r} needs the whisper engine (engine='whisper', model='base')")
-        return {k: v for k, v in options.items() if k != "language"}
-    return dict(options)
+    if str(given or "auto").strip().lower() not in ("auto", "en"):
+        what = "hears no words" if spec.languages == "none" else "transcribes US English only"
+        raise UsageError(f"the {engine} engine {what}: language={given!r} needs the whisper engine "
+                         "(engine='whisper', model='base')")
+    return {k: v for k, v in options.items() if k != "language"}
 
 
 def _say_english_only(model: str) -> None:

@@ -1,0 +1,20 @@
+"""Recognisers for the local server, behind one small interface, and the table that names them.
+
+One module per engine (:mod:`.energy`, :mod:`.sphinx`, :mod:`.whisper`), the
+interface they share (:mod:`.base`), Whisper's weights (:mod:`.weights`) and
+the model its sessions share (:mod:`.decoder`), and one table of engines
+(:mod:`.table`) that the server, ``local_server``, the CLI and the Dask workers
+read, with what each engine can transcribe (:mod:`.languages`).  See :class:`Engine` for the interface.
+"""
+
+from __future__ import annotations
+
+from .base import Engine, EngineEvent
+from .energy import EnergyEngine
+from .sphinx import PocketSphinxEngine
+from .table import ENGINES, EngineSpec, built_engine, chosen_engine, engine_factory, resolve_engine
+
+__all__ = [
+    "ENGINES", "EnergyEngine", "Engine", "EngineEvent", "EngineSpec", "PocketSphinxEngine", "built_engine",
+    "chosen_engine", "engine_factory", "resolve_engine",
+]
