@@ -270,7 +270,9 @@ def test_a_full_or_read_only_cache_names_the_folder_the_error_and_bk_cache_dir(
         small_disk: Path, readonly_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whisper_installed()
     from bk_notebook.server import models
+    from bk_notebook.server.engines import decoder
 
+    monkeypatch.setattr(decoder, "_shared", {})  # a model another test loaded would need no cache
     for cache, error in ((small_disk, "No space left on device"), (readonly_folder, "Read-only file system")):
         monkeypatch.setenv("BK_CACHE_DIR", str(cache))
         with pytest.raises(UsageError) as info:
