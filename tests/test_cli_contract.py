@@ -331,12 +331,13 @@ def test_an_unusable_model_cache_is_named_and_auto_falls_back_to_pocketsphinx(
         cache = tmp_path / "cache"
         (cache / "models" / "whisper-base" / "model.bin").mkdir(parents=True)
     env = {"BK_CACHE_DIR": str(cache)}
-    served = run("serve", "--port", "0", "--engine", "whisper", env=env)
-    assert served.returncode == 2, served.stderr
-    line = served.stderr.strip()
-    assert len(line.splitlines()) == 1 and "cannot listen" not in line
-    assert f"cache folder {cache / 'models' / 'whisper-base'}" in line and "BK_CACHE_DIR" in line
-    assert ("Read-only file system" if make == "read-only" else "a folder is where") in line
+    for threads_or_processes in ("--threads", "--processes"):  # the model loaded here, or in each engine process
+        served = run("serve", "--port", "0", "--engine", "whisper", threads_or_processes, env=env)
+        assert served.returncode == 2, served.stderr
+        line = served.stderr.strip()
+        assert len(line.splitlines()) == 1 and "cannot listen" not in line
+        assert f"cache folder {cache / 'models' / 'whisper-base'}" in line and "BK_CACHE_DIR" in line
+        assert ("Read-only file system" if make == "read-only" else "a folder is where") in line
     auto = run("transcribe", HELLO, "--local", "--speed", "max", env=env)
     assert auto.returncode == 0, auto.stderr
     assert auto.stderr.count("using pocketsphinx (US English) instead") == 1 and "BK_CACHE_DIR" in auto.stderr
