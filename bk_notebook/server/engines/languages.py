@@ -68,7 +68,7 @@ def check_engine_languages(engine: str, options: dict[str, Any]) -> dict[str, An
     """``options`` with their language in Whisper's code, or a UsageError for what the engine cannot do.
 
     ``engine`` is the resolved name; its row of the engines table says what it can do
-    (:attr:`~bk_notebook.server.engines.table.EngineSpec.languages`).  An English-only engine
+    (``EngineSpec.languages``).  An English-only engine
     takes ``language`` ``auto`` or ``en`` (and loses it: it has no such option); a user's
     ``module:Class`` engine gets its options as given.
     """

@@ -62,6 +62,7 @@ class EngineSpec:
         return make
 
 
+#: The engines by name, one :class:`EngineSpec` row each.
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
@@ -116,7 +117,7 @@ def built_engine(name: str, options: dict[str, object], *,
     """The engine ``name`` stands for, its options and its constructor, checked before a server listens.
 
     ``"auto"`` is resolved; the language is checked against the engine and model (a
-    :class:`UsageError` for what cannot work, :mod:`.languages`); the engine's module
+    :class:`UsageError` for what cannot work, ``engines/languages.py``); the engine's module
     prepares it (Whisper: the cache joined, and with ``preload`` the model loaded).
     When ``"auto"`` chose Whisper and its model cannot be prepared (an unwritable or
     full cache, broken files), PocketSphinx is used instead, with one warning, if the
