@@ -219,7 +219,8 @@ class Stream:
                 await asyncio.sleep(backoff(settings.retry_backoff, attempt))
         await self._close()
         raise WorkerUnavailable(
-            f"the server refused audioConn {settings.connect_retries} times (worker not available); "
+            f"the server refused audioConn {settings.connect_retries} times "
+            f"({refusal.message if refusal and refusal.message else 'worker not available'}); "
             "try again later or raise connect_retries",
             status=refusal.status if refusal else 400,
         )
