@@ -359,17 +359,17 @@ def test_serve_processes_and_threads_exclude_each_other() -> None:
 
 def test_listen_shows_partials_finals_and_the_level_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     """The live line of ``listen`` without a sound card (its end-to-end tests need PulseAudio, and are slow)."""
-    from bk_notebook.cli import _LiveLine
+    from bk_notebook.cli.listen import LiveLine
 
     quiet = np.full(1600, 328, dtype="<i2").tobytes()  # about -40 dBFS
-    logged = _LiveLine(live=False)
+    logged = LiveLine(live=False)
     logged.show_level(quiet)
     logged.show_partial("hel")
     logged.show_final({"start": 0.5, "end": 1.25, "text": "hello"})
     logged.clear()
     assert capsys.readouterr().err.splitlines() == ["partial: [###.......]  -40 dB hel", "final [0.50-1.25 s]: hello"]
 
-    terminal = _LiveLine(live=True)
+    terminal = LiveLine(live=True)
     terminal.show_partial("wor")
     terminal.show_final({"start": 2.0, "end": 2.5, "text": "world"})
     terminal.clear()
@@ -378,8 +378,8 @@ def test_listen_shows_partials_finals_and_the_level_on_stderr(capsys: pytest.Cap
     assert "\r\033[Kfinal [2.00-2.50 s]: world\n" in err  # the final printed above the redrawn line
     assert err.endswith("\r\033[K") and terminal.partial == ""
 
-    unmetered = _LiveLine(live=False, metered=False)  # demo: no microphone, no meter
+    unmetered = LiveLine(live=False, metered=False)  # demo: no microphone, no meter
     unmetered.show_partial("hel")
     assert capsys.readouterr().err == "partial: hel\n"
-    _LiveLine(live=True, metered=False).show_partial("hel")
+    LiveLine(live=True, metered=False).show_partial("hel")
     assert capsys.readouterr().err == "\r\033[K… hel"

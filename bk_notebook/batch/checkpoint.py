@@ -140,6 +140,7 @@ def fingerprint(audio: Any, sr: float | None = None) -> str:
 
 
 _NOT_A_CHECKPOINT = "not a checkpoint; its bytes are left as they are (give the checkpoint a new file)"
+_TREATED = f"Treated as {_NOT_A_CHECKPOINT}"
 _EDGE = 1 << 20  # a file's first and last MiB: two reads, whatever its length
 
 
@@ -157,7 +158,7 @@ def _file_fingerprint(path: str | os.PathLike[str]) -> str:
 def _checked(record: Any, where: str) -> dict[str, Any]:
     """A checkpoint line's record, its fields checked: a bad one is a UsageError naming file and line."""
     if not isinstance(record, dict) or not {"key", "complete", "finals"} <= record.keys():
-        raise UsageError(f"{where} lacks 'key', 'complete' or 'finals': {_NOT_A_CHECKPOINT}")
+        raise UsageError(f"{where} lacks 'key', 'complete' or 'finals'; is this a checkpoint? {_TREATED}")
     problems = []
     if isinstance(record["key"], bool) or not isinstance(record["key"], (str, int)):
         problems.append("'key' is not a string")  # (a whole number is read as its text, as bk always wrote it)
@@ -173,7 +174,7 @@ def _checked(record: Any, where: str) -> dict[str, Any]:
                                              all(isinstance(x, (int, float)) for x in g) for g in gaps):
         problems.append("'gaps' is not a list of [start, end] pairs")
     if problems:
-        raise UsageError(f"{where}: {'; '.join(problems)}: {_NOT_A_CHECKPOINT} (or fix or delete that line)")
+        raise UsageError(f"{where}: {'; '.join(problems)}; is this a checkpoint? (fix or delete that line)")
     return record
 
 
@@ -205,10 +206,11 @@ def _read_records(file: Path) -> tuple[dict[str, dict[str, Any]], int]:
             try:
                 record = json.loads(line.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise UsageError(f"{file}: line {number} is not UTF-8 text (byte {exc.start + 1}): "
-                                 f"{_NOT_A_CHECKPOINT}") from None
+                raise UsageError(f"{file}: line {number} is not UTF-8 text (byte {exc.start + 1}); "
+                                 f"is this a checkpoint? {_TREATED}") from None
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}): {_NOT_A_CHECKPOINT}") from None
+                raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}); is this a checkpoint? "
+                                 f"{_TREATED}") from None
             record = _checked(record, f"{file}: line {number}")
             records[str(record["key"])] = record
             lines += 1
