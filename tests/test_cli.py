@@ -54,8 +54,12 @@ def test_demo_prints_partials_and_the_finals_table() -> None:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["file", "segment", "start", "end", "text"]
-    assert len(rows) == 2 and "hello world" in rows[0]
-    assert "partial: hello" in result.stderr
+    assert len(rows) == 2  # the sample's two sentences, two finals
+    heard = " ".join(row.split(maxsplit=4)[4] for row in rows)
+    # PocketSphinx on the natural-voice sample: "low world this as a speech recognition test" /
+    # "leather today is sunny and warm", a WER of 0.27 against the words it says.
+    assert bk.evaluate([heard], [bk.sample_text()]).attrs["corpus"]["wer"] <= 0.4, heard
+    assert "partial: low world this" in result.stderr  # the partials grow before the final
 
 
 def test_transcribe_local_with_pocketsphinx_table() -> None:
@@ -342,7 +346,7 @@ def test_serve_decodes_in_processes_by_default_on_several_cores(flag: list[str],
     proc, url, _ = serving("--engine", "pocketsphinx", "--workers", "1", *flag)  # whisper shares one model: threads
     try:
         t = asyncio.run(bk.Client(url).transcribe(bk.sample_path(), speed=None))
-        assert t.complete and "hello" in t.text
+        assert t.complete and {"speech", "recognition", "sunny", "warm"} <= set(t.text.lower().split())  # real words
         children = psutil.Process(proc.pid).children(recursive=True)
         assert bool(children) is engine_processes  # a spawned engine process holds the decoder
         proc.send_signal(signal.SIGINT)
