@@ -108,10 +108,10 @@ def test_the_record_fields_are_the_exports_columns_in_order() -> None:
     assert list(t.to_dataframe().columns) == fields
     assert t.to_csv().splitlines()[0].split(",") == fields
     assert list(json.loads(t.to_jsonl().splitlines()[0])) == [f for f in fields if f != "timing"]  # the first final's
-    from bk_notebook.transcript import render
+    from bk_notebook.transcript import export_transcripts
 
-    assert render([("a.wav", t)], "csv").splitlines()[0].split(",") == ["file", *fields]
-    assert render([("a.wav", t)], "table").split()[:5] == ["file", "segment", "start", "end", "text"]
+    assert export_transcripts([("a.wav", t)], "csv").splitlines()[0].split(",") == ["file", *fields]
+    assert export_transcripts([("a.wav", t)], "table").split()[:5] == ["file", "segment", "start", "end", "text"]
 
 
 def test_the_batch_columns_and_the_checkpoint_line_are_the_page_s() -> None:
