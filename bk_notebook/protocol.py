@@ -43,6 +43,7 @@ from typing import Any, Union
 from .errors import ProtocolError
 
 __all__ = [
+    "BUSY_STATUS",
     "BYTES_PER_SECOND",
     "CHUNK_BYTES",
     "SAMPLE_RATE",
@@ -71,6 +72,9 @@ SAMPLE_RATE = 16_000
 CHUNK_BYTES = 3_200
 #: Bytes of PCM per second of audio.
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+#: The status of an ``audioConn`` refused for want of a free worker: the client retries it.  Any other
+#: refusal (the local server's 500 when its engine cannot start) is final: retrying would fail alike.
+BUSY_STATUS = 400
 #: The largest ``audioStream`` chunk the local server takes (decoded bytes).
 MAX_CHUNK_BYTES = 64 * 1024
 
@@ -519,7 +523,7 @@ class ServerProtocol(_Machine):
 
     def refuse(self, message: str) -> str:
         """Return a failed ``audioConn`` reply (no worker); the client may retry."""
-        return self.error(AUDIO_CONN, message)
+        return self.error(AUDIO_CONN, message, BUSY_STATUS)
 
     @staticmethod
     def acknowledge() -> str:

@@ -222,6 +222,38 @@ def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> N
 
 
 @pytest.mark.pure
+def test_a_torn_line_is_dropped_only_after_a_whole_record_and_its_size_is_logged(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"key": "a", "complete": true, "finals": []}\n{"key": "b", "com')
+    with caplog.at_level(logging.WARNING, logger="bk_notebook.batch.checkpoint"), Checkpoint(path) as store:
+        assert list(store.done) == ["a"]
+    assert "torn last line of 17 bytes" in caplog.text
+    assert path.read_bytes() == b'{"key": "a", "complete": true, "finals": []}\n'
+
+
+@pytest.mark.parametrize("content", [b'{"project":"rapat","notes":"important"}', b"x", b"\xff\xfe\x00"])
+async def test_transcribe_many_refuses_a_file_that_is_not_a_checkpoint_untouched(
+        energy_server, tmp_path: Path, content: bytes) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    with pytest.raises(bk.UsageError, match="not a checkpoint; its bytes are left as they are") as info:
+        await bk.transcribe_many([str(FIXTURES / "hello.wav")], progress=False, client=bk.Client(energy_server.url),
+                                 checkpoint=notes, speed=None)
+    assert str(notes) in str(info.value) and notes.read_bytes() == content
+
+
+async def test_transcribe_many_refuses_a_checkpoint_that_is_one_of_the_inputs(energy_server, tmp_path: Path) -> None:
+    recording = tmp_path / "rapat.wav"
+    recording.write_bytes((FIXTURES / "hello.wav").read_bytes())
+    link = tmp_path / "progress.jsonl"
+    link.symlink_to(recording)
+    with pytest.raises(bk.UsageError, match="is one of the inputs"):
+        await bk.transcribe_many([{"audio": str(recording), "id": "r"}], progress=False,
+                                 client=bk.Client(energy_server.url), checkpoint=link, speed=None)
+    assert recording.read_bytes() == (FIXTURES / "hello.wav").read_bytes()
+
+
+@pytest.mark.pure
 def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: Path, monkeypatch) -> None:
     # A power loss after append() returned must not lose the item: its line is on disk, not in a cache.
     path = tmp_path / "c.jsonl"

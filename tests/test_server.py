@@ -387,3 +387,34 @@ async def test_engines_in_worker_processes_give_the_same_results() -> None:
         again = await bk.Client(server.url).transcribe(a, 16000, speed=None)  # a reused engine process
     assert (ta.text, tb.text, again.text) == ("sound 0.70 s", "sound 1.30 s", "sound 0.70 s")
     assert ta.finals[0]["start"] == 0.5
+
+
+async def test_the_idle_close_sends_the_finals_of_what_was_heard_first() -> None:
+    # Speech, then the client sends nothing more (no audioStop): the idle close flushes the engine first.
+    async with local_server(engine="energy", workers=1, idle_timeout=0.5) as server:
+        with pytest.raises(bk.ServiceError) as info:
+            async with bk.Client(server.url).stream() as stream:
+                await stream.send(tone_pcm(1.0, silence=0.0))
+                async for _ in stream.events():
+                    pass
+    transcript = info.value.transcript
+    assert transcript is not None and transcript.text == "sound 1.00 s" and not transcript.complete
+    assert "idle for 0.5 s" in str(info.value) and "finals of the audio it sent came first" in str(info.value)
+
+
+async def test_a_session_that_sends_no_audio_gives_its_worker_back_before_the_idle_timeout() -> None:
+    from bk_notebook.server.session import ConnectionSettings
+
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=False, in_session=True) == 10.0
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=True, in_session=True) == 60.0
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=False, in_session=False) == 60.0
+    assert ConnectionSettings(3.0, 5.0).idle_timeout_now(heard=False, in_session=True) == 3.0
+    async with local_server(engine="energy", workers=1, idle_timeout=600.0) as server:
+        async with connect(server.url) as ws:
+            await ws.send(json.dumps({"bk": {"service": "stt", "type": "audioConn"}}))
+            assert json.loads(await ws.recv())["bk"]["status"] == 200
+            # The one worker is held; a session that sends nothing loses it after 10 s, not 600.
+            notice = json.loads(await asyncio.wait_for(ws.recv(), 60))["bk"]
+            assert notice["status"] == 400 and "idle for 10 s, no audio sent" in notice["message"]
+        t = await bk.Client(server.url).transcribe(np.frombuffer(tone_pcm(0.3), "<i2"), 16000, speed=None)
+        assert t.text == "sound 0.30 s"

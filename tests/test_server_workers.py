@@ -152,8 +152,22 @@ async def test_an_engine_failing_to_start_is_refused_and_frees_its_worker(tmp_pa
             async with connect(s.url) as ws:
                 await ws.send(CONN)
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"]
-            assert reply["status"] == 400 and "engine failed to start" in reply["message"]
+            # 500, not the busy 400 a client retries; the reason, not "see the server log"
+            assert reply["status"] == 500 and "engine failed to start: RuntimeError: no model" in reply["message"]
             assert s._server._pool.busy == 0
+
+
+async def test_the_client_raises_the_engines_failure_at_once_instead_of_retrying(tmp_path, monkeypatch) -> None:
+    import bk_notebook as bk
+
+    (tmp_path / "failing_engines.py").write_text(FAILING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with server(engine="failing_engines:FailsToStart", workers=1) as s:
+        client = bk.Client(s.url, connect_retries=5, retry_backoff=30.0)  # a retry would wait 30 s or more
+        with pytest.raises(bk.ServiceError) as info:
+            await asyncio.wait_for(client.transcribe(tone(0.4), sr=16000, speed=None), 20)
+    assert not isinstance(info.value, bk.WorkerUnavailable) and info.value.status == 500
+    assert "the engine failed to start: RuntimeError: no model" in str(info.value)
 
 
 class FakeSocket:

@@ -403,6 +403,23 @@ def test_stop_after_any_number_of_chunks_and_restart(pulse: Pulse) -> None:
 
 
 @pytest.mark.slow
+def test_blocks_that_are_not_whole_chunks_keep_their_tail_at_stop(pulse: Pulse) -> None:
+    # At 11025 Hz a 0.1 s block is 1102 frames, 1599.3 samples at 16 kHz: the audio never ends on a chunk's
+    # edge, so the last partial chunk (the chunker's flush at stop) must come out. At the usual rates every
+    # block is exactly half a chunk, and a lost tail would go unseen.
+    card = bk.SoundCard(samplerate=11025)
+    seen = Counter(card)
+    for n in (1, 4, 7):
+        before = len(seen.chunks)
+        card.start()
+        seen.wait_for(before + n)
+        card.stop()
+        got = seen.chunks[before:]
+        assert 0 < len(got[-1]) < 3200, [len(c) for c in got]  # a partial tail, delivered
+        assert abs(sum(map(len, got)) // 2 - card.seconds_captured * 16000) <= 1, (n, len(got))
+
+
+@pytest.mark.slow
 def test_a_callback_may_stop_the_card(pulse: Pulse) -> None:
     card = bk.SoundCard()
     seen = Counter(card)

@@ -249,7 +249,12 @@ def test_the_joined_model_is_checked_and_a_corrupted_cache_is_rebuilt(tmp_path: 
     from bk_notebook.server.engines import weights as models
 
     monkeypatch.setenv("BK_CACHE_DIR", str(tmp_path))
-    folder = models.model_folder("base")
+    umask = os.umask(0o022)
+    try:
+        folder = models.model_folder("base")
+    finally:
+        os.umask(umask)
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {oct(0o644)}  # the umask's, not mkstemp's 0600
     assert folder == tmp_path / "models" / "whisper-base"
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
     joined = folder / "model.bin"
@@ -264,6 +269,25 @@ def test_the_joined_model_is_checked_and_a_corrupted_cache_is_rebuilt(tmp_path: 
     assert "does not match its sha256: rebuilding it" in caplog.text
     assert models._sha256(joined) == models.MODELS["base"].sha256["model.bin"]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_a_full_or_read_only_cache_names_the_folder_the_error_and_bk_cache_dir(
+        small_disk: Path, readonly_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whisper_installed()
+    from bk_notebook.server import models
+    from bk_notebook.server.engines import decoder
+
+    monkeypatch.setattr(decoder, "_shared", {})  # a model another test loaded would need no cache
+    for cache, error in ((small_disk, "No space left on device"), (readonly_folder, "Read-only file system")):
+        monkeypatch.setenv("BK_CACHE_DIR", str(cache))
+        with pytest.raises(UsageError) as info:
+            models.model_folder("base")
+        message = str(info.value)
+        assert f"cache folder {cache / 'models' / 'whisper-base'}" in message and error in message, message
+        assert "BK_CACHE_DIR" in message and "MB free" in message
+        with pytest.raises(UsageError, match="BK_CACHE_DIR"):  # local_server too: no bare OSError
+            bk.local_server(engine="whisper", workers=1)
+    assert not [p for p in small_disk.rglob(".*")]  # the half-joined file is gone
 
 
 def test_package_content_that_does_not_match_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

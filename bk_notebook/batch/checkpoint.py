@@ -5,7 +5,9 @@ Each finished item is one line, a JSON object with at least ``key``,
 finishes, so a kernel that is interrupted, or a process that is killed, loses
 at most the items in flight.  A torn last line (a kill during the write) is
 dropped when the file is opened again: that item was not finished, and runs
-again.  A failed write (a full disk) is rolled back at once, so the file stays
+again; but only after at least one whole record, so a file that is not a
+checkpoint (a one-line note without a final newline) is refused, never emptied.
+A failed write (a full disk) is rolled back at once, so the file stays
 whole for the rerun.  Each line also holds a ``fingerprint`` of its input: a
 key reused for other audio is transcribed again, not answered from the file.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from ..errors import CheckpointError, UsageError
 from ..protocol import SAMPLE_RATE
 from ..transcript import Transcript
 from .inputs import BatchItem
+
+logger = logging.getLogger("bk_notebook.batch.checkpoint")
 
 __all__ = ["Checkpoint", "check_unambiguous_ids", "fingerprint", "item_key", "read_checkpoint", "record_of",
            "transcript_of"]
@@ -108,16 +113,17 @@ def transcript_of(record: dict[str, Any]) -> Transcript:
 def fingerprint(audio: Any, sr: float | None = None) -> str:
     """A cheap fingerprint of an item's input, to notice a key reused for other audio.
 
-    A file: its size and modification time.  Bytes: their length and a hash of the
-    first and last 64 KiB.  An array: its dtype, shape, rate and a hash of its first
-    and last second of samples.  Computing it never reads a whole recording.
+    A file: its size, modification time and a hash of its first and last MiB (the whole
+    file when it is smaller), so other audio given the same size and time (``touch -r``)
+    is still told apart.  Bytes: their length and a hash of the first and last 64 KiB.
+    An array: its dtype, shape, rate and a hash of its first and last second of samples.
+    Computing it never reads a whole long recording.
     """
     if isinstance(audio, (str, os.PathLike)):
         try:
-            stat = os.stat(audio)
+            return _file_fingerprint(audio)
         except OSError:
             return "file:missing"
-        return f"file:{stat.st_size}:{stat.st_mtime_ns}"
     digest = hashlib.sha256()
     if isinstance(audio, (bytes, bytearray, memoryview)):
         data = memoryview(audio).cast("B")
@@ -133,10 +139,26 @@ def fingerprint(audio: Any, sr: float | None = None) -> str:
     return f"array:{array.dtype.str}{array.shape}:sr={rate}:{digest.hexdigest()[:16]}"
 
 
+_NOT_A_CHECKPOINT = "not a checkpoint; its bytes are left as they are (give the checkpoint a new file)"
+_TREATED = f"Treated as {_NOT_A_CHECKPOINT}"
+_EDGE = 1 << 20  # a file's first and last MiB: two reads, whatever its length
+
+
+def _file_fingerprint(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        stat = os.fstat(f.fileno())
+        digest.update(f.read(_EDGE))
+        if stat.st_size > _EDGE:
+            f.seek(max(_EDGE, stat.st_size - _EDGE))
+            digest.update(f.read(_EDGE))
+    return f"file:{stat.st_size}:{stat.st_mtime_ns}:{digest.hexdigest()[:16]}"
+
+
 def _checked(record: Any, where: str) -> dict[str, Any]:
     """A checkpoint line's record, its fields checked: a bad one is a UsageError naming file and line."""
     if not isinstance(record, dict) or not {"key", "complete", "finals"} <= record.keys():
-        raise UsageError(f"{where} lacks 'key', 'complete' or 'finals'; is this a checkpoint?")
+        raise UsageError(f"{where} lacks 'key', 'complete' or 'finals'; is this a checkpoint? {_TREATED}")
     problems = []
     if isinstance(record["key"], bool) or not isinstance(record["key"], (str, int)):
         problems.append("'key' is not a string")  # (a whole number is read as its text, as bk always wrote it)
@@ -159,28 +181,40 @@ def _checked(record: Any, where: str) -> dict[str, Any]:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Every finished item of a checkpoint file, by key (a torn last line is ignored).
 
-    A line that is not a checkpoint record (bad bytes, bad JSON, wrong fields) is a
-    :class:`UsageError` naming the file and the line.  When a key appears twice, the later
-    line wins (a rerun that transcribed an item again because its input had changed).
+    A file is a checkpoint when it is missing, empty, or every complete line is a
+    checkpoint record; a last line without its newline (torn by a kill mid-write) is
+    ignored only after at least one whole record.  Anything else (bad bytes, bad JSON,
+    wrong fields, no newline at all) is a :class:`UsageError` naming the file (and the
+    line), and the file is not touched.  When a key appears twice, the later line wins
+    (a rerun that transcribed an item again because its input had changed).
     """
+    return _read_records(Path(path))[0]
+
+
+def _read_records(file: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """The records by key, and the size of a torn last line (0: none)."""
     records: dict[str, dict[str, Any]] = {}
-    file = Path(path)
     if not file.exists():
-        return records
+        return records, 0
+    lines = 0
     with file.open("rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
-                break  # torn by a kill mid-write: that item did not finish
+                if not lines:  # no whole record before it: a note, not a torn checkpoint
+                    raise UsageError(f"{file} holds {len(line)} bytes and no whole line: {_NOT_A_CHECKPOINT}")
+                return records, len(line)
             try:
                 record = json.loads(line.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise UsageError(f"{file}: line {number} is not UTF-8 text (byte {exc.start + 1}); "
-                                 "is this a checkpoint?") from None
+                                 f"is this a checkpoint? {_TREATED}") from None
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}); is this a checkpoint?") from None
+                raise UsageError(f"{file}: line {number} is not JSON ({exc.msg}); is this a checkpoint? "
+                                 f"{_TREATED}") from None
             record = _checked(record, f"{file}: line {number}")
             records[str(record["key"])] = record
-    return records
+            lines += 1
+    return records, 0
 
 
 class Checkpoint:
@@ -213,16 +247,18 @@ class Checkpoint:
             raise UsageError(f"cannot open the checkpoint {self.path}: {exc.strerror or exc}") from None
         try:
             _lock(self._fd, self.path)
-            self.done = read_checkpoint(self.path)
-            self._drop_torn_tail()
+            self.done, torn = _read_records(self.path)
+            if torn:
+                self._drop_torn_tail(torn)
         except BaseException:
             os.close(self._fd)
             raise
 
-    def _drop_torn_tail(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            os.ftruncate(self._fd, data.rfind(b"\n") + 1)
+    def _drop_torn_tail(self, torn: int) -> None:
+        """Cut the last line, torn by a kill mid-write, after the whole records before it."""
+        logger.warning("%s: dropping a torn last line of %d bytes (an item that did not finish; it runs again)",
+                       self.path, torn)
+        os.ftruncate(self._fd, os.fstat(self._fd).st_size - torn)
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one finished item's line and ``fsync`` it before returning.

@@ -83,12 +83,27 @@ def transcribe_item(key: str, audio: Any, sr: float | None, settings: WorkerSett
     return record_of(key, transcript)
 
 
+def _check_worker_languages(server: dict[str, Any]) -> None:
+    """The workers' engine, model and language, checked here before any task is sent.
+
+    Whether "auto" will be Whisper on the workers cannot be told from here: it is checked as Whisper
+    (the only engine a language other than English needs), so a code or model that cannot work is
+    refused now, and a worker without Whisper says so itself.
+    """
+    from ..server.engines.languages import check_engine_languages
+
+    engine = str(server.get("engine") or "auto")
+    check_engine_languages("whisper" if engine == "auto" else engine,
+                           {k: server[k] for k in ("language", "model") if server.get(k) is not None})
+
+
 def _settings(client: Client | None, worker_server: dict[str, Any] | None, kwargs: dict[str, Any]) -> WorkerSettings:
     if client is None:
         server = {"engine": "auto", **(worker_server or {})}
         if server.get("processes"):
             raise UsageError("worker_server processes=True: Dask worker processes cannot start engine processes; "
                              "scale with more Dask worker processes instead")
+        _check_worker_languages(server)
         return WorkerSettings(url=None, server_options=tuple(sorted(server.items())), transcribe_options=kwargs)
     if worker_server:
         raise UsageError("worker_server= applies when no client is given (each worker starts its own server)")

@@ -43,6 +43,7 @@ from ..errors import (
     UsageError,
     WorkerUnavailable,
 )
+from ..outputs import check_not_an_input
 from ..transcript import Transcript
 from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
 from .inputs import BatchItem, as_items
@@ -227,6 +228,9 @@ def _plan(pending: list[BatchItem], checkpoint: str | os.PathLike[str] | None, *
         check_unambiguous_ids(pending, keys)
     prints = {} if checkpoint is None else {key: fingerprint(pending[i].audio, pending[i].sr)
                                             for i, key in enumerate(keys)}
+    if checkpoint is not None:
+        paths = [item.audio for item in pending if isinstance(item.audio, (str, os.PathLike))]
+        check_not_an_input(checkpoint, paths, "the checkpoint")  # before the lock, the read or any truncation
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     batch = _Batch(results=[None] * len(pending), prints=prints, store=store)
     changed: set[str] = set()

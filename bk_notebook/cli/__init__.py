@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_command(commands)
     listen.add_command(commands)
     token.add_command(commands)
+    for command in commands.choices.values():  # -v after the command too (`transcribe x.wav -v`)
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log debug details (credentials masked)")
     return parser
 
 

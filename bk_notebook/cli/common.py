@@ -80,6 +80,14 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def check_engine_choice(args: argparse.Namespace) -> None:
+    """--engine, --model and --language together, before a server starts: what cannot work is one line, exit 2."""
+    from ..server.engines import chosen_engine
+    from ..server.engines.languages import check_engine_languages
+
+    check_engine_languages(chosen_engine(args.engine, getattr(args, "model", None)), engine_options(args))
+
+
 # --------------------------------------------------------------------- tokens and the server
 def refuse_token_on_command_line(args: argparse.Namespace) -> None:
     if args.token_on_command_line is not None:

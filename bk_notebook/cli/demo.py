@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..transcript import export_transcripts
-from .common import add_whisper_options, engine_options, speed
+from .common import add_whisper_options, check_engine_choice, engine_options, speed
 from .listen import LiveLine
 
 
@@ -25,6 +25,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ..client.client import Client
     from ..server import local_server
 
+    check_engine_choice(args)
     sample = sample_path()
     screen = LiveLine(live=sys.stderr.isatty(), metered=False)  # the partials and finals as listen shows them
 

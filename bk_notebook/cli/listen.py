@@ -20,6 +20,7 @@ from .common import (
     add_prompt_option,
     add_token_options,
     add_whisper_options,
+    check_engine_choice,
     on_chosen_server,
     positive_float,
     refuse_token_on_command_line,
@@ -66,6 +67,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.url and args.local:
         raise usage("give --url or --local, not both")
     refuse_token_on_command_line(args)
+    if args.local:
+        check_engine_choice(args)
     if args.out is not None:
         check_writable_file(args.out, "--out")
     client = remote_client(args)  # a bad URL or token option is reported before the device opens

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from .common import add_whisper_options, engine_options, failure, positive_float, usage
+from .common import add_whisper_options, check_engine_choice, engine_options, failure, positive_float, usage
 
 
 def add_command(commands: Any) -> None:
@@ -79,6 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise usage("--decode-slots must be at least 1")
     for origin in args.allow_origin:
         check_origin(origin)
+    check_engine_choice(args)
     config = ServerConfig(
         host=args.host, port=args.port, engine=args.engine, workers=args.workers,
         tokens=tuple(args.token) or ServerConfig.tokens_from_env(), idle_timeout=args.idle_timeout,
@@ -92,8 +93,11 @@ def run_command(args: argparse.Namespace) -> int:
               "set BK_SERVER_TOKENS instead (comma or space separated)", file=sys.stderr)
 
     async def run() -> None:
-        server = BkServer(config)
-        await server.start()
+        server = BkServer(config)  # the engine and its model: their errors are their own, not "cannot listen"
+        try:
+            await server.start()
+        except OSError as exc:
+            raise failure(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
         print(f"listening on {server.url}", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -103,8 +107,5 @@ def run_command(args: argparse.Namespace) -> int:
         logging.getLogger("bk_notebook.server").info("shutting down: finishing running sessions")
         await server.close(grace=5.0)
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:
-        raise failure(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    asyncio.run(run())
     return 0

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError, CheckpointError
-from ..outputs import check_writable_file, check_writable_folder
+from ..outputs import check_not_an_input, check_writable_file, check_writable_folder
 from ..transcript import EXPORT_FORMATS, export_transcripts
 from .common import (
     TOKEN_HELP,
     add_prompt_option,
     add_token_options,
     add_whisper_options,
+    check_engine_choice,
     on_chosen_server,
     positive_float,
     refuse_token_on_command_line,
@@ -78,6 +79,8 @@ def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
     if args.concurrency < 1:
         raise usage("--concurrency must be at least 1")
     refuse_token_on_command_line(args)
+    if args.local:
+        check_engine_choice(args)
     if args.recursive or args.checkpoint or args.resume:
         args.files = _batch_files(args)
     folders = [str(f) for f in args.files if f.is_dir()]
@@ -88,9 +91,31 @@ def _check_transcribe_args(args: argparse.Namespace) -> dict[str, Path] | None:
     if missing:
         raise usage(f"no such file: {', '.join(missing)}")
     outputs = _output_paths(args)
+    for path, what in _written_paths(args, outputs):
+        check_not_an_input(path, args.files, what)
     if args.checkpoint is not None:
-        check_writable_file(args.checkpoint, "--checkpoint")
+        _check_checkpoint(args)
     return outputs
+
+
+def _written_paths(args: argparse.Namespace, outputs: dict[str, Path] | None) -> list[tuple[Path, str]]:
+    """Every file the run will write, with the option that names it."""
+    written = [(path, "--out-dir's result") for path in (outputs or {}).values()]
+    written += [(path, flag) for path, flag in ((args.out, "--out"), (args.checkpoint, "--checkpoint")) if path]
+    return written
+
+
+def _check_checkpoint(args: argparse.Namespace) -> None:
+    """A --checkpoint that is writable, not the --out file, and a checkpoint (or nothing yet): its bytes untouched."""
+    from ..batch.checkpoint import read_checkpoint
+
+    checkpoint = args.checkpoint
+    if args.out is not None and checkpoint.resolve() == args.out.resolve():
+        raise usage(f"--checkpoint and --out both name {checkpoint}: give them two files")
+    check_writable_file(checkpoint, "--checkpoint")
+    read_checkpoint(checkpoint)  # a note, a result or a recording is refused, not emptied
+    if not args.resume and checkpoint.is_file() and checkpoint.stat().st_size:
+        raise usage(f"the checkpoint {checkpoint} exists: pass --resume to continue it, or remove it")
 
 
 def _run_batch(args: argparse.Namespace, client: Client | None, progress: _AudioProgress | None) -> list[Any]:
@@ -155,9 +180,6 @@ def _batch_files(args: argparse.Namespace) -> list[Path]:
 
     if args.resume and not args.checkpoint:
         raise usage("--resume needs --checkpoint FILE (the checkpoint to resume; --out names the result file)")
-    checkpoint = args.checkpoint
-    if checkpoint and not args.resume and checkpoint.is_file() and checkpoint.stat().st_size:
-        raise usage(f"the checkpoint {checkpoint} exists: pass --resume to continue it, or remove it")
     files: list[Path] = []
     for path in args.files:
         if path.is_dir() and not args.recursive:

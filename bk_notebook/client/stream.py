@@ -44,6 +44,7 @@ from ..errors import (
     WorkerUnavailable,
 )
 from ..protocol import (
+    BUSY_STATUS,
     BYTES_PER_SECOND,
     ClientProtocol,
     Connected,
@@ -214,13 +215,17 @@ class Stream:
                 self._reader = asyncio.create_task(self._read())
                 logger.debug("session %s open", event.session_id)
                 return
+            if event.status != BUSY_STATUS:  # not "no free worker": retrying would fail the same way
+                await self._close()
+                raise ServiceError(f"the server refused the session: {event.message}", status=event.status)
             refusal = event
             logger.info("audioConn refused (%s), attempt %d of %d", event.message, attempt, settings.connect_retries)
             if attempt < settings.connect_retries:
                 await asyncio.sleep(backoff(settings.retry_backoff, attempt))
         await self._close()
         raise WorkerUnavailable(
-            f"the server refused audioConn {settings.connect_retries} times (worker not available); "
+            f"the server refused audioConn {settings.connect_retries} times "
+            f"({refusal.message if refusal and refusal.message else 'worker not available'}); "
             "try again later or raise connect_retries",
             status=refusal.status if refusal else 400,
         )

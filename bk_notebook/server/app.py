@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import MAX_CHUNK_BYTES
 from ..redact import RedactingLogger
-from .engines import ENGINES, Engine, engine_factory, resolve_engine
+from .engines import ENGINES, Engine, built_engine, resolve_engine
 from .pool import EnginePool
 from .session import Connection, ConnectionSettings
 from .turns import DecodeTurns, Load
@@ -87,18 +87,18 @@ class BkServer:
         origins = (config.allow_origins,) if isinstance(config.allow_origins, str) else tuple(config.allow_origins)
         self._origins = frozenset(_origin_key(check_origin(o)) for o in origins)
         self._refused_origins: set[str] = set()  # each refused origin is logged once: a page may retry forever
-        options = dict(config.engine_options)
-        self.engine = resolve_engine(config.engine, options.get("model"))
-        spec = ENGINES.get(self.engine)
+        options: dict[str, object] = dict(config.engine_options)
+        spec = ENGINES.get(resolve_engine(config.engine, options.get("model")))
         if spec is not None and spec.cuts_utterances:
             options.setdefault("max_utterance_seconds", config.max_utterance_seconds)
-        # Checks the name now, in this process; loads a whisper model once for every session's thread.
-        make = engine_factory(config.engine, preload=not config.processes, **options)
+        # Checks engine, model and language now, in this process; loads a whisper model once for every
+        # session's thread (engine processes load their own).  "auto" may fall back to pocketsphinx here.
+        self.engine, options, make = built_engine(config.engine, options, preload=not config.processes)
         if config.processes:
             from .processes import ProcessEngine
 
             def make() -> Engine:
-                return ProcessEngine(config.engine, options)
+                return ProcessEngine(self.engine, options)
 
         self._executor = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="bk-engine")
         self._pool = EnginePool(make, config.workers, self._executor)

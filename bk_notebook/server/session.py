@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import (
+    AUDIO_CONN,
     AUDIO_STREAM,
     SAMPLE_RATE,
     AudioRequest,
@@ -176,6 +177,15 @@ class ConnectionSettings:
 
     idle_timeout: float
     max_queued_seconds: float
+    #: A session that holds a worker and has sent no audio yet is closed after this long (when shorter
+    #: than ``idle_timeout``): it keeps a worker from the sessions that would use it.
+    no_audio_timeout: float = 10.0
+
+    def idle_timeout_now(self, *, heard: bool, in_session: bool) -> float:
+        """The idle limit that applies: shorter for an open session that has sent no audio at all."""
+        if in_session and not heard:
+            return min(self.idle_timeout, self.no_audio_timeout)
+        return self.idle_timeout
 
     @property
     def inbox_limit(self) -> int:
@@ -250,14 +260,17 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
     # ------------------------------------------------------------------ reader
     def _idle_left(self) -> float:
         """Seconds until the connection counts as idle: nothing received or answered meanwhile."""
-        return self._settings.idle_timeout - (asyncio.get_running_loop().time() - self._last_activity)
+        limit = self._settings.idle_timeout_now(heard=self._answers.samples > 0, in_session=self._lease is not None)
+        return limit - (asyncio.get_running_loop().time() - self._last_activity)
 
     async def _read_all(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
         while True:
             try:
-                message = await asyncio.wait_for(self._ws.recv(), max(0.01, self._idle_left()))
+                # At most no_audio_timeout at a time: a session opened meanwhile has that shorter limit.
+                wait = min(self._idle_left(), self._settings.no_audio_timeout)
+                message = await asyncio.wait_for(self._ws.recv(), max(0.01, wait))
             except asyncio.TimeoutError:
                 if len(self._inbox) or self._working or self._idle_left() > 0:
                     continue  # the client waits for replies to what it sent: that is not idleness
@@ -337,10 +350,11 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
             await lease.start()
             if prompt is not None and not await lease.set_prompt(prompt):
                 logger.warning("a session's prompt was ignored: this server's engine takes none (whisper does)")
-        except Exception:  # noqa: BLE001 - reported to the client, logged here
+        except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
             logger.exception("engine failed to start")
             self._release()
-            await self._send(self._protocol.refuse("engine failed to start; see the server log"))
+            # 500, not the busy 400 that clients retry: the same engine would fail the same way again.
+            await self._send(ServerProtocol.error(AUDIO_CONN, f"the engine failed to start: {_reason(exc)}", 500))
             return
         self._answers = ChunkAnswers()
         if self._load is not None:
@@ -382,17 +396,27 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
                 if self._load is not None and method == "feed" and alone and turns.granted == granted:
                     self._load.decoded(len(args[0]) / 2 / SAMPLE_RATE, asyncio.get_running_loop().time() - began)
                 return events  # type: ignore[no-any-return]
-        except Exception:
+        except Exception as exc:
             logger.exception("session %s: engine %s failed", self._session_id, method)
             self._release(reuse=False)
             with contextlib.suppress(ConnectionClosed):
-                await self._send(ServerProtocol.error(AUDIO_STREAM, "the engine failed; see the server log", 500))
+                await self._send(ServerProtocol.error(AUDIO_STREAM, f"the engine failed: {_reason(exc)}", 500))
                 await self._ws.close(1011, "engine failed")
             raise _EngineFailed from None
 
     async def _close_idle(self) -> None:
-        idle = self._settings.idle_timeout
-        await self._send(self._protocol.error(AUDIO_STREAM, f"closed: idle for {idle:g} s"))
+        from websockets.exceptions import ConnectionClosed
+
+        idle = self._settings.idle_timeout_now(heard=self._answers.samples > 0, in_session=self._lease is not None)
+        said = ", no audio sent" if self._lease is not None and not self._answers.samples else ""
+        if self._lease is not None and self._answers.samples:  # what was heard goes out before the close
+            try:
+                for final in self._answers.stop(await self._engine("flush")):
+                    await self._send(final)
+            except (_EngineFailed, ConnectionClosed):
+                return  # the client was told, or left: nothing more to send
+            said = "; the finals of the audio it sent came first"
+        await self._send(self._protocol.error(AUDIO_STREAM, f"closed: idle for {idle:g} s{said}"))
         await self._ws.close(1000, "idle timeout")
         self._end_session(f"closed after {idle:g} s idle")
 
@@ -426,3 +450,9 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
         lease, self._lease = self._lease, None
         if lease is not None:
             lease.release(reuse=reuse)
+
+
+def _reason(exc: BaseException) -> str:
+    """An engine's failure in one line, for the client (the traceback stays in the server's log)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__

@@ -1,9 +1,10 @@
 """Recognisers for the local server, behind one small interface, and the table that names them.
 
-One module per engine (``energy``, ``sphinx``, ``whisper``), the interface
-they share (``base``), Whisper's weights (``weights``) and the model its
-sessions share (``decoder``), and one table of engines (``table``) that the
-server, ``local_server``, the CLI and the Dask workers read.  See :class:`Engine` for the interface.
+One module per engine (``energy``, ``sphinx``, ``whisper``), the interface they
+share (``base``), Whisper's weights (``weights``) and the model its sessions
+share (``decoder``), and one table of engines (``table``) that the server,
+``local_server``, the CLI and the Dask workers read, with what each engine can
+transcribe (``languages``).  See :class:`Engine` for the interface.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from .base import Engine, EngineEvent
 from .energy import EnergyEngine
 from .sphinx import PocketSphinxEngine
-from .table import ENGINES, EngineSpec, engine_factory, resolve_engine
+from .table import ENGINES, EngineSpec, built_engine, chosen_engine, engine_factory, resolve_engine
 
 __all__ = [
-    "ENGINES", "EnergyEngine", "Engine", "EngineEvent", "EngineSpec", "PocketSphinxEngine", "engine_factory",
-    "resolve_engine",
+    "ENGINES", "EnergyEngine", "Engine", "EngineEvent", "EngineSpec", "PocketSphinxEngine", "built_engine",
+    "chosen_engine", "engine_factory", "resolve_engine",
 ]

@@ -16,10 +16,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...errors import UsageError, install_hint, missing_extra
+from ...errors import BkError, UsageError, install_hint, missing_extra
 from .base import Engine
+from .languages import check_engine_languages
 
-__all__ = ["ENGINES", "EngineSpec", "engine_factory", "resolve_engine"]
+__all__ = ["ENGINES", "EngineSpec", "built_engine", "chosen_engine", "engine_factory", "resolve_engine"]
 
 logger = logging.getLogger("bk_notebook.server")
 _auto_logged = threading.Event()  # "engine auto: ..." is said once per process
@@ -37,6 +38,10 @@ class EngineSpec:
         Its module in this folder; its ``factory(*, preload, **options)`` returns a zero-argument constructor.
     options : tuple of str
         Options only this engine takes (dropped when ``"auto"`` falls back to another engine).
+    languages : str
+        ``"whisper"``: any of Whisper's codes (English only for an English-only model); ``"en"``: English
+        only (``language`` ``auto`` or ``en``, which the engine does not take); ``"none"``: it hears no
+        words (only ``auto`` or ``en``, for a language-blind stand-in).  Checked by :mod:`.languages`.
     cuts_utterances : bool
         It cuts the stream into utterances itself, so it takes the server's ``max_utterance_seconds``.
     processes : bool
@@ -46,6 +51,7 @@ class EngineSpec:
     name: str
     module: str
     options: tuple[str, ...] = ()
+    languages: str = "en"
     cuts_utterances: bool = True
     processes: bool = False
 
@@ -56,28 +62,34 @@ class EngineSpec:
         return make
 
 
-#: Every engine by the name ``engine=`` and ``--engine`` use: one :class:`EngineSpec` row each.
+#: The engines by name, one :class:`EngineSpec` row each.
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
         # Measured (BENCHMARKS.md §4): PocketSphinx decodes under the GIL; processes hold 6-8 live sessions
         # on 2 cores against 4 with threads.  Whisper decodes outside it, on one shared model.
         EngineSpec("whisper", "whisper",
-                   options=("language", "model", "partials", "word_timestamps", "prompt", "hotwords", "task")),
+                   options=("language", "model", "partials", "word_timestamps", "prompt", "hotwords", "task"),
+                   languages="whisper"),
         EngineSpec("pocketsphinx", "sphinx", processes=True),
-        EngineSpec("energy", "energy"),
+        EngineSpec("energy", "energy", languages="none"),
     )
 }
 
 
-def resolve_engine(name: str, model: object = None) -> str:
-    """The engine ``name`` stands for: ``"auto"`` is whisper when it can load, else pocketsphinx (logged once)."""
+def chosen_engine(name: str, model: object = None) -> str:
+    """What :func:`resolve_engine` returns, without its log line (for checks made before anything starts)."""
     if name != "auto":
         return name
     from .weights import whisper_available
 
-    chosen = "whisper" if whisper_available(str(model or "base")) else "pocketsphinx"
-    if not _auto_logged.is_set():
+    return "whisper" if whisper_available(str(model or "base")) else "pocketsphinx"
+
+
+def resolve_engine(name: str, model: object = None) -> str:
+    """The engine ``name`` stands for: ``"auto"`` is whisper when it can load, else pocketsphinx (logged once)."""
+    chosen = chosen_engine(name, model)
+    if name == "auto" and not _auto_logged.is_set():
         _auto_logged.set()
         if chosen == "whisper":
             logger.info("engine auto: whisper (faster-whisper and its model are installed)")
@@ -99,21 +111,55 @@ def engine_factory(name: str, *, preload: bool = True, **options: object) -> Cal
     With ``preload`` (the default) the whisper model is loaded now, once per
     process, so that the first session does not wait for it.
     """
+    return built_engine(name, options, preload=preload)[2]
+
+
+def built_engine(name: str, options: dict[str, object], *,
+                 preload: bool = True) -> tuple[str, dict[str, object], Callable[[], Engine]]:
+    """The engine ``name`` stands for, its options and its constructor, checked before a server listens.
+
+    ``"auto"`` is resolved; the language is checked against the engine and model (a
+    :class:`UsageError` for what cannot work, ``engines/languages.py``); the engine's module
+    prepares it (Whisper: the cache joined, and with ``preload`` the model loaded).
+    When ``"auto"`` chose Whisper and its model cannot be prepared (an unwritable or
+    full cache, broken files), PocketSphinx is used instead, with one warning, if the
+    language is English or ``"auto"``.
+    """
+    asked = name
     if name == "auto":
         name = resolve_engine(name, options.get("model"))
         if name != "whisper":
-            language = str(options.get("language") or "auto").lower()
-            if language not in ("auto", "en"):
-                raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
-                                    "whisper")
-            if options.get("task", "transcribe") != "transcribe":
-                raise missing_extra(f"task={options['task']!r}", "the whisper engine (pocketsphinx cannot translate)",
-                                    "whisper")
-            whisper_only = ENGINES["whisper"].options
-            options = {k: v for k, v in options.items() if k not in whisper_only}
+            options = _without_whisper_options(options)
+    options = check_engine_languages(name, options)  # before any model is prepared or loaded
     spec = ENGINES.get(name)
-    if spec is not None:
-        return spec.factory(preload=preload, **options)
+    if spec is None:
+        return name, options, _user_engine(name, options)
+    try:
+        return name, options, spec.factory(preload=preload, **options)
+    except (BkError, RuntimeError, OSError) as exc:
+        if asked != "auto" or name != "whisper" or options.get("language", "auto") not in ("auto", "en"):
+            raise
+        logger.warning("engine auto: the Whisper model cannot be prepared (%s): using pocketsphinx (US English) "
+                       "instead", exc)
+        options = _without_whisper_options(options)
+        return "pocketsphinx", options, ENGINES["pocketsphinx"].factory(preload=preload, **options)
+
+
+def _without_whisper_options(options: dict[str, object]) -> dict[str, object]:
+    """What an engine other than whisper takes of ``options``; a language it cannot do needs the whisper extra."""
+    language = str(options.get("language") or "auto").strip().lower()
+    if language not in ("auto", "en"):
+        raise missing_extra(f"language={language!r}", "the whisper engine (pocketsphinx knows US English only)",
+                            "whisper")
+    if options.get("task", "transcribe") != "transcribe":
+        raise missing_extra(f"task={options['task']!r}", "the whisper engine (pocketsphinx cannot translate)",
+                            "whisper")
+    whisper_only = ENGINES["whisper"].options
+    return {k: v for k, v in options.items() if k not in whisper_only}
+
+
+def _user_engine(name: str, options: dict[str, object]) -> Callable[[], Engine]:
+    """A ``module:Class`` engine's constructor, its class checked for the interface."""
     module_name, _, class_name = name.partition(":")
     if not module_name or not class_name:
         known = ", ".join(repr(n) for n in ["auto", *ENGINES])

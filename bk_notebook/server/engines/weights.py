@@ -25,17 +25,18 @@ every session (:func:`~.decoder.shared_model`); CTranslate2 decodes outside the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import importlib.resources
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import MissingDependency, UsageError, install_hint
+from ...outputs import create_beside
 
 __all__ = ["INSTALL_HINT", "MODELS", "ModelFiles", "cache_dir", "clear_cache", "model_folder", "whisper_available"]
 
@@ -148,7 +149,7 @@ def _refuse(spec: ModelFiles, name: str, got: str) -> MissingDependency:
 def _join(spec: ModelFiles, name: str, folder: Path) -> None:
     """Write ``folder/name`` from its pieces, streamed and hashed; refuse content that does not match."""
     digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    handle, temporary = create_beside(folder / name)  # the mode any new file gets here, not mkstemp's 0600
     try:
         with os.fdopen(handle, "wb") as out:
             for package, inner in spec.files[name]:
@@ -193,15 +194,34 @@ def model_folder(model: str) -> Path:
                 raise _refuse(spec, name, got)
         return folder
     folder = cache_dir() / "models" / f"whisper-{spec.name}"
+    try:
+        _join_into(spec, folder)
+    except OSError as exc:  # read-only, full, a folder where a file goes: say where, why, and what to change
+        path = exc.filename2 or exc.filename
+        where = f" ({path})" if path and Path(path) != folder else ""
+        raise UsageError(f"cannot prepare the Whisper {spec.name} model in the cache folder {folder}: "
+                         f"{exc.strerror or exc}{where}; set BK_CACHE_DIR to a writable folder with "
+                         f"{_size_mb(spec)} MB free") from None
+    return folder
+
+
+def _join_into(spec: ModelFiles, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, expected in spec.sha256.items():
         target = folder / name
         if target.is_file() and _sha256(target) == expected:
             continue
+        if target.is_dir():  # not removed: whatever it holds was put there by someone
+            raise IsADirectoryError(errno.EISDIR, "a folder is where the model's file goes", str(target))
         if target.exists():
             logger.warning("whisper model cache %s does not match its sha256: rebuilding it", target)
         _join(spec, name, folder)
-    return folder
+
+
+def _size_mb(spec: ModelFiles) -> int:
+    """The joined model's size, to say how much room the cache needs."""
+    total = sum(_piece(package, inner).stat().st_size for pieces in spec.files.values() for package, inner in pieces)
+    return -(-total // 1_000_000)
 
 
 def whisper_available(model: str = "base") -> bool:

@@ -42,7 +42,8 @@ from ...errors import MissingDependency, UsageError
 from ...protocol import SAMPLE_RATE, Final, Partial, WordTiming
 from .base import Engine, EngineEvent
 from .decoder import Decoded, DecodeOptions, SharedModel, shared_model
-from .weights import INSTALL_HINT
+from .languages import whisper_language
+from .weights import INSTALL_HINT, model_folder
 
 __all__ = ["StreamingVad", "WhisperEngine", "factory"]
 
@@ -154,19 +155,11 @@ class WhisperEngine:
             raise UsageError("max_utterance_seconds must be positive")
         if task not in ("transcribe", "translate"):
             raise UsageError(f"task must be 'transcribe' or 'translate', not {task!r}")
-        if not isinstance(language, str) or not language:
-            raise UsageError("language must be 'auto' or a Whisper language code such as 'id' or 'en'")
+        language = whisper_language(language)  # any case; ISO 639-1 or Whisper's own code
         self._shared: SharedModel = shared_model(model)
-        language = language.lower()
         if not self._shared.multilingual and language not in ("en", "auto"):
             raise UsageError(f"the Whisper model {model!r} is English only; for language={language!r} use "
                              "model='base'")
-        if language != "auto":
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-            if language not in _LANGUAGE_CODES:
-                raise UsageError(f"unknown Whisper language {language!r}: use 'auto', 'id', 'en' or another "
-                                 "Whisper language code")
         self.language = language if self._shared.multilingual else "en"
         if task == "translate" and not self._shared.multilingual:
             raise UsageError(f"the Whisper model {model!r} is English only and cannot translate; use model='base'")
@@ -354,7 +347,10 @@ def _on_session_clock(words: tuple[WordTiming, ...], offset: float, start: float
     return tuple(timed)
 
 def factory(*, preload: bool = True, **options: object) -> Callable[[], Engine]:
-    """A constructor of Whisper engines; with ``preload``, the shared model is loaded now (or MissingDependency)."""
+    """A constructor of Whisper engines; the model prepared now (with ``preload``, loaded), or an error saying why."""
+    model = str(options.get("model") or "base")
     if preload:
-        shared_model(str(options.get("model") or "base"))  # raises MissingDependency, or loads and logs
+        shared_model(model)  # raises MissingDependency or a UsageError naming the cache, or loads and logs
+    else:
+        model_folder(model)  # each engine process loads it; the cache is joined (or refused) here, once
     return lambda: WhisperEngine(**options)  # type: ignore[arg-type]
