@@ -46,7 +46,7 @@ LAYERS: dict[str, int] = {
     "server.pool": SERVER, "server.processes": SERVER, "server.session": SERVER, "server.turns": SERVER,
     "server.models": SERVER, "server.whisper": SERVER, "server.engines.base": SERVER, "server.engines.energy": SERVER,
     "server.engines.sphinx": SERVER, "server.engines.whisper": SERVER, "server.engines.weights": SERVER,
-    "server.engines.decoder": SERVER, "server.engines.table": SERVER,
+    "server.engines.decoder": SERVER, "server.engines.table": SERVER, "server.engines.packing": SERVER,
     # batch runs over many inputs
     "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.run": BATCH,
     "batch.cluster": BATCH,

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,7 @@ def test_partials_come_from_the_open_utterance_and_can_be_switched_off(whisper_s
         assert kinds[-1] is Final and kinds.count(Final) == 1
         assert (Partial in kinds) is partials, events
     monkeypatch.setattr(whisper, "PARTIAL_BUDGET", budget)
-    monkeypatch.setattr(engine._shared.turns, "busy", lambda: budget + 0.1)  # the shared model busier than the budget
+    monkeypatch.setattr(engine.decoder, "busy", lambda: budget + 0.1)  # the shared model busier than the budget
     engine = WhisperEngine(language="en")
     events = [e for i in range(0, len(pcm), 3200) for e in engine.feed(pcm[i:i + 3200])] + engine.flush()
     assert [type(e) for e in events] == [Final], events  # finals only until it has room again
@@ -356,43 +355,3 @@ def wait_for(condition: Any) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.001)
-
-
-def test_turns_measure_how_busy_the_model_was_over_the_last_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bk_notebook.server.engines import decoder as models
-
-    clock = [100.0]
-    monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
-    turns = models.ModelTurns()
-    assert turns.busy() == 0
-    with turns.turn(final=True):
-        clock[0] = 104.0  # a 4-second decode
-    clock[0] = 105.0
-    assert turns.busy() == pytest.approx(0.4)
-    clock[0] = 112.0  # 2 of its 4 seconds are still in the window
-    assert turns.busy() == pytest.approx(0.2)
-    clock[0] = 115.0
-    assert turns.busy() == 0
-
-
-def test_turns_serve_finals_first_then_in_arrival_order() -> None:
-    from bk_notebook.server.engines.decoder import ModelTurns
-
-    turns = ModelTurns()
-    order: list[str] = []
-
-    def decode(name: str, final: bool) -> None:
-        with turns.turn(final=final):
-            order.append(name)
-
-    with turns.turn(final=False):  # a decode under way; four sessions queue behind it
-        threads = []
-        for name, final in (("a-partial", False), ("b-partial", False), ("c-final", True), ("d-final", True)):
-            thread = threading.Thread(target=decode, args=(name, final))
-            thread.start()
-            threads.append(thread)
-            queued = len(threads)
-            wait_for(lambda: len(turns._waiting) == queued)  # noqa: B023 - called before the loop goes on
-    for thread in threads:
-        thread.join(10)
-    assert order == ["c-final", "d-final", "a-partial", "b-partial"]
