@@ -63,6 +63,7 @@ class EngineSpec:
         return None if shared is None else shared(**options)  # type: ignore[no-any-return]
 
 
+#: Every engine, by name, one :class:`EngineSpec` row each (``auto`` and ``module:Class`` are not rows).
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
