@@ -3,7 +3,7 @@
     python -m benchmarks.bench_soundcard [--minutes 10] [--curve 1 10 30]
 
 What ``SoundCard``'s converter thread does with each 100 ms block of 44.1 kHz stereo float32
-(``LiveConverter`` then ``Rechunker``), against the baseline of keeping the recording and converting
+(``BlockConverter`` then ``Rechunker``), against the baseline of keeping the recording and converting
 it at the end with ``bk.to_pcm16`` (what a script that records first and transcribes after does).
 Both run in this process, interleaved, on the same synthetic audio; no sound card is needed.
 Part 1: CPU seconds per audio hour (best of ``--repeat``), and the share of one core that live
@@ -22,7 +22,8 @@ import numpy as np
 
 import bk_notebook as bk
 from benchmarks.common import save
-from bk_notebook.audio.live import LiveConverter, Rechunker
+from bk_notebook.audio.live import Rechunker
+from bk_notebook.audio.pcm import BlockConverter
 
 RATE = 44100
 BLOCK = RATE // 10
@@ -34,7 +35,7 @@ def _block() -> np.ndarray:
 
 def live(minutes: float) -> int:
     """The converter thread's work: block in, 3200-byte chunks out, nothing kept."""
-    block, converter, chunker, produced = _block(), LiveConverter(RATE, 2), Rechunker(), 0
+    block, converter, chunker, produced = _block(), BlockConverter(RATE, 2), Rechunker(), 0
     for _ in range(int(minutes * 600)):
         produced += sum(len(c) for c in chunker.push(converter.convert(block)))
     produced += sum(len(c) for c in chunker.push(converter.flush())) + len(chunker.flush())

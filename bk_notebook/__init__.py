@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from .audio.convert import chunk_pcm, load_audio, open_audio, sample_path, to_pcm16
+from .audio.convert import chunk_pcm, load_audio, open_audio, sample_path, sample_text, to_pcm16
 from .client.auth import get_token
 from .client.client import Client, Stream, transcribe, transcribe_sync
 from .errors import (
@@ -95,6 +95,7 @@ __all__ = [
     "open_audio",
     "read_checkpoint",
     "sample_path",
+    "sample_text",
     "to_pcm16",
     "transcribe",
     "transcribe_many",

@@ -17,7 +17,8 @@
     ├── StreamTimeout (also TimeoutError)   the server did not answer in time
     ├── BatchError                          some items of ``transcribe_many`` failed
     ├── CheckpointError                     the checkpoint could not be written (a full disk)
-    └── ClusterError                        the Dask cluster cannot run the batch (no workers, scheduler lost)
+    ├── ClusterError                        the Dask cluster cannot run the batch (no workers, scheduler lost)
+    └── StateError (also RuntimeError)      a step its state machine does not allow: a bug in bk_notebook
 
 Local mistakes (``AudioError``, ``UsageError``) are raised before any network
 traffic.  Every error raised after ``audioConn`` succeeded carries
@@ -49,6 +50,7 @@ __all__ = [
     "NotAwaitedError",
     "ProtocolError",
     "ServiceError",
+    "StateError",
     "StreamTimeout",
     "UsageError",
     "WorkerUnavailable",
@@ -201,3 +203,10 @@ class ClusterError(BkError):
     def __init__(self, message: str, *, results: list[Any] | None = None) -> None:
         super().__init__(message)
         self.results = list(results or [])
+
+
+class StateError(BkError, RuntimeError):
+    """A state machine was asked for a step its table does not allow (a Transcriber run's).
+
+    Never the user's mistake: it names the two states so that the bug can be found.
+    """

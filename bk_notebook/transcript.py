@@ -6,15 +6,13 @@ import csv
 import html
 import io
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import missing_extra
+from .errors import UsageError, missing_extra
 
-__all__ = ["EXPORT_FORMATS", "Transcript", "finals_table_html", "render"]
-
-#: What :func:`render` (and the CLI's ``--format``) writes.
-EXPORT_FORMATS = ("table", "csv", "jsonl", "srt", "vtt")
+__all__ = ["EXPORT_FORMATS", "ExportFormat", "Transcript", "export_transcripts", "finals_table_html"]
 
 _COLUMNS = ("segment", "text", "start", "end", "session_id")
 
@@ -224,23 +222,54 @@ def _text_table(records: list[dict[str, Any]], key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(results: list[tuple[str, Transcript]], fmt: str, key: str = "file") -> str:
-    """Several transcripts as one output, each row keyed by its source (``key``: the source's name).
+def _keyed(results: list[tuple[str, Transcript]], key: str) -> list[dict[str, Any]]:
+    return [{key: name, **record} for name, transcript in results for record in transcript.finals]
+
+
+def _table_of(results: list[tuple[str, Transcript]], key: str) -> str:
+    return _text_table(_keyed(results, key), key)
+
+
+def _csv_of(results: list[tuple[str, Transcript]], key: str) -> str:
+    records = _keyed(results, key)
+    return _csv(records, [key, *_columns(records)])
+
+
+def _jsonl_of(results: list[tuple[str, Transcript]], key: str) -> str:
+    return _jsonl(_keyed(results, key))
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One way to write transcripts out: a row of :data:`EXPORT_FORMATS`."""
+
+    name: str  #: what ``--format`` and :func:`export_transcripts` take
+    extension: str  #: the file name's ending, for ``--out-dir``
+    one_transcript: bool  #: a subtitle file is one recording's timeline: it holds one transcript only
+    write: Callable[[list[tuple[str, Transcript]], str], str]  #: (name, transcript) pairs and the key: the text
+
+
+#: Every export format, by name: the one table that :func:`export_transcripts`, the CLI's
+#: ``--format`` choices, its ``--out`` and ``--out-dir`` checks, and ``listen`` read.
+EXPORT_FORMATS: Mapping[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("table", ".txt", False, _table_of),  # aligned text, for a terminal
+    ExportFormat("csv", ".csv", False, _csv_of),
+    ExportFormat("jsonl", ".jsonl", False, _jsonl_of),
+    ExportFormat("srt", ".srt", True, lambda results, _key: results[0][1].to_srt()),
+    ExportFormat("vtt", ".vtt", True, lambda results, _key: results[0][1].to_vtt()),
+)}
+
+
+def export_transcripts(results: list[tuple[str, Transcript]], fmt: str, key: str = "file") -> str:
+    """Several transcripts as one output in format ``fmt``, each row keyed by its source (``key``: the source's name).
 
     ``"table"`` (aligned text), ``"csv"`` and ``"jsonl"`` hold every final of every transcript, the
     same columns as :meth:`Transcript.to_dataframe` after ``key``; ``"srt"`` and ``"vtt"`` take exactly
-    one transcript (a subtitle file is one timeline).
+    one transcript (a subtitle file is one timeline).  The formats are :data:`EXPORT_FORMATS`.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
-    if fmt in ("srt", "vtt"):
-        if len(results) != 1:
-            raise ValueError(f"a {fmt} file holds one transcript; got {len(results)}")
-        transcript = results[0][1]
-        return transcript.to_srt() if fmt == "srt" else transcript.to_vtt()
-    records = [{key: name, **record} for name, transcript in results for record in transcript.finals]
-    if fmt == "jsonl":
-        return _jsonl(records)
-    if fmt == "csv":
-        return _csv(records, [key, *_columns(records)])
-    return _text_table(records, key)
+    export = EXPORT_FORMATS.get(fmt)
+    if export is None:
+        raise UsageError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    if export.one_transcript and len(results) != 1:
+        raise UsageError(f"a {fmt} file holds one transcript; got {len(results)}")
+    return export.write(results, key)

@@ -70,7 +70,7 @@ nb_ipywidgets_js = {}  # the saved notebooks hold no widget state: load no widge
 
 html_theme = "furo"
 html_title = f"bk_notebook {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]  # transcriber.webm, the home page's recording (tools/make_pictures.py)
 
 
 def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:

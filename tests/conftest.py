@@ -13,12 +13,41 @@ FIXTURES = Path(__file__).parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# What a test marked ``pure`` may not use: mutation testing runs the pure tests once per mutant, in
+# parallel, and a server, a mount or a kernel there would cost minutes and flake (see TESTING.md).
+NOT_PURE_FIXTURES = {"energy_server", "sphinx_server", "small_disk", "readonly_folder", "kernel", "jupyter", "page",
+                     "dask_client"}
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """Browser tests last: they are the slowest, and the quick feedback comes first."""
+    """Browser tests last: they are the slowest, and the quick feedback comes first; a pure test is pure."""
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("pure"):
+            check_pure(item.nodeid, set(item.fixturenames), {m.name for m in item.iter_markers()})
     items.sort(key=lambda item: "/e2e/" in str(item.fspath))
+
+
+def check_pure(nodeid: str, fixtures: set[str], markers: set[str]) -> None:
+    """Refuse, at collection, a test marked ``pure`` that starts a server, mounts a disk or is slow."""
+    wrong = sorted(fixtures & NOT_PURE_FIXTURES) + sorted(markers & {"slow", "e2e"})
+    if wrong:
+        raise pytest.UsageError(f"{nodeid} is marked pure but uses {', '.join(wrong)}")
+
+
+def refuse_import(monkeypatch: Any, module: str, missing: str) -> None:
+    """Make ``import module`` fail as it does when one of its own dependencies (``missing``) is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def importer(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == module:
+            raise ImportError(f"No module named {missing!r}", name=missing)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", importer)
 
 
 def require(module: str, why: str) -> Any:

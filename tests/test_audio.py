@@ -10,6 +10,8 @@ from bk_notebook.audio.convert import CHUNK_BYTES, open_audio
 
 from conftest import FIXTURES
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def sine(sr: float, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(sr * seconds)) / sr

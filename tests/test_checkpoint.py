@@ -176,6 +176,7 @@ async def test_failed_items_are_not_written_and_run_again(energy_server, tmp_pat
     assert len(lines(path)) == 2
 
 
+@pytest.mark.pure
 def test_keys() -> None:
     a = np.arange(100, dtype=np.float32)
     assert item_key({"id": 7, "audio": a, "sr": 8000}) == "7"
@@ -191,6 +192,7 @@ def test_keys() -> None:
     assert len(bare) == len("sha256:") + 32 and len(item_key(b"a")) == len(bare)
 
 
+@pytest.mark.pure
 def test_a_record_round_trips_through_its_line() -> None:
     t = Transcript(session_id="s1", duration=2.34567, gaps=[(1.0, 1.5)], complete=False)
     t.add_final("café", 0.1, 0.9, sent=1.0)
@@ -207,6 +209,7 @@ def test_a_record_round_trips_through_its_line() -> None:
     assert (old.text, old.session_id, old.duration, old.gaps, old.complete) == ("x", None, 0.0, [], True)
 
 
+@pytest.mark.pure
 def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     good = [{"key": k, "complete": True, "finals": []} for k in "ab"]
@@ -218,6 +221,7 @@ def test_a_torn_last_line_is_dropped_and_the_file_continues(tmp_path: Path) -> N
     assert read_checkpoint(path)["c"]["finals"] == [{"segment": 0, "text": "x"}]
 
 
+@pytest.mark.pure
 def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: Path, monkeypatch) -> None:
     # A power loss after append() returned must not lose the item: its line is on disk, not in a cache.
     path = tmp_path / "c.jsonl"
@@ -238,6 +242,7 @@ def test_each_line_is_fsynced_to_the_checkpoint_before_append_returns(tmp_path: 
         assert len(synced) == 2 and [json.loads(line)["key"] for line in synced[1].splitlines()] == ["a", "b"]
 
 
+@pytest.mark.pure
 def test_lines_are_utf8_json_and_a_nan_is_refused_before_writing(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     with Checkpoint(path) as store:
@@ -249,6 +254,7 @@ def test_lines_are_utf8_json_and_a_nan_is_refused_before_writing(tmp_path: Path)
     assert list(read_checkpoint(path)) == ["1"]
 
 
+@pytest.mark.pure
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello\n")
@@ -389,11 +395,14 @@ async def test_a_full_disk_stops_the_batch_and_keeps_every_result(energy_server,
     assert "never retrieved" not in caplog.text
 
 
+@pytest.mark.pure
 def test_a_line_that_is_not_utf8_names_the_file_and_the_line(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_bytes(b'{"key": "a", "complete": true, "finals": []}\n{"key": "\xff\xfe", "complete": true}\n')
     with pytest.raises(bk.UsageError, match=rf"{path}: line 2 is not UTF-8"):
         read_checkpoint(path)
+    with pytest.raises(bk.UsageError, match=rf"^{path}: line 2 is not UTF-8 text \(byte 10\); is this a checkpoint\?"):
+        read_checkpoint(path)  # the first bad byte, counted from 1
 
 
 @pytest.mark.parametrize("record, problem", [
@@ -404,6 +413,7 @@ def test_a_line_that_is_not_utf8_names_the_file_and_the_line(tmp_path: Path) -> 
     ({"key": "a", "complete": True, "finals": [], "duration": "long"}, "'duration' is not a number"),
     ({"key": "a", "complete": True, "finals": [], "gaps": [[1, 2, 3]]}, "'gaps' is not a list of"),
 ])
+@pytest.mark.pure
 def test_malformed_fields_are_a_usage_error_with_the_line(tmp_path: Path, record: dict[str, Any],
                                                           problem: str) -> None:
     path = tmp_path / "c.jsonl"
@@ -466,3 +476,160 @@ async def test_a_checkpoint_reused_for_other_audio_transcribes_it_again_and_says
     again = CountingClient(energy_server.url, {id(item["audio"]): item["id"] for item in other})
     await bk.transcribe_many(other, progress=False, client=again, checkpoint=path, speed=None)
     assert again.transcribed == []  # the new lines are the ones that count now
+
+
+# ------------------------------------------------------------ pure: fingerprints, ids, the lock in this process
+@pytest.mark.pure
+def test_a_fingerprint_changes_with_the_audio_and_not_with_a_copy(tmp_path: Path) -> None:
+    from bk_notebook.batch.checkpoint import fingerprint
+
+    big = bytes(range(256)) * 600  # 150 KiB: more than the two 64 KiB ends
+    assert fingerprint(big) == fingerprint(bytearray(big)) == fingerprint(memoryview(big))
+    assert fingerprint(big).startswith(f"bytes:{len(big)}:")
+    for changed in (b"x" + big[1:], big[:-1] + b"x", big + b"x", big[:-1]):  # first byte, last, longer, shorter
+        assert fingerprint(changed) != fingerprint(big)
+
+    a = np.arange(40000, dtype=np.int16)  # longer than the two seconds hashed at each end (16 kHz)
+    assert fingerprint(a, 16000) == fingerprint(a.copy(), 16000.0)
+    first, last = a.copy(), a.copy()
+    first[0], last[-1] = 7, 7
+    for other in ((first, 16000), (last, 16000), (a.astype(np.int32), 16000), (a.reshape(-1, 2), 16000),
+                  (a, 8000), (a, None), (a[:-1], 16000)):
+        assert fingerprint(*other) != fingerprint(a, 16000), other
+    assert fingerprint(a).startswith("array:<i2(40000,):sr=None:")
+    assert fingerprint(a, 16000).startswith("array:<i2(40000,):sr=16000.0:")
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(big)
+    before = fingerprint(path)
+    assert before == fingerprint(str(path)) and before.startswith(f"file:{len(big)}:")
+    path.write_bytes(big + b"more")
+    assert fingerprint(path) != before
+    assert fingerprint(tmp_path / "gone.wav") == "file:missing"  # a missing file is told apart, never raised
+
+
+@pytest.mark.pure
+def test_a_fingerprint_reads_only_the_ends_of_the_audio() -> None:
+    """Cheap by design: the first and last 64 KiB of bytes, the first and last two seconds of samples."""
+    import re
+
+    from bk_notebook.batch.checkpoint import fingerprint
+
+    def changed(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+    data = bytes(range(256)) * 1024  # 256 KiB
+    head, tail = 65536, len(data) - 65536
+    assert re.fullmatch(r"bytes:262144:[0-9a-f]{16}", fingerprint(data))
+    assert fingerprint(changed(data, head - 1)) != fingerprint(data) != fingerprint(changed(data, tail))
+    assert fingerprint(changed(data, head)) == fingerprint(data) == fingerprint(changed(data, tail - 1))
+
+    for shape, sr in (((80000,), 8000), ((40000, 2), 8000), ((80000,), None)):
+        samples = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
+        flat = samples.reshape(-1)
+        ends = 2 * int(sr or 16000)  # samples, whatever the channels
+        assert re.fullmatch(r"array:<i4\(\d+,( \d+)?\):sr=[\dNone.]+:[0-9a-f]{16}", fingerprint(samples, sr))
+        for at, noticed in ((ends - 1, True), (ends, False), (flat.size - ends, True), (flat.size - ends - 1, False)):
+            other = flat.copy()
+            other[at] += 1
+            assert (fingerprint(other.reshape(shape), sr) != fingerprint(samples, sr)) is noticed, (shape, sr, at)
+
+
+@pytest.mark.pure
+def test_ids_that_differ_only_in_type_are_refused_before_any_work() -> None:
+    from bk_notebook.batch.checkpoint import check_unambiguous_ids
+
+    def check(*ids: Any) -> None:
+        items = [{"id": i, "audio": "x.wav"} if i is not None else "x.wav" for i in ids]
+        check_unambiguous_ids(items, [str(i) if i is not None else "x.wav" for i in ids])
+
+    check(1, np.int64(1))  # numbers of any type are one kind: a DataFrame's ids are NumPy integers
+    check(1, 2, "3", None, None)  # distinct keys, or no id at all: nothing to refuse
+    with pytest.raises(bk.UsageError, match="differ only in type"):
+        check(None, 1, "1")  # an item without an id is skipped, and the check goes on
+    with pytest.raises(bk.UsageError, match=r"the ids 1 and '1' differ only in type and would share the checkpoint "
+                                            r"key '1'; give every item an id of one type"):
+        check(1, "1")
+    with pytest.raises(bk.UsageError, match="differ only in type"):
+        check("True", True)  # a bool is not a number
+    with pytest.raises(bk.UsageError, match=r"the ids True and 1"):
+        check_unambiguous_ids([{"id": True, "audio": "a"}, {"id": 1, "audio": "b"}], ["k", "k"])
+    with pytest.raises(ValueError):  # one key per item, or the pairing is wrong
+        check_unambiguous_ids([{"id": 1, "audio": "a"}], [])
+
+
+@pytest.mark.pure
+def test_a_second_writer_in_this_process_is_refused_and_the_lock_released_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    first = Checkpoint(path)
+    with pytest.raises(bk.UsageError, match=f"{path.name} is being written by another run"):
+        Checkpoint(path)
+    first.append(record_of("a", Transcript(finals=[{"segment": 0, "text": "x", "start": 0.0, "end": 1.0}])))
+    first.close()
+    first.close()  # idempotent
+    with Checkpoint(path) as second:  # the lock went with the first writer
+        assert "c.jsonl" in repr(second)
+    assert list(read_checkpoint(path)) == ["a"]
+
+
+@pytest.mark.pure
+def test_a_failed_write_rolls_the_file_back_and_says_which_file_and_why(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from bk_notebook.batch import checkpoint as module
+
+    path = tmp_path / "c.jsonl"
+    store = Checkpoint(path)
+    store.append(record_of("a", Transcript(finals=[{"segment": 0, "text": "x", "start": 0.0, "end": 1.0}])))
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:  # the disk fills half way through the line
+        if len(data) > 8:
+            return real_write(fd, bytes(data[:8]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module.os, "write", half_then_full)
+    with pytest.raises(bk.CheckpointError) as caught:
+        store.append(record_of("b", Transcript()))
+    assert str(caught.value) == f"cannot write the checkpoint {path}: No space left on device"
+    assert caught.value.path == str(path) and isinstance(caught.value.__cause__, OSError)
+    assert path.read_bytes() == before and "b" not in store.done  # the half line is gone
+    monkeypatch.undo()
+    store.append(record_of("c", Transcript()))  # and the file goes on after it
+    store.close()
+    assert list(read_checkpoint(path)) == ["a", "c"]
+
+
+@pytest.mark.pure
+def test_a_checkpoint_is_made_readable_closed_once_and_refused_where_it_cannot_be(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "c.jsonl"
+    closed: list[int] = []
+    real_close = os.close
+    monkeypatch.setattr(os, "close", lambda fd: (closed.append(fd), real_close(fd)))
+    store = Checkpoint(path)
+    assert path.stat().st_mode & 0o777 == 0o644 & ~umask
+    store.close()
+    store.close()
+    assert len(closed) == 1  # the second close closes nothing (least of all another file's descriptor)
+    monkeypatch.undo()
+    with pytest.raises(bk.UsageError, match=rf"^cannot open the checkpoint {tmp_path / 'no' / 'c.jsonl'}: "
+                                            r"No such file or directory$"):
+        Checkpoint(tmp_path / "no" / "c.jsonl")
+    with pytest.raises(bk.UsageError, match=rf"^the checkpoint {path} is being written by another run \(another "
+                       r"process, or another transcribe_many in this kernel\); wait for it to finish, or give this "
+                       r"run its own checkpoint file$"), Checkpoint(path):
+        Checkpoint(path)
+
+
+@pytest.mark.pure
+def test_a_bad_line_names_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"key": "a", "complete": "yes", "finals": [], "gaps": [[1, "x"]]}) + "\n")
+    both = (r"line 1: 'complete' is not true or false; 'gaps' is not a list of \[start, end\] pairs; "
+            r"is this a checkpoint\? \(fix or delete that line\)$")
+    with pytest.raises(bk.UsageError, match=both):
+        read_checkpoint(path)

@@ -54,8 +54,12 @@ def test_demo_prints_partials_and_the_finals_table() -> None:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["file", "segment", "start", "end", "text"]
-    assert len(rows) == 2 and "hello world" in rows[0]
-    assert "partial: hello" in result.stderr
+    assert len(rows) == 2  # the sample's two sentences, two finals
+    heard = " ".join(row.split(maxsplit=4)[4] for row in rows)
+    # PocketSphinx on the natural-voice sample: "low world this as a speech recognition test" /
+    # "leather today is sunny and warm", a WER of 0.27 against the words it says.
+    assert bk.evaluate([heard], [bk.sample_text()]).attrs["corpus"]["wer"] <= 0.4, heard
+    assert "partial: low world this" in result.stderr  # the partials grow before the final
 
 
 def test_transcribe_local_with_pocketsphinx_table() -> None:
@@ -342,7 +346,7 @@ def test_serve_decodes_in_processes_by_default_on_several_cores(flag: list[str],
     proc, url, _ = serving("--engine", "pocketsphinx", "--workers", "1", *flag)  # whisper shares one model: threads
     try:
         t = asyncio.run(bk.Client(url).transcribe(bk.sample_path(), speed=None))
-        assert t.complete and "hello" in t.text
+        assert t.complete and {"speech", "recognition", "sunny", "warm"} <= set(t.text.lower().split())  # real words
         children = psutil.Process(proc.pid).children(recursive=True)
         assert bool(children) is engine_processes  # a spawned engine process holds the decoder
         proc.send_signal(signal.SIGINT)
@@ -359,17 +363,17 @@ def test_serve_processes_and_threads_exclude_each_other() -> None:
 
 def test_listen_shows_partials_finals_and_the_level_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     """The live line of ``listen`` without a sound card (its end-to-end tests need PulseAudio, and are slow)."""
-    from bk_notebook.cli import _LiveLine
+    from bk_notebook.cli.listen import LiveLine
 
     quiet = np.full(1600, 328, dtype="<i2").tobytes()  # about -40 dBFS
-    logged = _LiveLine(live=False)
+    logged = LiveLine(live=False)
     logged.show_level(quiet)
     logged.show_partial("hel")
     logged.show_final({"start": 0.5, "end": 1.25, "text": "hello"})
     logged.clear()
     assert capsys.readouterr().err.splitlines() == ["partial: [###.......]  -40 dB hel", "final [0.50-1.25 s]: hello"]
 
-    terminal = _LiveLine(live=True)
+    terminal = LiveLine(live=True)
     terminal.show_partial("wor")
     terminal.show_final({"start": 2.0, "end": 2.5, "text": "world"})
     terminal.clear()
@@ -378,8 +382,8 @@ def test_listen_shows_partials_finals_and_the_level_on_stderr(capsys: pytest.Cap
     assert "\r\033[Kfinal [2.00-2.50 s]: world\n" in err  # the final printed above the redrawn line
     assert err.endswith("\r\033[K") and terminal.partial == ""
 
-    unmetered = _LiveLine(live=False, metered=False)  # demo: no microphone, no meter
+    unmetered = LiveLine(live=False, metered=False)  # demo: no microphone, no meter
     unmetered.show_partial("hel")
     assert capsys.readouterr().err == "partial: hel\n"
-    _LiveLine(live=True, metered=False).show_partial("hel")
+    LiveLine(live=True, metered=False).show_partial("hel")
     assert capsys.readouterr().err == "\r\033[K… hel"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bk_notebook.client.events import EventBacklog
 from bk_notebook.protocol import Final, Partial
+
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
 
 async def read_all(backlog: EventBacklog) -> list[Partial | Final]:
@@ -49,3 +53,20 @@ async def test_a_reader_of_an_empty_backlog_waits_for_the_next_event() -> None:
     assert not reader.done()
     backlog.publish(Final("late"))
     assert await asyncio.wait_for(reader, 5) == Final("late")  # a bound for a hang
+
+
+async def test_the_unread_text_is_counted_and_bounded_to_the_byte() -> None:
+    size = 10 + 100  # ten characters and what an event costs beyond its text
+    backlog = EventBacklog(limit=100, byte_limit=3 * size)
+    for text in ("p" * 10, "q" * 10, "r" * 10):
+        backlog.publish(Partial(text))
+    assert (backlog.bytes, backlog.dropped) == (3 * size, 0)  # exactly at the bound: all kept
+    backlog.publish(Final("f" * 10))  # one more: the oldest partial goes
+    assert (backlog.bytes, backlog.dropped, len(backlog)) == (3 * size, 1, 3)
+    backlog.publish(Final("g" * 110))  # twice the size: two more partials go
+    assert (backlog.bytes, backlog.dropped, len(backlog)) == (size + 210, 3, 2)
+    reader = backlog.read()
+    assert await reader.__anext__() == Final("f" * 10)
+    assert backlog.bytes == 210  # what is read no longer counts
+    backlog.end()
+    assert [event async for event in reader] == [Final("g" * 110)] and backlog.bytes == 0

@@ -12,7 +12,7 @@ def test_all_is_complete_and_sorted() -> None:
     public = {name for name in vars(bk) if not name.startswith("_")}
     modules = {"audio", "auth", "batch", "client", "errors", "protocol", "redact", "transcript", "server",
                "widgets", "cli", "display", "annotations", "stream", "resume", "handshake", "window", "blocking",
-               "speed", "events", "waits", "soundcard", "live", "devices", "plot", "checkpoint", "datasets",
+               "speed", "events", "safeguards", "soundcard", "live", "devices", "plot", "checkpoint", "datasets",
                "scoring", "dask", "capture", "settings", "outputs"}
     assert public - modules <= set(bk.__all__)
     assert bk.__all__ == sorted(bk.__all__)

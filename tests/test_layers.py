@@ -21,6 +21,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -34,7 +35,7 @@ LAYERS: dict[str, int] = {
     "errors": BASE, "redact": BASE, "outputs": BASE,
     # sans-I/O protocol and bookkeeping
     "protocol": PROTOCOL, "transcript": PROTOCOL, "client.events": PROTOCOL, "client.speed": PROTOCOL,
-    "client.waits": PROTOCOL, "client.window": PROTOCOL, "client.resume": PROTOCOL, "audio.capture": PROTOCOL,
+    "client.safeguards": PROTOCOL, "client.window": PROTOCOL, "client.resume": PROTOCOL, "audio.capture": PROTOCOL,
     # audio: the block pipeline, file and array conversion, live conversion, sound devices
     "audio": AUDIO, "audio.pcm": AUDIO, "audio.convert": AUDIO, "audio.live": AUDIO, "audio.devices": AUDIO,
     "audio.soundcard": AUDIO,
@@ -53,7 +54,7 @@ LAYERS: dict[str, int] = {
     # views: rich display, plots, notebook widgets
     "display": VIEWS, "plot": VIEWS, "widgets": VIEWS, "widgets._deps": VIEWS, "widgets.cells": VIEWS,
     "widgets.microphone": VIEWS, "widgets.player": VIEWS, "widgets.sources": VIEWS,
-    "widgets.transcriber": VIEWS,
+    "widgets.run": VIEWS, "widgets.transcriber": VIEWS,
     # entry points
     "cli": ENTRY, "cli.__main__": ENTRY, "cli.common": ENTRY, "cli.serve": ENTRY, "cli.transcribe": ENTRY,
     "cli.demo": ENTRY, "cli.listen": ENTRY, "cli.token": ENTRY,
@@ -298,3 +299,81 @@ def test_the_private_check_sees_attributes_and_imports(
     planted.write_text(MODULES["errors"].read_text(encoding="utf-8") + source, encoding="utf-8")
     monkeypatch.setitem(MODULES, "errors", planted)
     assert expected in private_accesses() - KNOWN_PRIVATE
+
+
+# ----------------------------------------------------------------- ARCHITECTURE.md names what exists
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+# Where a name in ARCHITECTURE.md may start: the package or one of its folders; the standard library.
+_HOMES = ("bk_notebook", *(f"bk_notebook.{p.name}" for p in sorted(PACKAGE.iterdir()) if (p / "__init__.py").exists()))
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``dotted`` names a module, or something defined in the module it names.
+
+    A re-export does not count (``client.transcribe`` is not a module, whatever ``client/__init__``
+    imports): a reader looks for the file.  Public names may be cited as the user spells them,
+    ``bk.to_pcm16`` or a class's member (``Transcript.to_dataframe``).
+    """
+    import importlib
+
+    public = dotted.startswith("bk.") or dotted[:1].isupper()
+    parts = dotted.removeprefix("bk.").split(".")
+    home = next((h for h in _HOMES if _exists(h, parts[0])), "")  # the first home that has the head
+    for cut in range(len(parts), -1 if home else 0, -1):  # the longest module prefix first
+        module = ".".join([home, *parts[:cut]]).strip(".")
+        try:
+            obj: object = importlib.import_module(module)
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        defined_in = getattr(obj, "__module__", None) if cut == len(parts) - 1 else None
+        return public or not home or defined_in in (None, module)  # not home: asyncio.Queue, as its users spell it
+    return False
+
+
+def _exists(home: str, name: str) -> bool:
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(home), name, None)
+        return (found is not None and not isinstance(found, ModuleType)  # a module it imports (asyncio) is not its own
+                or importlib.util.find_spec(f"{home}.{name}") is not None)
+    except ImportError:
+        return False
+
+
+def _cited_names(text: str) -> set[str]:
+    """The dotted Python names in backticks (``client.client``, ``Stream.send``, ``Client.stream()``), not files."""
+    import re
+
+    names = {m.removesuffix("()") for m in re.findall(r"`([A-Za-z_][\w.]*\w(?:\(\))?)`", text)}
+    return {n for n in names if "." in n and not n.endswith((".py", ".js", ".md", ".css"))}
+
+
+def test_every_dotted_name_architecture_md_cites_imports() -> None:
+    cited = _cited_names(ARCHITECTURE.read_text(encoding="utf-8")) - {"x._name"}  # x._name: the rule's pattern
+    assert len(cited) > 20  # the reader's map names many: a parser that finds none checks nothing
+    assert sorted(name for name in cited if not _resolves(name)) == []
+
+
+def test_a_name_that_does_not_exist_or_is_not_where_it_is_cited_is_found() -> None:
+    assert _cited_names("`client.transcribe` `audio.pcm.BlockConverter` `tests/x.py` `x.py`") == {
+        "client.transcribe", "audio.pcm.BlockConverter"}
+    assert not _resolves("client.transcribe") and _resolves("client.client")  # a re-export is not a module
+    assert not _resolves("client.nothing") and not _resolves("audio.pcm.Nothing")
+    assert _resolves("audio.pcm.BlockConverter") and _resolves("Transcriber.finals") and _resolves("bk.SoundCard")
+    assert _resolves("asyncio.Queue") and _resolves("bk.to_pcm16") and not _resolves("audio.to_pcm16")
+
+
+# ----------------------------------------------------------------- the pure tests are pure
+def test_a_pure_test_may_not_start_a_server_or_be_slow() -> None:
+    from conftest import NOT_PURE_FIXTURES, check_pure
+
+    check_pure("t::ok", {"tmp_path", "monkeypatch"}, {"pure", "parametrize"})
+    assert {"energy_server", "kernel", "page", "small_disk"} <= NOT_PURE_FIXTURES
+    with pytest.raises(pytest.UsageError, match="t::x is marked pure but uses energy_server, slow"):
+        check_pure("t::x", {"energy_server", "tmp_path"}, {"pure", "slow"})

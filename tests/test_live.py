@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.audio.live import SILENCE_DBFS, LiveConverter, Rechunker, convert_blocks, level_dbfs
+from bk_notebook.audio.live import SILENCE_DBFS, Rechunker, convert_blocks, level_dbfs
+from bk_notebook.audio.pcm import BlockConverter
+
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
 
 def splits(n: int, how: int | str, seed: int = 0) -> Iterator[slice]:
@@ -42,7 +45,7 @@ def test_16khz_mono_int16_passes_through_unchanged() -> None:
 
 def _peak_bytes(seconds: int, rate: int = 48000) -> tuple[int, int]:
     block = (np.random.default_rng(2).standard_normal((rate // 10, 2)) * 0.1).astype(np.float32)
-    converter = LiveConverter(rate, 2)
+    converter = BlockConverter(rate, 2)
     chunker = Rechunker()
     produced = 0
     tracemalloc.start()
@@ -63,14 +66,14 @@ def test_memory_stays_constant_however_long_the_stream() -> None:
 
 
 def test_converter_rejects_what_it_cannot_convert() -> None:
-    converter = LiveConverter(44100, 2)
+    converter = BlockConverter(44100, 2)
     with pytest.raises(bk.AudioError, match=r"shape \(frames, 2\)"):
         converter.convert(np.zeros((100, 3), np.float32))
     with pytest.raises(bk.AudioError, match="NaN"):
         converter.convert(np.full((100, 2), np.nan, np.float32))
     for rate, channels in [(0, 1), (float("nan"), 1), (44100, 0), (44100, 33), (True, 1)]:
         with pytest.raises(bk.AudioError):
-            LiveConverter(rate, channels)  # type: ignore[arg-type]
+            BlockConverter(rate, channels)  # type: ignore[arg-type]
 
 
 def test_rechunker_cuts_exact_chunks_and_keeps_every_byte() -> None:
@@ -110,20 +113,20 @@ def test_only_mono_int16_at_16k_skips_the_pipeline() -> None:
 
 
 def test_the_converter_checks_its_channels_and_blocks() -> None:
-    assert LiveConverter(48000, 32).channels == 32  # the most a frame may have
+    assert BlockConverter(48000, 32).channels == 32  # the most a frame may have
     for channels in (1.5, "2"):
         with pytest.raises(bk.AudioError, match="whole number from 1 to 32"):
-            LiveConverter(48000, channels)  # type: ignore[arg-type]
+            BlockConverter(48000, channels)  # type: ignore[arg-type]
     with pytest.raises(bk.AudioError, match="must be numeric"):
-        LiveConverter(16000, 1).convert(np.array(["a", "b"]))
-    assert LiveConverter(16000, 1).flush().dtype == np.int16
+        BlockConverter(16000, 1).convert(np.array(["a", "b"]))
+    assert BlockConverter(16000, 1).flush().dtype == np.int16
 
 
 def test_nan_is_reported_with_what_the_audio_came_from(tmp_path: Path) -> None:
     import soundfile as sf
 
     with pytest.raises(bk.AudioError, match="^the audio has NaN"):
-        LiveConverter(16000, 1).convert(np.array([0.0, np.nan], np.float32))
+        BlockConverter(16000, 1).convert(np.array([0.0, np.nan], np.float32))
     with pytest.raises(bk.AudioError, match="^the audio has NaN"):
         list(convert_blocks([np.array([np.nan], np.float32)], 16000, 1))
     with pytest.raises(bk.AudioError, match="^the device has NaN"):

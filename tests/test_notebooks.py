@@ -29,7 +29,7 @@ EXPECTED = {
     "03_batch_dataset": ["speech recognition", "NaN", "segment", "image/png"],
     "04_protocol_walkthrough": ['"type": "audioConn"', '"sess_id"', '"final"', '"audioStop"', '"status":400',
                                 "Connected(session_id=", "Player(2 finals", "image/png"],
-    "05_ipywebrtc_recorder": ["4.4", "speech recognition"],
+    "05_ipywebrtc_recorder": ["4.50 s at 48000 Hz", "speech recognition"],  # sample.webm: the first sentence
     "06_where_did_it_cut": ["speech recognition", "Player(2 finals", "image/png", "], [("],
     "07_transcribe_and_score": ["24 items", "interrupted", "the checkpoint kept", "none twice: True",
                                 "normalisation: Normaliser(", "'ref_words': 183", "image/png",

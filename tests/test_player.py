@@ -203,9 +203,9 @@ async def test_an_uploaded_file_run_gets_its_player(energy_server) -> None:
     upload.value = ({"name": "hello.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
                      "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
     await asyncio.sleep(0)
-    while t._task is None:
+    while t._run.task is None:
         await asyncio.sleep(0)
-    await asyncio.wait_for(t._task, 10)
+    await asyncio.wait_for(t._run.task, 10)
     (player,) = t.playback.children
     assert player.duration == pytest.approx(len(bk.to_pcm16(data)) / 16000)
     assert len(player.finals) == len(t.finals) > 0

@@ -25,6 +25,8 @@ from bk_notebook.protocol import (
 
 from conftest import reply
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 SID = "0123456789abcdef0123456789abcdef"
 
 
@@ -203,6 +205,18 @@ def test_client_and_server_cores_agree() -> None:
     assert client.receive(server.final("hi", 0.1, 0.5)) == [Final("hi", 0.1, 0.5)]
     assert server.receive(client.stop()) == StopRequest()
     assert client.receive(server.stopped()) == [Stopped()]
+
+
+def test_a_final_s_language_crosses_the_wire_when_the_server_names_one() -> None:
+    head = '{"bk":{"service":"stt","type":"audioStream","status":200,"message":"","data":'
+    named = head + '{"final":"halo","start":0.1,"end":0.5,"language":"id"}}}'
+    assert ServerProtocol.final("halo", 0.1, 0.5, "id") == named
+    assert ServerProtocol.final("halo", 0.1, 0.5, "") == ServerProtocol.final("halo", 0.1, 0.5)  # no key at all
+    client = streaming()
+    assert client.receive(ServerProtocol.final("halo", 0.1, 0.5, "id")) == [Final("halo", 0.1, 0.5, "id")]
+    for odd in ('""', "7", "null", '["id"]'):  # what is not a language code is dropped, never raised
+        reply = head + '{"final":"halo","start":0.1,"end":0.5,"language":' + odd + "}}}"
+        assert client.receive(reply) == [Final("halo", 0.1, 0.5, None)]
 
 
 # ------------------------------------------------------------------ the exact texts on the wire

@@ -103,6 +103,7 @@ async def test_audio_beyond_the_resume_buffer_is_reported_as_a_gap(energy_server
     assert t.finals[0]["text"] == "sound 0.50 s" and t.finals[-1]["text"] == "sound 0.40 s"
 
 
+@pytest.mark.pure
 def test_resume_buffer_bookkeeping() -> None:
     buf = ResumeBuffer(limit=10)
     buf.sent(b"abcdef")
@@ -115,6 +116,7 @@ def test_resume_buffer_bookkeeping() -> None:
     assert buf.resume()[0] == 6
 
 
+@pytest.mark.pure
 def test_resume_buffer_overflow_before_any_final_is_a_gap_from_the_start() -> None:
     buf = ResumeBuffer(limit=9)
     buf.sent(b"0123456789")  # one byte over: the oldest byte goes
@@ -125,6 +127,7 @@ def test_resume_buffer_overflow_before_any_final_is_a_gap_from_the_start() -> No
     assert buf.resume() == (4, b"456789", None)
 
 
+@pytest.mark.pure
 def test_resume_buffer_cuts_by_timeline_position_after_an_overflow() -> None:
     buf = ResumeBuffer(limit=4)
     buf.sent(b"abcdef")  # kept from position 2
@@ -136,6 +139,7 @@ def test_resume_buffer_cuts_by_timeline_position_after_an_overflow() -> None:
     assert buf.resume() == (2, b"23456789", None)
 
 
+@pytest.mark.pure
 def test_reconnect_setting_is_checked() -> None:
     with pytest.raises(bk.UsageError, match="reconnect"):
         bk.Client("ws://127.0.0.1:9/x", reconnect=-1)

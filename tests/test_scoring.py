@@ -13,6 +13,8 @@ from bk_notebook.batch.scoring import Normaliser, number_to_words
 
 from conftest import require
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 pd = require("pandas", "evaluate returns a DataFrame")
 jiwer = require("jiwer", "evaluate aligns with jiwer")
 
@@ -184,3 +186,13 @@ def test_nothing_to_score_gives_the_columns_and_zero_totals() -> None:
     with pytest.raises(bk.UsageError) as info:
         bk.evaluate(["a"], pd.DataFrame({"transcript": ["a"]}))
     assert str(info.value) == "references is a DataFrame without a 'text' column"
+
+
+def test_a_missing_dependency_of_jiwer_is_named(monkeypatch) -> None:
+    from bk_notebook.batch.scoring import evaluate
+
+    from conftest import refuse_import
+
+    refuse_import(monkeypatch, "jiwer", missing="rapidfuzz")
+    with pytest.raises(ImportError, match=r"^evaluate needs jiwer and pandas \(rapidfuzz is missing\): pip install"):
+        evaluate(["a"], ["a"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -181,4 +182,6 @@ async def test_a_session_that_would_make_the_live_ones_fall_behind_is_refused(ca
         assert max(max(d) for d in delays) < 0.5  # the two kept up with real time
         ws, _ = await open_session(server.url)  # once they have gone, a new session is admitted
         await ws.close()
-    assert "refused a session: the live sessions need 0.8" in caplog.text
+    # The need is measured from the decoding's wall time (0.79 was seen on a loaded machine): a band.
+    need = re.search(r"refused a session: the live sessions need ([0-9.]+) of 1 decoding slots", caplog.text)
+    assert need is not None and 0.7 <= float(need.group(1)) <= 0.9, caplog.text

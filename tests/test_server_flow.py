@@ -17,7 +17,7 @@ from bk_notebook.protocol import Final, Partial, ServerProtocol
 from bk_notebook.server import ServerConfig
 from bk_notebook.server.engines import EnergyEngine
 from bk_notebook.server.local import LocalServer
-from bk_notebook.server.session import MESSAGE_OVERHEAD, ChunkAnswers, Inbox, Refused
+from bk_notebook.server.session import MESSAGE_OVERHEAD, ChunkAnswers, Inbox, Refused, audio_seconds
 
 from conftest import FIXTURES, require
 
@@ -70,6 +70,7 @@ def server(**config: Any) -> LocalServer:
 
 
 # ---------------------------------------------------------------- the reply policy, without a socket
+@pytest.mark.pure
 def test_every_chunk_gets_one_reply_final_wins_and_extra_finals_ride_on_later_replies() -> None:
     answers = ChunkAnswers()
     f1, f2, f3 = Final("one", 0.1, 0.5), Final("two", 0.6, 0.9), Final("three", 1.0, 1.4)
@@ -94,6 +95,7 @@ def test_every_chunk_gets_one_reply_final_wins_and_extra_finals_ride_on_later_re
     assert answers.stop([]) == [] and answers.finals == 3
 
 
+@pytest.mark.pure
 def test_finals_held_at_the_stop_come_before_the_flush_and_partials_are_dropped() -> None:
     answers = ChunkAnswers()
     assert answers.chunk(3200, [Final("a", 0, 1), Final("b", 1, 2), Final("c", 2, 3)]) == ServerProtocol.final(
@@ -102,6 +104,7 @@ def test_finals_held_at_the_stop_come_before_the_flush_and_partials_are_dropped(
         ServerProtocol.final("b", 1, 2), ServerProtocol.final("c", 2, 3), ServerProtocol.final("d", 3, 4)]
 
 
+@pytest.mark.pure
 def test_an_engine_without_times_gets_them_from_the_audio() -> None:
     answers = ChunkAnswers()
     answers.chunk(16000, [])
@@ -109,11 +112,13 @@ def test_an_engine_without_times_gets_them_from_the_audio() -> None:
     assert answers.stop([Final("y", None, None)]) == [ServerProtocol.final("y", 1.5, 1.5)]
 
 
+@pytest.mark.pure
 def test_acknowledgement_is_status_200_without_data() -> None:
     assert json.loads(ServerProtocol.acknowledge()) == {"bk": ACK}
 
 
 # ------------------------------------------------------------------------ the inbox, without a socket
+@pytest.mark.pure
 async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_requests_through() -> None:
     inbox = Inbox(limit=10_000)
     chunk = "x" * 4000
@@ -126,6 +131,7 @@ async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_reques
     assert inbox.size == 0 and inbox.offer("d", 4000 + MESSAGE_OVERHEAD)  # room again once decoded
 
 
+@pytest.mark.pure
 async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_messages_only() -> None:
     small = Inbox.SMALL + MESSAGE_OVERHEAD  # the largest message that counts as small
     inbox = Inbox(limit=10_000)
@@ -142,6 +148,25 @@ async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_mes
     assert [got[1], *got[3:]] == ["fits", "small", "smaller", "end"] and inbox.size == 0
 
 
+@pytest.mark.pure
+def test_a_final_keeps_the_language_its_engine_named_in_its_reply() -> None:
+    answers = ChunkAnswers()
+    reply = json.loads(answers.chunk(1600, [Final("halo", 0.1, 0.5, "id")]))["bk"]
+    assert reply["data"] == {"final": "halo", "start": 0.1, "end": 0.5, "language": "id"}
+    [flushed] = answers.stop([Final("hello", 0.6, 0.9, "en")])
+    assert json.loads(flushed)["bk"]["data"]["language"] == "en"
+
+
+@pytest.mark.pure
+def test_a_message_length_tells_the_seconds_of_audio_it_carries() -> None:
+    sid = "0123456789abcdef0123456789abcdef"
+    for chunk_bytes in (3200, 32000, 1):
+        seconds = chunk_bytes / 2 / 16000
+        assert audio_seconds(len(audio_message(sid, bytes(chunk_bytes)))) == pytest.approx(seconds, rel=0.01, abs=1e-4)
+    assert audio_seconds(0) == audio_seconds(100) == 0  # shorter than the JSON around any audio: none
+
+
+@pytest.mark.pure
 def test_the_answers_count_the_audio_decoded() -> None:
     answers = ChunkAnswers()
     answers.chunk(1600, [])

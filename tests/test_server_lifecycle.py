@@ -20,6 +20,8 @@ from websockets.asyncio.client import connect
 import bk_notebook as bk
 from bk_notebook.server import local_server
 
+from waiting import outliving, running
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -167,6 +169,7 @@ def test_ctrl_c_in_a_terminal_stops_serve_processes_cleanly(tmp_path) -> None:
         stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, as a terminal job
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
     )
+    engines: list[int] = []
     try:
         assert process.stderr is not None
         line = process.stderr.readline()
@@ -178,11 +181,13 @@ def test_ctrl_c_in_a_terminal_stops_serve_processes_cleanly(tmp_path) -> None:
         assert engines  # the engine processes exist, in the server's group
         os.killpg(process.pid, signal.SIGINT)  # the whole group, as the terminal does
         assert process.wait(30) == 0
+        # Judged before reading stderr: an engine left running would hold the pipe open.
+        assert not outliving(engines, timeout=10), "engine processes outlived the server by 10 s"
         rest = process.stderr.read()
         assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
-        for pid in engines:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        for pid in running(engines):
+            os.kill(pid, signal.SIGKILL)  # what a failed run left behind

@@ -8,6 +8,8 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.client.speed import parse_speed
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 HINT = "a positive multiple of real time (1 = real time, 10 = ten times faster), or 'max' / None for no pacing"
 
 

@@ -11,6 +11,8 @@ from bk_notebook.transcript import Transcript, finals_table_html
 
 from conftest import require
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def sample() -> bk.Transcript:
     t = bk.Transcript(session_id="s1", duration=4.0)
@@ -162,8 +164,8 @@ def test_player_and_plot_hand_the_transcript_and_the_audio_on(monkeypatch) -> No
     assert calls == [((t, audio), {"sr": 8000}), ((t, audio), {"sr": 8000, "ax": "ax"})]
 
 
-def test_render_keys_several_transcripts_with_the_dataframe_columns() -> None:
-    from bk_notebook.transcript import render
+def test_export_transcripts_keys_several_transcripts_with_the_dataframe_columns() -> None:
+    from bk_notebook.transcript import export_transcripts as render
 
     a = Transcript(finals=[{"segment": 0, "text": "halo", "start": 0.0, "end": 1.0, "session_id": "s1",
                             "language": "id"}])
@@ -175,8 +177,55 @@ def test_render_keys_several_transcripts_with_the_dataframe_columns() -> None:
     assert [(r["file"], r["text"]) for r in lines] == [("a.wav", "halo"), ("b.wav", "hello")]
     table = render([("a.wav", a), ("b.wav", b)], "table").splitlines()
     assert table[0].split() == ["file", "segment", "start", "end", "text"] and table[2].endswith("hello")
+    assert table[:2] == ["file   segment  start  end   text", "a.wav  0        0.00   1.00  halo"]  # aligned left
     assert render([("a.wav", a)], "srt") == a.to_srt() and render([("a.wav", a)], "vtt") == a.to_vtt()
     with pytest.raises(ValueError, match="one transcript"):
         render([("a.wav", a), ("b.wav", b)], "srt")
-    with pytest.raises(ValueError, match="format must be one of"):
+    with pytest.raises(ValueError, match="^format must be one of table, csv, jsonl, srt, vtt, not 'xml'$"):
         render([("a.wav", a)], "xml")
+
+
+def test_the_format_table_is_what_the_command_line_offers_and_the_files_it_names() -> None:
+    from bk_notebook.transcript import EXPORT_FORMATS
+
+    # The user's contract: --format's choices, in this order, and --out-dir's file endings.
+    assert {name: f.extension for name, f in EXPORT_FORMATS.items()} == {
+        "table": ".txt", "csv": ".csv", "jsonl": ".jsonl", "srt": ".srt", "vtt": ".vtt"}
+    assert list(EXPORT_FORMATS) == ["table", "csv", "jsonl", "srt", "vtt"]
+    assert all(name == f.name for name, f in EXPORT_FORMATS.items())
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl", "srt", "vtt"])
+def test_each_format_holds_every_transcript_given_or_refuses_more_than_one(fmt: str) -> None:
+    from bk_notebook.errors import UsageError
+    from bk_notebook.transcript import EXPORT_FORMATS, export_transcripts
+
+    a = Transcript(finals=[{"segment": 0, "text": "halo", "start": 0.0, "end": 1.0, "session_id": "s1"}])
+    b = Transcript(finals=[{"segment": 0, "text": "apa kabar", "start": 0.5, "end": 1.5, "session_id": "s2"}])
+    one = export_transcripts([("a.wav", a)], fmt)
+    assert "halo" in one and "apa kabar" not in one
+    if EXPORT_FORMATS[fmt].one_transcript:  # a subtitle file is one timeline: two would overlap
+        assert one == {"srt": a.to_srt, "vtt": a.to_vtt}[fmt]()
+        with pytest.raises(UsageError, match=f"a {fmt} file holds one transcript; got 2"):
+            export_transcripts([("a.wav", a), ("b.wav", b)], fmt)
+    else:
+        both = export_transcripts([("a.wav", a), ("b.wav", b)], fmt, key="source")
+        assert "halo" in both and "apa kabar" in both and "a.wav" in both and "b.wav" in both and "source" in both
+    assert [f for f, row in EXPORT_FORMATS.items() if row.one_transcript] == ["srt", "vtt"]
+
+
+def test_a_final_keeps_its_language_as_its_last_key_only_when_named() -> None:
+    t = Transcript()
+    t.add_final("halo", 0.0, 0.5, sent=0.5, language="id")
+    t.add_final("hello", 0.5, 1.0, sent=1.0)
+    t.add_final("hai", 1.0, 1.5, sent=1.5, language="")
+    assert list(t.finals[0])[-1] == "language" and t.finals[0]["language"] == "id"
+    assert "language" not in t.finals[1] and "language" not in t.finals[2]
+
+
+def test_a_missing_dependency_of_pandas_is_named(monkeypatch) -> None:
+    from conftest import refuse_import
+
+    refuse_import(monkeypatch, "pandas", missing="dateutil")
+    with pytest.raises(ImportError, match=r"^to_dataframe needs pandas \(dateutil is missing\): pip install"):
+        Transcript().to_dataframe()

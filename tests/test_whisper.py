@@ -195,8 +195,13 @@ def test_the_demo_command_uses_whisper_by_default(whisper_server: Any) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "(engine whisper)" in result.stderr
-    # The bundled sample's "hello" is heard as "the low" by base too; the rest of it is right.
-    assert {"world", "speech", "recognition", "sunny", "warm"} <= set(words(result.stdout)), result.stdout
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["file", "segment", "start", "end", "text"] and len(rows) == 2, result.stdout
+    heard = " ".join(row.split(maxsplit=4)[4] for row in rows)
+    # The natural-voice sample: base hears it word for word on a quiet machine (WER 0); the bound leaves
+    # room for one slip. PocketSphinx's figure on the same demo is about 0.27 (docs, the first tutorial).
+    *_, wer = words_right([bk.sample_text()], [heard])
+    assert wer <= 0.1, (heard, wer)
 
 
 @pytest.mark.slow

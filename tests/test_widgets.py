@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from typing import Any
@@ -147,9 +148,9 @@ async def test_uploaded_files_are_transcribed(energy_server) -> None:
     upload.value = ({"name": "hello.wav", "type": "audio/wav", "size": len(data), "content": memoryview(data),
                      "last_modified": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)},)
     await asyncio.sleep(0)  # the upload handler hands the session to the loop
-    while t._task is None:
+    while t._run.task is None:
         await asyncio.sleep(0)
-    await asyncio.wait_for(t._task, 10)
+    await asyncio.wait_for(t._run.task, 10)
     assert "done" in t.status.value and t.finals and t.finals[0]["text"].startswith("sound ")
 
 
@@ -458,3 +459,79 @@ async def test_closed_widgets_are_freed_with_their_audio_and_callbacks(energy_se
     del player, mic, transcriber
     gc.collect()
     assert [r() for r in refs] == [None] * 4  # nothing (a class-level file watcher, a callback) keeps them
+
+
+# ------------------------------------------------------- the run's state machine
+from bk_notebook.errors import StateError  # noqa: E402
+from bk_notebook.widgets.run import TRANSITIONS, Run, RunState, check_step  # noqa: E402
+
+S = RunState
+# Every way a run goes, as the Transcriber takes it (see _session, _end_run_early, start).
+RUN_PATHS = {
+    "done or incomplete": [S.IDLE, S.STARTING, S.CONNECTING, S.STREAMING, S.DRAINING, S.IDLE],
+    "the source cannot start": [S.IDLE, S.STARTING, S.IDLE],
+    "ended before its task ran": [S.IDLE, S.STARTING, S.IDLE],
+    "refused, abandoned, or the source failed first": [S.IDLE, S.STARTING, S.CONNECTING, S.IDLE],
+    "lost while streaming, or a file's run closed": [S.IDLE, S.STARTING, S.CONNECTING, S.STREAMING, S.IDLE],
+}
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("path", RUN_PATHS.values(), ids=RUN_PATHS.keys())
+def test_every_way_a_run_goes_is_in_the_table(path: list[RunState]) -> None:
+    for old, new in itertools.pairwise(path):
+        assert check_step(old, new) is new
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(("old", "new"), [
+    (S.IDLE, S.IDLE),  # a run ended twice
+    (S.IDLE, S.STREAMING), (S.IDLE, S.CONNECTING),  # a session without a run
+    (S.STARTING, S.STREAMING),  # open without connecting
+    (S.STREAMING, S.CONNECTING), (S.DRAINING, S.STREAMING),  # backwards
+    (S.STARTING, S.STARTING), (S.DRAINING, S.DRAINING),
+])
+def test_a_step_the_table_does_not_hold_raises_one_error_naming_both_states(old: RunState, new: RunState) -> None:
+    with pytest.raises(StateError, match=f"from {old.value} to {new.value}"):
+        check_step(old, new)
+
+
+@pytest.mark.pure
+def test_the_table_has_no_dead_end_every_state_is_reached_and_each_returns_to_idle() -> None:
+    reached, todo = {S.IDLE}, [S.IDLE]
+    while todo:
+        for new in TRANSITIONS[todo.pop()] - reached:
+            reached.add(new)
+            todo.append(new)
+    assert reached == set(RunState) and set(TRANSITIONS) == set(RunState)
+    assert all(S.IDLE in TRANSITIONS[state] for state in RunState if state not in (S.IDLE,))
+
+
+async def test_a_run_shows_each_of_its_states_in_order_then_its_outcome(energy_server) -> None:
+    t = Transcriber(client=bk.Client(energy_server.url))
+    shown: list[str] = []
+    # a trait fires on change only: "connecting" (Start, then the session's task) is shown once
+    t.status.observe(lambda change: shown.append(change["new"].split("status: ")[1].split("<")[0]), names="value")
+    t.start()
+    assert t.running
+    await speak(t, 1.0)
+    await press_stop(t)
+    assert not t.running
+    assert shown == ["connecting", "streaming", "draining", "done: 1 final, 2.0 s of audio"]
+
+
+@pytest.mark.pure
+async def test_each_run_starts_from_nothing_and_its_stop_timer_is_cancelled_once() -> None:
+    first, second = Run(), Run()
+    assert (first.queue, first.task, first.stop_timer, first.audio) == (None, None, None, None)
+    assert (first.source_error, first.dropped_seconds, first.finals) == ("", 0.0, [])
+    assert first.finals is not second.finals and first.finished is not second.finished
+    assert not first.finished.is_set()  # a new run is not over
+    fired: list[int] = []
+    first.stop_timer = asyncio.get_running_loop().call_later(0, fired.append, 1)
+    timer = first.stop_timer
+    first.cancel_stop_timer()
+    assert timer.cancelled() and first.stop_timer is None
+    first.cancel_stop_timer()  # nothing left to cancel
+    await asyncio.sleep(0)
+    assert fired == []

@@ -6,6 +6,8 @@ import pytest
 
 from bk_notebook.client.window import SendWindow, WindowMode
 
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
+
 
 def test_a_full_window_waits_for_answers() -> None:
     window = SendWindow(3)

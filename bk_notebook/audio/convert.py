@@ -244,11 +244,43 @@ def load_audio(source: Any) -> tuple[np.ndarray, int]:
     return (samples[0] if samples.shape[0] == 1 else samples), int(round(opened.rate))
 
 
-def sample_path(kind: str = "wav") -> Path:
-    """Path of the bundled English speech sample (``"wav"``, 8.4 s; ``"webm"``, a browser-style recording)."""
+# The sample's two sentences: `tools/make_sample.py` speaks them (Festival's HTS voice), the tests
+# hold transcripts to them, and the webm sample is the first one alone.
+_SAMPLE_SENTENCES = ("Hello world, this is a speech recognition test.", "The weather today is sunny and warm.")
+
+
+def _check_sample_kind(kind: str) -> None:
     if kind not in ("wav", "webm"):
         raise AudioError(f"the bundled samples are 'wav' and 'webm', not {kind!r}")
+
+
+def sample_path(kind: str = "wav") -> Path:
+    """Path of the bundled English speech sample (``"wav"``, 8.4 s; ``"webm"``, a browser-style recording).
+
+    The words are :func:`sample_text`'s, spoken by a natural synthetic voice (Festival's HTS voice
+    ``cmu_us_slt_arctic_hts``), made by ``tools/make_sample.py``.
+    """
+    _check_sample_kind(kind)
     return Path(__file__).parents[1] / "data" / f"sample.{kind}"
+
+
+def sample_text(kind: str = "wav") -> str:
+    """The words spoken in the bundled sample, to compare a transcript with.
+
+    Parameters
+    ----------
+    kind : str
+        ``"wav"`` (two sentences, 8.4 s) or ``"webm"`` (the first sentence, 4.5 s), as for
+        :func:`sample_path`.
+
+    Returns
+    -------
+    str
+        The text, with capitals and punctuation: the reference to score a transcript against
+        (``bk.evaluate([t], [bk.sample_text()])``).
+    """
+    _check_sample_kind(kind)
+    return " ".join(_SAMPLE_SENTENCES if kind == "wav" else _SAMPLE_SENTENCES[:1])
 
 
 # ------------------------------------------------------------------ any source

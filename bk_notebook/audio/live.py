@@ -1,7 +1,7 @@
 """Live audio, block by block: the pipeline's push-driven face and the level meter.
 
-A sound card's callback thread feeds :class:`LiveConverter` (the pipeline's
-:class:`~bk_notebook.audio.pcm.BlockConverter`, which files and arrays go
+A sound card's callback thread feeds the pipeline's
+:class:`~bk_notebook.audio.pcm.BlockConverter` (which files and arrays go
 through too) one block at a time with constant memory, and :class:`Rechunker`
 cuts the result into protocol chunks; a test can feed any split of a recording
 and compare with :func:`~bk_notebook.to_pcm16`.
@@ -13,13 +13,11 @@ import math
 
 import numpy as np
 
-from .pcm import BlockConverter, Rechunker, convert_blocks
+from .pcm import Rechunker, convert_blocks
 
-__all__ = ["SILENCE_DBFS", "LiveConverter", "Rechunker", "convert_blocks", "level_dbfs"]
+__all__ = ["SILENCE_DBFS", "Rechunker", "convert_blocks", "level_dbfs"]
 
 SILENCE_DBFS = -100.0  # the level of digital silence
-
-LiveConverter = BlockConverter  # the name live sources know it by
 
 
 def level_dbfs(chunk: bytes | np.ndarray) -> float:

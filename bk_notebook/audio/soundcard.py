@@ -3,7 +3,7 @@
 Theory of operation: PortAudio calls ``_on_block`` on its own real-time thread
 with each block in the device's native format (e.g. 44.1 kHz stereo float32);
 that callback only copies the block into a bounded queue.  A converter thread
-turns the blocks into 16 kHz mono int16 (:class:`LiveConverter`: downmix, soxr's
+turns the blocks into 16 kHz mono int16 (:class:`~bk_notebook.audio.pcm.BlockConverter`: downmix, soxr's
 streaming HQ resampler, rounding), cuts them into 3200-byte (100 ms) chunks
 (:class:`Rechunker`) and hands each chunk to the ``on_chunk`` callbacks.
 ``async for chunk in card`` is one such callback feeding an asyncio queue
@@ -31,7 +31,8 @@ from ..errors import DeviceError
 from ..protocol import CHUNK_BYTES, SAMPLE_RATE
 from .capture import AsyncDropOldest, CaptureCallbacks, ThreadDropOldest
 from .devices import InputDevice, device_error, input_devices, quiet_native_stderr, resolve_device, sounddevice
-from .live import SILENCE_DBFS, LiveConverter, Rechunker, level_dbfs
+from .live import SILENCE_DBFS, Rechunker, level_dbfs
+from .pcm import BlockConverter
 
 __all__ = ["LiveChunks", "SoundCard"]
 
@@ -157,7 +158,7 @@ class SoundCard(CaptureCallbacks):
                 raise device_error(exc, self.device, self.native_rate, self.channels) from None
             self._stream = stream
             self._block_rate = float(stream.samplerate)
-            converter = LiveConverter(self._block_rate, self.channels)
+            converter = BlockConverter(self._block_rate, self.channels)
             self._worker = threading.Thread(
                 target=self._convert, args=(self._blocks, converter), name="bk-soundcard", daemon=True
             )
@@ -203,7 +204,7 @@ class SoundCard(CaptureCallbacks):
             self._emit_error(f"input device {self.device.index} ({self.device.name!r}) stopped delivering audio")
             self._blocks.put_nowait(None)
 
-    def _convert(self, blocks: ThreadDropOldest, converter: LiveConverter) -> None:
+    def _convert(self, blocks: ThreadDropOldest, converter: BlockConverter) -> None:
         chunker = Rechunker()
         try:
             while (block := blocks.get()) is not None:  # when it falls behind, push() dropped the oldest

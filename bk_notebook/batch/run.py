@@ -11,6 +11,13 @@ the moment it finishes, on the caller's loop: it is written to the checkpoint
 (one line, fsync'd) and counted on the progress bar.  An interrupt cancels the
 running items and returns within ``CANCEL_GRACE`` seconds; what finished is in
 the checkpoint.
+
+A batch that cannot work is refused or stopped early rather than run into an
+error column: with no token for the hosted service it raises before any item
+starts (the CLI's own check), and when its first ``EARLY_STOP_ITEMS`` items all
+fail with the same configuration error (a refused token, a refused connection,
+an engine that cannot start) no further item starts (``keep_going=True`` tries
+them all).
 """
 
 from __future__ import annotations
@@ -24,14 +31,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..client.client import Client
-from ..errors import BatchError, CheckpointError, ClusterError, UsageError
+from ..client.connect import require_token
+from ..errors import (
+    AuthError,
+    BatchError,
+    CheckpointError,
+    ClusterError,
+    ConnectError,
+    ConnectionLost,
+    MissingDependency,
+    UsageError,
+    WorkerUnavailable,
+)
 from ..transcript import Transcript
 from .checkpoint import Checkpoint, check_unambiguous_ids, fingerprint, item_key, record_of, transcript_of
 from .inputs import BatchItem, as_items
 
-__all__ = ["CANCEL_GRACE", "current_item", "transcribe_many"]
+__all__ = ["CANCEL_GRACE", "EARLY_STOP_ITEMS", "current_item", "transcribe_many"]
 
 CANCEL_GRACE = 1.5  # seconds an interrupted batch waits for its items to close their sessions
+# This many first items failing alike stop a batch: one could be a bad file, three with the same
+# configuration error are the setup (and a batch of thousands would otherwise try every one).
+EARLY_STOP_ITEMS = 3
 logger = logging.getLogger("bk_notebook.batch.run")
 _CALLBACKS = ("on_partial", "on_final", "on_progress", "display")
 # Set in each item's task; the session's own tasks inherit it, so callbacks can tell items apart.
@@ -73,6 +94,7 @@ async def transcribe_many(
     sr_column: str | None = "sr",
     id_column: str | None = "id",
     pattern: str = "**/*",
+    keep_going: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Transcribe many recordings with at most ``concurrency`` sessions at once.
@@ -116,6 +138,13 @@ async def transcribe_many(
         ``path``, ``file`` present), the sample-rate column and the key column, if present.
     pattern : str
         For a folder: the glob of files to take (default: every audio file, recursively).
+    keep_going : bool
+        By default, when the first ``EARLY_STOP_ITEMS`` (3) items to finish all failed with the
+        same configuration error (:class:`AuthError`, a connection that could not be opened,
+        :class:`WorkerUnavailable` such as an engine that cannot start, a :class:`UsageError`),
+        no further item starts and a :class:`BatchError` is raised once the running ones end; its
+        ``.results`` keep what finished (and so does the checkpoint).  True tries every item
+        whatever fails.  Runs on a ``cluster`` submit every item at once and are not stopped.
     **kwargs
         Passed to :meth:`Client.transcribe` (``speed``, ``on_final``, ...).
 
@@ -125,12 +154,25 @@ async def transcribe_many(
         For a list: one :class:`Transcript` per item, in the order given.  For a DataFrame or
         a folder: a DataFrame aligned with the input, with ``text``, ``finals``, ``complete``
         and ``error`` columns added.  For a Dataset: the Dataset with those columns added.
+
+    Raises
+    ------
+    UsageError
+        Before any item starts: bad arguments, or no ``client`` while neither ``$BK_TOKEN`` nor
+        ``$BK_STT_URL`` is set (the hosted service needs a token; pass
+        ``client=bk.Client(server.url)`` for a local server).
+    BatchError
+        Items failed (lists, unless ``return_exceptions``), or the batch stopped early (above).
     """
     _check_concurrency(concurrency)
     source = as_items(items, column=column, sr_column=sr_column, id_column=id_column, pattern=pattern)
     pending = [BatchItem.of(item) for item in source.items]  # malformed items fail before any traffic
     _check_cluster_arguments(cluster, client, worker_server, worker_timeout, kwargs)
+    if cluster is None or client is not None:  # without a client, each Dask worker runs its own server
+        client = client or Client()
+        require_token(client.settings)  # the hosted service with no token: every item would fail alike
     batch = _plan(pending, checkpoint, keyed=checkpoint is not None or cluster is not None)
+    batch.keep_going = keep_going or cluster is not None
     batch.bar = _progress_bar(len(pending), batch.finished_count(), progress)
     try:
         if cluster is not None:
@@ -139,7 +181,8 @@ async def transcribe_many(
             await run_on_cluster(cluster, batch.work(pending), batch.finished, client=client,
                                  worker_server=worker_server, worker_timeout=worker_timeout, **kwargs)
         else:
-            await _run_local(batch.work(pending), batch.first_positions(), batch.finished, client or Client(),
+            assert client is not None  # set above for local runs
+            await _run_local(batch.work(pending), batch.first_positions(), batch.finished, client,
                              concurrency, kwargs, stopped=batch.stopped)
     except ClusterError as exc:
         exc.results = list(batch.results)
@@ -212,6 +255,9 @@ class _Batch:
     todo: dict[str, list[int]] = field(default_factory=dict)  # key -> positions (one run per key when keyed)
     bar: Any = None
     write_failure: CheckpointError | None = None  # the first one: no new item starts after it
+    keep_going: bool = True  # False: watch the first items to finish (and stop on one setup error)
+    leading_failures: list[Exception] = field(default_factory=list)  # in the order items finished
+    early_stop: Exception | None = None  # the configuration error that stopped the batch
 
     def finished_count(self) -> int:
         return sum(1 for r in self.results if r is not None)
@@ -225,7 +271,22 @@ class _Batch:
         return {key: positions[0] for key, positions in self.todo.items()}
 
     def stopped(self) -> bool:
-        return self.write_failure is not None
+        return self.write_failure is not None or self.early_stop is not None
+
+    def _watch_first(self, result: Any) -> None:
+        """Stop the batch when its first items to finish all failed with one configuration error."""
+        if self.keep_going or self.early_stop is not None:
+            return
+        alike = isinstance(result, Exception) and _configuration_error(result) and all(
+            type(e) is type(result) and str(e) == str(result) for e in self.leading_failures)
+        if not alike:
+            self.keep_going = True  # something worked, or the errors differ: failures are the items' own
+            return
+        self.leading_failures.append(result)
+        if len(self.leading_failures) >= EARLY_STOP_ITEMS:
+            self.early_stop = result
+            logger.error("the first %d items all failed with %s: %s; starting no more items",
+                         EARLY_STOP_ITEMS, type(result).__name__, result)
 
     def finished(self, key: str, result: Any) -> None:
         """Called on the caller's loop as each item ends: the checkpoint first, then the bar."""
@@ -238,6 +299,7 @@ class _Batch:
             self._write_checkpoint(key, record)
         for i in self.todo[key]:
             self.results[i] = result
+        self._watch_first(result)
         if self.bar is not None:
             self.bar.update(len(self.todo[key]))
 
@@ -266,6 +328,8 @@ class _Batch:
         """What :func:`transcribe_many` returns, or the error it raises, once every item has ended."""
         if self.write_failure is not None:
             raise _checkpoint_failure(self.write_failure, self.results, self.store)
+        if self.early_stop is not None:
+            raise _early_stop_failure(self.early_stop, self.results)
         if wrap is not None:
             return wrap(self.results)
         failed = [i for i, r in enumerate(self.results) if isinstance(r, Exception)]
@@ -317,6 +381,27 @@ async def _run_local(
         raise
     for task in tasks:
         task.result()  # an error of our own bookkeeping (e.g. a full disk for the checkpoint) surfaces here
+
+
+def _configuration_error(exc: Exception) -> bool:
+    """An error that every item would meet alike: the setup, not the audio."""
+    if isinstance(exc, (AuthError, WorkerUnavailable, UsageError, MissingDependency)):
+        return True
+    return isinstance(exc, ConnectError) and not isinstance(exc, ConnectionLost)  # never opened: refused, no route
+
+
+def _early_stop_failure(first: Exception, results: list[Any]) -> BatchError:
+    """One error for a batch stopped by its first items' configuration error, holding every result."""
+    done = sum(1 for r in results if isinstance(r, Transcript))
+    not_started = sum(1 for r in results if r is None)
+    error = BatchError(
+        f"the first {EARLY_STOP_ITEMS} items failed with the same error, so the batch stopped: "
+        f"{type(first).__name__}: {first}. {done} of {len(results)} items finished and are in .results "
+        f"({not_started} did not start); fix the setup and run again, or pass keep_going=True to try every item",
+        results=list(results),
+    )
+    error.__cause__ = first
+    return error
 
 
 def _checkpoint_failure(first: CheckpointError, results: list[Any], store: Checkpoint | None) -> CheckpointError:

@@ -20,13 +20,9 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import BkError
 from . import demo, listen, serve, token, transcribe
-from .common import FORMATS, REDACT, TOKEN_HELP
-from .listen import LISTEN_FORMATS, LiveLine
-from .transcribe import EXTENSIONS, ONE_TRANSCRIPT_FORMATS
+from .common import REDACT, TOKEN_HELP
 
-__all__ = ["EXTENSIONS", "FORMATS", "LISTEN_FORMATS", "ONE_TRANSCRIPT_FORMATS", "TOKEN_HELP", "main"]
-
-_LiveLine = LiveLine  # the name tests and earlier releases import from here
+__all__ = ["TOKEN_HELP", "main"]
 
 
 class _Parser(argparse.ArgumentParser):

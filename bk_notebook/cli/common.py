@@ -14,12 +14,10 @@ from ..client.connect import require_token
 from ..errors import BkError
 from ..outputs import write_text_atomically
 from ..redact import RedactingFilter
-from ..transcript import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from ..client.client import Client
 
-FORMATS = EXPORT_FORMATS
 REDACT = RedactingFilter()  # on the stderr handler; each command adds the secrets it learns
 _T = TypeVar("_T")
 

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from ..transcript import render
+from ..transcript import export_transcripts
 from .common import add_whisper_options, engine_options, speed
 from .listen import LiveLine
 
@@ -37,5 +37,5 @@ def run_command(args: argparse.Namespace) -> int:
 
     transcript = asyncio.run(run())
     screen.clear()
-    sys.stdout.write(render([("sample.wav", transcript)], "table"))
+    sys.stdout.write(export_transcripts([("sample.wav", transcript)], "table"))
     return 0

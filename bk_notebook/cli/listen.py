@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError
 from ..outputs import check_writable_file
-from ..transcript import render
+from ..transcript import EXPORT_FORMATS, export_transcripts
 from .common import (
-    FORMATS,
     TOKEN_HELP,
     add_token_options,
     add_whisper_options,
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from ..client.stream import Stream
     from ..transcript import Transcript
 
-LISTEN_FORMATS = FORMATS  # one list: listen writes every format transcribe does
-
 
 def add_command(commands: Any) -> None:
     """``listen``: the sound card, live."""
@@ -52,7 +49,7 @@ def add_command(commands: Any) -> None:
     listen.add_argument("--device", metavar="N|NAME", help="input device: index, name or a unique part of it "
                         "(default: the system's default input)")
     listen.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
-    listen.add_argument("--format", choices=LISTEN_FORMATS, default="table", help="output format (default table)")
+    listen.add_argument("--format", choices=EXPORT_FORMATS, default="table", help="output format (default table)")
     listen.add_argument("--out", type=Path, metavar="FILE", help="also write the finals to FILE, in --format")
     listen.add_argument("--duration", type=positive_float, metavar="S",
                         help="stop after S seconds of audio (default: at Ctrl-C)")
@@ -212,7 +209,7 @@ def _ctrl_c_stops(card: SoundCard) -> Iterator[None]:
 def _output_listened(args: argparse.Namespace, card: SoundCard, screen: LiveLine, transcript: Transcript) -> bool:
     """The finals on stdout in ``--format``, and in ``--out``; False when ``--out`` could not be written."""
     screen.clear()
-    text = render([(card.device.name, transcript)], args.format)
+    text = export_transcripts([(card.device.name, transcript)], args.format)
     sys.stdout.write(text)
     return args.out is None or write_result(args.out, text, echo=False)
 

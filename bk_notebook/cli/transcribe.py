@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BkError, CheckpointError
 from ..outputs import check_writable_file, check_writable_folder
-from ..transcript import render
+from ..transcript import EXPORT_FORMATS, export_transcripts
 from .common import (
-    FORMATS,
     TOKEN_HELP,
     add_token_options,
     add_whisper_options,
@@ -28,9 +27,6 @@ from .common import (
 if TYPE_CHECKING:
     from ..client.client import Client
 
-ONE_TRANSCRIPT_FORMATS = ("srt", "vtt")  # a subtitle file holds one recording's timeline
-EXTENSIONS = {"table": ".txt", "csv": ".csv", "jsonl": ".jsonl", "srt": ".srt", "vtt": ".vtt"}
-
 
 def add_command(commands: Any) -> None:
     """``transcribe``: files (or folders) to text, where the result goes, resuming a run."""
@@ -40,7 +36,7 @@ def add_command(commands: Any) -> None:
     transcribe.add_argument("--url", help="stream endpoint (default $BK_STT_URL or the hosted service)")
     add_token_options(transcribe)
     transcribe.add_argument("--speed", type=speed, default=10.0, help="multiple of real time, or 'max' (default 10)")
-    transcribe.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    transcribe.add_argument("--format", choices=EXPORT_FORMATS, default="table", help="output format (default table)")
     where = transcribe.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, metavar="FILE", help="write the result to FILE in --format instead of "
                        "stdout (several inputs: one file whose rows name their input; not for srt or vtt)")
@@ -143,11 +139,11 @@ def _write_transcripts(args: argparse.Namespace, outputs: dict[str, Path] | None
     written = True
     if done and outputs is not None:
         for name, transcript in done:
-            written &= write_result(outputs[name], render([(name, transcript)], args.format))
+            written &= write_result(outputs[name], export_transcripts([(name, transcript)], args.format))
     elif done and args.out is not None:
-        written = write_result(args.out, render(done, args.format))
+        written = write_result(args.out, export_transcripts(done, args.format))
     elif done:  # a run where every file failed prints nothing: `> out.csv` is not left with a header alone
-        sys.stdout.write(render(done, args.format))
+        sys.stdout.write(export_transcripts(done, args.format))
     return written
 
 
@@ -175,7 +171,7 @@ def _batch_files(args: argparse.Namespace) -> list[Path]:
 
 def _output_paths(args: argparse.Namespace) -> dict[str, Path] | None:
     """Where each input's result goes with --out-dir (None: one stream); refuses what cannot be written, now."""
-    several = len(args.files) > 1 and args.format in ONE_TRANSCRIPT_FORMATS
+    several = len(args.files) > 1 and EXPORT_FORMATS[args.format].one_transcript
     if args.out_dir is None:
         if several:
             where = f"--out {args.out}" if args.out is not None else "stdout"
@@ -186,7 +182,7 @@ def _output_paths(args: argparse.Namespace) -> dict[str, Path] | None:
         return None
     paths: dict[str, Path] = {}
     for f in args.files:
-        paths[str(f)] = args.out_dir / (f.stem + EXTENSIONS[args.format])
+        paths[str(f)] = args.out_dir / (f.stem + EXPORT_FORMATS[args.format].extension)
     clashes = sorted({p.name for p in paths.values() if list(paths.values()).count(p) > 1})
     if clashes:
         raise usage(f"several inputs would write {', '.join(clashes)} in --out-dir; rename or run them apart")

@@ -1,7 +1,7 @@
 """The client, and what a session needs.
 
 Settings (``settings``), one session (``stream``), opening the socket (``connect``),
-its bookkeeping (``window``, ``resume``, ``events``, ``waits``, ``speed``), the blocking facade
+its bookkeeping (``window``, ``resume``, ``events``, ``safeguards``, ``speed``), the blocking facade
 (``blocking``) and the hosted Auth API (``auth``); ``Client`` itself is in ``client``.
 """
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..redact import redact
-from .waits import positive_seconds
+from .safeguards import positive_seconds
 
 __all__ = ["DEFAULT_URL", "ClientSettings"]
 

@@ -56,9 +56,9 @@ from ..transcript import Transcript
 from .connect import MAX_REPLY_BYTES, backoff, open_websocket
 from .events import EventBacklog
 from .resume import ResumeBuffer
+from .safeguards import call_back, call_back_sync, deadline
 from .settings import ClientSettings
 from .speed import parse_speed
-from .waits import call_back, call_back_sync, deadline
 from .window import SendWindow
 
 __all__ = ["Stream"]
@@ -91,7 +91,7 @@ class Stream:
         self._reader: asyncio.Task[None] | None = None
         self._events = EventBacklog()  # unread by events(), bounded
         self._window = self._new_window()
-        self._room = asyncio.Event()  # set by the reader whenever the server answers a chunk
+        self._sender_wakeup = asyncio.Event()  # set by the reader when a chunk is answered or the stream fails
         self._last_heard = 0.0  # loop time of the last message from the server
         self._ended: str | None = None  # "closed", "failed" or "cancelled" once the stream is over
         self._failure: BkError | None = None
@@ -172,7 +172,7 @@ class Stream:
     def _end(self, how: str) -> None:
         self._ended = how
         self._events.end()  # events() iterators end with the session
-        self._room.set()
+        self._sender_wakeup.set()
         if self._events.dropped:  # nobody read events(): say what its bound let go (finals are all kept)
             logger.info("session %s: %d unread events dropped from events() (its backlog is bounded; every final "
                         "is in .transcript)", self.session_id, self._events.dropped)
@@ -235,7 +235,8 @@ class Stream:
             raise StreamTimeout(f"no reply to audioConn within {self._settings.reply_timeout:g} s") from None
         except ConnectionClosed as exc:
             await self._close()
-            raise ConnectError(f"the server closed the connection during audioConn ({_close_reason(exc)})") from None
+            raise ConnectError("the server closed the connection during audioConn "
+                               f"({_describe_close(exc.rcvd)})") from None
         except ProtocolError:
             await self._close()
             raise
@@ -253,21 +254,21 @@ class Stream:
                     await self._dispatch(event)
                 if protocol.answered != self._window.answered:
                     self._window.on_answers(protocol.answered, protocol.acknowledged)
-                    self._room.set()
+                    self._sender_wakeup.set()
                 if protocol.state in (State.CLOSED, State.FAILED):
                     return
             self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
-                                      f"({self._close_frame()})"))
+                                      f"({_describe_close(self._ws.protocol.close_rcvd)})"))
         except ConnectionClosed as exc:
             sent = getattr(exc, "sent", None)
             if sent is not None and sent.code == 1009:
                 self._fail(ProtocolError(f"the server sent a reply larger than {MAX_REPLY_BYTES} bytes"))
             else:
-                self._fail(ConnectionLost(f"the connection was lost mid-stream ({_close_reason(exc)})"))
+                self._fail(ConnectionLost(f"the connection was lost mid-stream ({_describe_close(exc.rcvd)})"))
         except ProtocolError as exc:
             self._fail(exc)
         finally:
-            self._room.set()  # a sender waiting on the window learns of the failure at once
+            self._sender_wakeup.set()  # a sender waiting on the window learns of the failure at once
             if not self._resumable():  # a resumed session goes on feeding the same events() iterators
                 self._events.end()
 
@@ -347,11 +348,11 @@ class Stream:
         """Wait until the server has answered enough chunks, or give the window up on a stall."""
         window = self._window
         while not window.may_resume() and self._failure is None:
-            self._room.clear()
+            self._sender_wakeup.clear()
             patience = window.wait_limit
             try:
                 async with deadline(patience):
-                    await self._room.wait()
+                    await self._sender_wakeup.wait()
             except (TimeoutError, asyncio.TimeoutError):
                 window.on_stall()
                 logger.info("no answer to %d chunks in flight for %.2g s: pacing by speed alone from now on",
@@ -361,7 +362,8 @@ class Stream:
         if self._ws.state is not self._ws_open:  # the server's close frame arrived: sending would wait for nothing
             if self._reader is not None:
                 await asyncio.wait([self._reader], timeout=1.0)  # its reason is the better one
-            self._fail(ConnectionLost(f"the server closed the connection before {what} ({self._close_frame()})"))
+            self._fail(ConnectionLost(f"the server closed the connection before {what} "
+                                      f"({_describe_close(self._ws.protocol.close_rcvd)})"))
             raise self._failure  # type: ignore[misc]
         try:
             if self._fits_write_buffer(text):
@@ -378,15 +380,10 @@ class Stream:
                 raise
             if self._reader is not None:
                 await asyncio.wait([self._reader], timeout=1.0)  # its reason is the better one
-            self._fail(ConnectionLost(f"the connection was lost while sending {what} ({_close_reason(exc)})"))
+            self._fail(ConnectionLost(f"the connection was lost while sending {what} "
+                                      f"({_describe_close(exc.rcvd)})"))
         if self._failure:
             raise self._failure
-
-    def _close_frame(self) -> str:
-        frame = getattr(self._ws.protocol, "close_rcvd", None)
-        if frame is None:
-            return "no close frame"
-        return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")
 
     def _fits_write_buffer(self, text: str) -> bool:
         """Whether sending ``text`` keeps the write buffer under websockets' flow-control limit.
@@ -484,7 +481,7 @@ class Stream:
             done, _ = await asyncio.wait([self._reader], timeout=silence)
         if not done and self._ws.state is not self._ws_open:
             self._fail(ConnectionLost(f"the server closed the connection before the audioStop reply "
-                                      f"({self._close_frame()})"))
+                                      f"({_describe_close(self._ws.protocol.close_rcvd)})"))
         elif not done:
             logger.warning("no audioStop reply (the server was silent for %.1f s); returning the %d finals "
                            "received, marked incomplete", self._settings.drain_timeout, len(self.transcript))
@@ -507,8 +504,8 @@ class Stream:
                     ws.transport.abort()
 
 
-def _close_reason(exc: Any) -> str:
-    frame = getattr(exc, "rcvd", None)
+def _describe_close(frame: Any) -> str:
+    """The server's close frame as an error message says it (``code 1011: reason``); None: there was none."""
     if frame is None:
         return "no close frame"
     return f"code {frame.code}" + (f": {frame.reason}" if frame.reason else "")

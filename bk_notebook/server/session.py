@@ -201,7 +201,7 @@ class _Idle:
     """Inbox marker: nothing arrived for ``idle_timeout`` and nothing was left to do."""
 
 
-class Connection:
+class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apart with the server tests, TESTING.md)
     """One websocket connection; :meth:`run` returns when it is over, its worker released.
 
     ``turns`` and ``load`` are the server's (shared by every connection): engine calls take

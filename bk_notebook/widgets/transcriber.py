@@ -21,6 +21,10 @@ that never started); after it, the session drains and keeps its finals.  Once
 the source has failed, the status shows that error until the next Start.  A
 Transcriber built by an earlier run of the same notebook cell is closed when
 the cell runs again, so re-running a cell never stacks sessions.
+
+A run's states and the steps between them are one table in :mod:`~bk_notebook.widgets.run`;
+every change of state goes through :meth:`Transcriber._to`, and what one run holds is one
+:class:`~bk_notebook.widgets.run.Run`, made new by each start.
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ from ..transcript import Transcript, finals_table_html
 from . import cells
 from ._deps import ipywidgets as w
 from .microphone import Microphone
+from .run import Run, RunState, check_step
 from .sources import adapt_source
 
 __all__ = ["Transcriber"]
 
 _STOP_CONFIRM_SECONDS = 2.0  # wait this long for the browser's "stopped" before ending the run anyway
 _BACKLOG_CHUNKS = 600  # 60 s of live audio may wait for the session (e.g. while it reconnects); older is dropped
+_SESSION_OPEN = (RunState.STREAMING, RunState.DRAINING)
+# What the status line says while a run is on (a run that has not reached its task is connecting too).
+_PROGRESS = {RunState.STARTING: "connecting", RunState.CONNECTING: "connecting",
+             RunState.STREAMING: "streaming", RunState.DRAINING: "draining"}
 
 
 def _count(n: int, noun: str) -> str:
@@ -84,20 +93,12 @@ class Transcriber(w.VBox):
         self._own_source = source is None  # a source we made is closed with us; the caller's is theirs
         self.source = source if source is not None else Microphone()
         self._source = adapt_source(self.source)  # how to drive it, whatever kind it is
-        self._closed = False
-        self._connected = False  # the current run's session is open
-        self._session_started = False  # the current run's task has begun (it cleans up after itself)
+        self._closed = False  # the widget's lifetime, not a run state: a run may drain after close()
         self._constructed_on = _running_loop()  # the kernel's loop, when built in a cell
         self._runs: list[Transcript] = []
-        self._current: list[dict[str, Any]] = []
-        self._queue: AsyncDropOldest | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stop_timer: asyncio.TimerHandle | None = None
-        self._active = False
-        self._source_error = ""
-        self._dropped_seconds = 0.0
-        self._finished = asyncio.Event()
-        self._finished.set()
+        self._state = RunState.IDLE
+        self._run = Run()
+        self._run.finished.set()
 
         self.start_button = w.Button(description="Start", icon="microphone", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
@@ -106,7 +107,6 @@ class Transcriber(w.VBox):
         self.partial = w.HTML("", layout=w.Layout(min_height="1.6em"))
         self.table = w.HTML(finals_table_html([], columns=("run", "segment", "start", "end")))
         self.playback = w.VBox()  # after each run: its audio and finals in a Player (click a line, hear it)
-        self._run_audio: Any = None
         for widget, name in ((self.status, "bk-status"), (self.partial, "bk-partial"), (self.table, "bk-finals"),
                              (self.playback, "bk-playback")):
             widget.add_class(name)
@@ -125,10 +125,8 @@ class Transcriber(w.VBox):
 
     def __repr__(self) -> str:
         # Also the notebook's text fallback for this widget, so it names no memory address.
-        finals = len(self.finals)
         return (f"Transcriber(source={self._source.describe()}, status={self._status_text!r}, "
-                f"{len(self._runs)} run{'s' if len(self._runs) != 1 else ''}, "
-                f"{finals} final{'s' if finals != 1 else ''})")
+                f"{_count(len(self._runs), 'run')}, {_count(len(self.finals), 'final')})")
 
     def close(self) -> None:
         """End the current run and close this widget and every widget inside it.
@@ -154,7 +152,7 @@ class Transcriber(w.VBox):
     @property
     def finals(self) -> list[dict[str, Any]]:
         return [{"run": run, **r} for run, t in enumerate(self._runs) for r in t.finals] + [
-            {"run": len(self._runs), **r} for r in self._current
+            {"run": len(self._runs), **r} for r in self._run.finals
         ]
 
     @property
@@ -170,7 +168,7 @@ class Transcriber(w.VBox):
 
     async def wait(self) -> None:
         """Wait until the current run has drained and shown its last finals."""
-        await self._finished.wait()
+        await self._run.finished.wait()
 
     def _in_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the kernel's loop, waking it whatever thread or turn we are in."""
@@ -178,7 +176,15 @@ class Transcriber(w.VBox):
 
     @property
     def running(self) -> bool:
-        return self._active
+        return self._state is not RunState.IDLE
+
+    def _to(self, state: RunState) -> None:
+        """The one way a run changes state (checked against the table); a run in progress shows it."""
+        self._state = check_step(self._state, state)
+        if state is RunState.IDLE:
+            self._run.finished.set()
+        elif not self._run.source_error:  # after a source error the status keeps showing that error
+            self._set_status(_PROGRESS[state])
 
     # ------------------------------------------------------------ microphone runs
     def start(self) -> None:
@@ -187,28 +193,20 @@ class Transcriber(w.VBox):
             return
         if self._closed:
             raise BkError("this Transcriber is closed: make a new one")
-        self._active = True
-        self._connected = self._session_started = False
-        self._source_error = ""
-        self._dropped_seconds = 0.0
-        self._finished = asyncio.Event()
         # live audio must not pile up without bound: beyond the backlog the oldest chunk is dropped, and counted
         queue = AsyncDropOldest(_BACKLOG_CHUNKS, self._count_dropped)
-        self._queue = queue
-        self._set_status("connecting")
+        self._run = Run(queue=queue)
+        self._to(RunState.STARTING)
         self.start_button.disabled, self.stop_button.disabled = True, False
         try:
             self._source.start()  # a SoundCard that cannot open (busy, gone) fails here, before any connection
         except BkError as exc:
-            self._queue, self._active = None, False
-            self.start_button.disabled, self.stop_button.disabled = False, True
-            self._set_status("error", str(exc))
-            self._finished.set()
+            self._end_run(None, ("error", str(exc)))
             return
         self._in_loop(self._spawn, self._run_live(queue))
 
     def _spawn(self, coroutine: Any) -> None:
-        self._task = self._loop.create_task(coroutine)
+        self._run.task = self._loop.create_task(coroutine)
 
     def stop(self) -> None:
         """Stop the microphone; the session drains and shows its last finals."""
@@ -221,29 +219,27 @@ class Transcriber(w.VBox):
             self._in_loop(self._arm_stop_timer)
 
     def _arm_stop_timer(self) -> None:
-        self._stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
+        self._run.stop_timer = self._loop.call_later(_STOP_CONFIRM_SECONDS, self._finish_run)
 
     def _on_chunk(self, chunk: bytes) -> None:
-        queue = self._queue
+        queue = self._run.queue
         if queue is not None:
             self._in_loop(queue.push, chunk)
 
     def _count_dropped(self, _chunk: object) -> None:
-        self._dropped_seconds += 0.1
+        self._run.dropped_seconds += 0.1
 
     def _finish_run(self) -> None:
         self._in_loop(self._end_of_audio)
 
     def _end_of_audio(self) -> None:
-        if self._stop_timer is not None:
-            self._stop_timer.cancel()
-            self._stop_timer = None
-        if self._queue is not None:
-            self._queue.put_nowait(None)
-            self._queue = None
+        self._run.cancel_stop_timer()
+        if self._run.queue is not None:
+            self._run.queue.put_nowait(None)
+            self._run.queue = None
 
     def _on_source_error(self, message: str) -> None:
-        self._source_error = message
+        self._run.source_error = message
         self._set_status("error", message)
         if self.running:
             self._in_loop(self._end_run_early, message)
@@ -255,12 +251,14 @@ class Transcriber(w.VBox):
 
     def _end_run_early(self, error: str) -> None:
         """On the loop: end the run now; before its session is open, instead of opening it."""
-        task = self._task
-        if self._connected and task is not None and not self._source.drains_when_ended_early:
+        if not self.running:  # it ended on its own while this call waited for the loop
+            return
+        task, session_open = self._run.task, self._state in _SESSION_OPEN
+        if session_open and task is not None and not self._source.drains_when_ended_early:
             task.cancel()  # a file being sent: the client stops the session, the finals so far are kept
-        elif self._connected or task is None or task.done():
+        elif session_open or task is None or task.done():
             self._end_of_audio()  # an open live session drains and keeps its finals
-        elif not self._session_started:
+        elif self._state is RunState.STARTING:
             task.cancel()  # it never ran: nothing to clean up in it, so clean up here
             self._end_run(None, ("error", error) if error else ("stopped", "before the session opened"))
         else:
@@ -275,25 +273,23 @@ class Transcriber(w.VBox):
             yield chunk
 
     async def _session(self, chunks: Any, *, speed: float | None = None) -> None:
-        self._session_started = True
-        self._current = []
-        self._progress("connecting")
+        self._to(RunState.CONNECTING)
         transcript: Transcript | None = None
         outcome = ("error", "the session ended unexpectedly")
         try:
-            if self._source_error:  # the source failed before the session began: do not open one
+            if self._run.source_error:  # the source failed before the session began: do not open one
                 return
             stream = self.client.stream(speed=speed, on_partial=self._show_partial, on_final=self._add_final)
             async with stream as session:
-                self._connected = True
-                self._progress("streaming")
+                self._to(RunState.STREAMING)
                 async for chunk in chunks:
                     await session.send(chunk)
-                self._progress("draining")
+                self._to(RunState.DRAINING)
                 transcript = await session.stop()
-            dropped = f", {self._dropped_seconds:.1f} s of audio dropped" if self._dropped_seconds else ""
+            dropped_seconds = self._run.dropped_seconds
+            dropped = f", {dropped_seconds:.1f} s of audio dropped" if dropped_seconds else ""
             summary = f"{_count(len(transcript), 'final')}, {transcript.duration:.1f} s of audio{dropped}"
-            if transcript.complete and not self._dropped_seconds:
+            if transcript.complete and not dropped_seconds:
                 outcome = ("done", summary)
             else:  # say so where the user looks: the finals shown may not be all there is
                 reason = transcript.incomplete_reason or "incomplete: live audio was dropped while the session stalled"
@@ -303,9 +299,10 @@ class Transcriber(w.VBox):
             outcome = ("error", str(exc))
             self._source.stop_after_error()
         except asyncio.CancelledError:
-            if self._connected:  # closed while sending a file: keep what the session gave
+            session_open = self._state in _SESSION_OPEN
+            if session_open:  # closed while sending a file: keep what the session gave
                 transcript = stream.transcript
-            outcome = ("stopped", "closed" if self._connected else "before the session opened")
+            outcome = ("stopped", "closed" if session_open else "before the session opened")
             raise
         except Exception as exc:  # noqa: BLE001 - shown in the widget, never only in a log
             outcome = ("error", f"{type(exc).__name__}: {exc}")
@@ -313,24 +310,21 @@ class Transcriber(w.VBox):
             self._end_run(transcript, outcome)
 
     def _end_run(self, transcript: Transcript | None, outcome: tuple[str, str]) -> None:
-        self._queue = None
-        self._connected = False
-        if self._stop_timer is not None:
-            self._stop_timer.cancel()
-            self._stop_timer = None
+        run = self._run
+        run.queue = None
+        run.cancel_stop_timer()
         if transcript is not None and (transcript.finals or transcript.duration):
             self._runs.append(transcript)
             self._show_playback(transcript)
-        self._current = []
+        run.finals = []  # now in self._runs, or lost with the session that never gave them
         self.partial.value = ""
         self._paint_finals()
         self.start_button.disabled, self.stop_button.disabled = False, True
         # Last, so that whoever watches the status sees the run's results already in place.
-        if self._source_error:  # the microphone failed: that is what the user must see
-            outcome = ("error", self._source_error)
+        if run.source_error:  # the microphone failed: that is what the user must see
+            outcome = ("error", run.source_error)
         self._set_status(*outcome)
-        self._active = False
-        self._finished.set()
+        self._to(RunState.IDLE)
 
     # --------------------------------------------------- recordings and uploads
     def _on_file(self, data: bytes) -> None:
@@ -350,15 +344,11 @@ class Transcriber(w.VBox):
             self._set_status("error", str(exc))
             return
         while self.running:  # one session at a time keeps runs in order
-            await self._finished.wait()
+            await self._run.finished.wait()
         if self._closed:
             return
-        self._active = True
-        self._connected = self._session_started = False
-        self._source_error = ""
-        self._run_audio = pcm  # for this run's player
-        self._finished = asyncio.Event()
-        self._task = asyncio.current_task()
+        self._run = Run(audio=pcm, task=asyncio.current_task())  # the audio is for this run's player
+        self._to(RunState.STARTING)
 
         async def chunks() -> Any:
             for chunk in chunk_pcm(pcm):
@@ -371,7 +361,7 @@ class Transcriber(w.VBox):
             return
         audio = self._source.recording()  # the microphone keeps its own; a file run kept its audio
         if audio is None:
-            audio = self._run_audio
+            audio = self._run.audio
         try:
             if audio is not None and len(audio):
                 self.playback.children = [transcript.player(audio, sr=SAMPLE_RATE)]
@@ -383,7 +373,7 @@ class Transcriber(w.VBox):
         self.partial.value = f"<i>{html.escape(text)}</i>"
 
     def _add_final(self, record: dict[str, Any]) -> None:
-        self._current.append(record)
+        self._run.finals.append(record)
         self.partial.value = ""
         self._paint_finals()
 
@@ -395,9 +385,4 @@ class Transcriber(w.VBox):
         color = "#b00020" if state in ("error", "incomplete") else "inherit"
         self.status.value = (f"<span class='bk-status-{state}' style='color:{color}'>"
                              f"status: {html.escape(self._status_text)}</span>")
-
-    def _progress(self, state: str) -> None:
-        """A run's progress; after a source error the status keeps showing that error."""
-        if not self._source_error:
-            self._set_status(state)
 

@@ -180,7 +180,8 @@ def test_transcribe_with_display_in_a_cell(page: Any, jupyter: JupyterServer, sh
     bar = page.locator(f"{display} .widget-hprogress .progress-bar").first.get_attribute("style") or ""
     assert "100%" in bar.replace(" ", ""), bar
     finals = page.locator(f"{display} .bk-finals").first.inner_text()
-    assert "hello world" in finals and "weather" in finals, finals
+    heard = set("".join(ch if ch.isalnum() else " " for ch in finals.lower()).split())
+    assert {"world", "speech", "recognition", "sunny", "warm"} <= heard, finals  # the sample, both sentences
     shoot(page, "lab-display")
 
 

@@ -65,3 +65,17 @@ def test_a_rendered_notebook_shows_its_plot(offline_page: tuple[Any, list[str]],
     size = plot.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert loaded and size[0] > 300 and size[1] > 100, size  # the waveform-and-spectrogram figure, not a broken icon
     assert not fetched, f"the page fetched from the network: {fetched}"
+
+
+def test_the_home_page_recording_plays(offline_page: tuple[Any, list[str]], site: Site) -> None:
+    page, fetched = offline_page
+    page.goto((site.html / "index.html").as_uri())
+    video = page.locator("video.bk-recording").first
+    video.wait_for(state="visible")
+    # Muted, it plays by itself: its clock moves on and its frames decode (a broken file or a missing
+    # codec leaves currentTime at 0 and videoWidth at 0).
+    page.wait_for_function("() => { const v = document.querySelector('video.bk-recording');"
+                           " return v && !v.paused && v.currentTime > 1 && v.videoWidth > 0; }", timeout=30_000)
+    size = video.evaluate("v => [v.videoWidth, v.videoHeight, v.duration]")
+    assert size[0] > 300 and size[1] > 100 and size[2] > 3, size  # the Transcriber's view, a few seconds
+    assert not fetched, f"the page fetched from the network: {fetched}"

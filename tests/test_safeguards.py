@@ -1,4 +1,4 @@
-"""The client's small helpers: checked seconds, bounded waits, and callbacks that cannot end a session."""
+"""The client's safeguards: checked seconds, bounded waits, and callbacks that cannot end a session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.client.waits import call_back, call_back_sync, deadline, positive_seconds
+from bk_notebook.client.safeguards import call_back, call_back_sync, deadline, positive_seconds
+
+pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
 
 def test_positive_seconds_names_the_setting() -> None:

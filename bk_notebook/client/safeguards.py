@@ -1,4 +1,9 @@
-"""Bounded waits and the callbacks a session makes: small helpers of the client's I/O layer."""
+"""A session's safeguards: settings in seconds checked, waits bounded, callbacks that cannot raise.
+
+``positive_seconds`` checks a setting in seconds before any traffic, ``deadline`` bounds a wait
+(``asyncio.timeout``), and ``call_back`` / ``call_back_sync`` call a user's callback so that its
+exception is logged and never costs the session its finals.
+"""
 
 from __future__ import annotations
 
