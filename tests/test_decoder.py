@@ -74,6 +74,7 @@ def test_a_lone_window_waits_a_few_ms_for_company() -> None:
     assert batches == [2]
 
 
+@pytest.mark.pure
 def test_next_batch_takes_the_most_urgent_in_arrival_order() -> None:
     windows = [window(priority=p) for p in (Priority.PARTIAL, Priority.PACK, Priority.FINAL, Priority.FINAL)]
     for i, w in enumerate(windows):
@@ -159,6 +160,7 @@ def test_throughput_counts_finalised_audio_per_second_and_partials_only_in_part(
 
 
 # ------------------------------------------------------------------ packing (pure)
+@pytest.mark.pure
 def test_a_packed_window_is_split_back_by_the_middle_of_each_timed_segment() -> None:
     begin = 1000  # timestamp tokens: begin + seconds / 0.02
 
@@ -175,6 +177,7 @@ def test_a_packed_window_is_split_back_by_the_middle_of_each_timed_segment() -> 
     assert split_by_timestamps([], begin, []) == []
 
 
+@pytest.mark.pure
 def test_a_pack_holds_pieces_up_to_its_limit() -> None:
     pack = Pack(limit=10)
     piece = Piece(np.zeros(6, np.float32), 0.0, 1.0)
@@ -298,6 +301,7 @@ def test_a_file_is_packed_and_every_utterance_keeps_its_own_final_in_order(fake_
 
 
 # ------------------------------------------------------------------ admission from the decoder's throughput
+@pytest.mark.pure
 def test_load_takes_the_shared_decoders_cost_against_one_slot() -> None:
     class Measured:
         value: float | None = None

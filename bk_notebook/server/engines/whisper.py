@@ -237,12 +237,13 @@ class WhisperEngine:
             events.extend(self._frame(float(probability)))
             self._scored += StreamingVad.FRAME
         self._least_lag = min(self._least_lag, wall_seconds - audio_seconds)
-        # A file's finals come back as their packs are decoded.  One pack decodes while the next fills,
-        # and a pack goes as soon as the one before is done (so packs are as long as the decoder is slow,
-        # up to 28 s): at the stop, the client's 10 s of patience waits for at most the rest of one pack
-        # and the pack cut meanwhile.  A client that slows to real time has its packed utterances sent now.
+        # A file's finals come back as their packs are decoded.  One pack decodes while the next fills;
+        # a pack goes when full (28 s), so where packs begin depends on the audio alone, not on the
+        # machine's speed: the same file gives the same words at any pace.  At the stop, drain() sends
+        # each pack's finals as it is decoded.  A client that slows to real time has its packed
+        # utterances sent now.
         events.extend(self._collect(keep=PACKS_IN_FLIGHT))
-        if not self._pending or not self._is_file:
+        if not self._is_file:
             self._submit_pack()
         if not self._in_speech:
             self._trim(self._scored - self.pad_samples)  # only what a next utterance's padding needs
