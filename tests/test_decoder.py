@@ -174,6 +174,9 @@ def test_a_packed_window_is_split_back_by_the_middle_of_each_timed_segment() -> 
     assert split_by_timestamps([ts(0.5), 7, ts(4.5)], begin, bounds) == [[], [7], []]
     assert split_by_timestamps([ts(1.0), 7, ts(2.6), ts(5.2), 8, ts(5.8)], begin, bounds) == [[7], [], [8]]
     assert split_by_timestamps([7, 8], begin, [3.0]) == [[7, 8]]  # no timestamps at all: one piece
+    assert split_by_timestamps([7, ts(1.0)], begin, [0.8, 2.0]) == [[7], []]  # no opening mark: from 0.0
+    assert split_by_timestamps([ts(5.5), 9, ts(7.0)], begin, bounds) == [[], [], [9]]  # past the end: the last
+    assert split_by_timestamps([begin, 7, ts(1.0)], begin, bounds) == [[7], [], []]  # <|0.00|> is a mark
     assert split_by_timestamps([], begin, []) == []
 
 

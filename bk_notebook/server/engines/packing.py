@@ -48,7 +48,7 @@ class Pack:
         return not self.pieces or self.samples + len(piece.audio) <= self.limit
 
     def audio(self) -> np.ndarray:
-        return np.concatenate([p.audio for p in self.pieces]) if self.pieces else np.zeros(0, dtype=np.float32)
+        return np.concatenate([p.audio for p in self.pieces])  # only a pack with pieces is ever decoded
 
     def bounds(self, sample_rate: int) -> list[float]:
         """Where each piece ends in the window, in seconds."""
