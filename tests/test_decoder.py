@@ -200,6 +200,7 @@ class FakeShared:
 
     def __init__(self, cost: float = 0.0) -> None:
         self.cost = cost
+        self.skip_second = False
         self.decoder = Decoder(self.decode_batch, gather=0.001)
         self.windows: list[Window] = []  # decoded
         self.submitted: list[Window] = []  # handed to the decoder (some are dropped before their batch)
@@ -220,8 +221,10 @@ class FakeShared:
                 results.append(Decoded((f"said {w.seconds:.2f}",), "en"))
             else:
                 starts = [0.0, *w.bounds[:-1]]
-                results.append(Decoded(tuple(f"said {b - a:.2f}" for a, b in zip(starts, w.bounds, strict=True)),
-                                       "en"))
+                texts = [f"said {b - a:.2f}" for a, b in zip(starts, w.bounds, strict=True)]
+                if self.skip_second:
+                    texts[1] = ""  # Whisper skips an utterance of the window now and then
+                results.append(Decoded(tuple(texts), "en"))
         return results
 
 
@@ -301,6 +304,11 @@ def test_a_file_is_packed_and_every_utterance_keeps_its_own_final_in_order(fake_
     assert all(w.seconds <= 28.0 for w in fake_model.windows)
     # Each final is its own piece's text: the piece's length, padding included.
     assert [f.text for f in finals] == [f.text for f in live]
+    # An utterance the packed decode skipped is decoded alone: none is lost.
+    fake_model.skip_second = True
+    engine = WhisperEngine(model="fake", language="en", partials=False)
+    events = [e for i in range(0, len(pcm), 3200) for e in engine.feed(pcm[i:i + 3200])] + engine.flush()
+    assert [e.text for e in events if isinstance(e, Final)] == [f.text for f in live]
 
 
 # ------------------------------------------------------------------ admission from the decoder's throughput
