@@ -171,8 +171,8 @@ def test_one_table_names_the_engines_and_a_new_row_is_all_an_engine_needs(monkey
     from bk_notebook.server.engines import ENGINES, EngineSpec
 
     assert list(ENGINES) == ["whisper", "pocketsphinx", "energy"]
-    assert ENGINES["whisper"].options == ("language", "model", "partials", "word_timestamps", "prompt", "hotwords",
-                                          "task")
+    assert ENGINES["whisper"].options == ("language", "model", "partials", "speculate", "word_timestamps", "prompt",
+                                          "hotwords", "task")
     assert [n for n, s in ENGINES.items() if s.processes] == ["pocketsphinx"]
     # A new engine: one module (here the energy one under another name) and one row.
     row = EngineSpec("quiet", "energy", cuts_utterances=False)

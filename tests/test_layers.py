@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "server.models": SERVER, "server.whisper": SERVER, "server.engines.base": SERVER, "server.engines.energy": SERVER,
     "server.engines.sphinx": SERVER, "server.engines.whisper": SERVER, "server.engines.weights": SERVER,
     "server.engines.decoder": SERVER, "server.engines.table": SERVER, "server.engines.languages": SERVER,
+    "server.engines.packing": SERVER,
     # batch runs over many inputs
     "batch": BATCH, "batch.checkpoint": BATCH, "batch.inputs": BATCH, "batch.scoring": BATCH, "batch.run": BATCH,
     "batch.cluster": BATCH, "batch.alignment": BATCH,

@@ -105,7 +105,9 @@ class BkServer:
         self._settings = ConnectionSettings(config.idle_timeout, config.max_queued_seconds)
         slots = config.decode_slots or os.cpu_count() or 1
         self._turns = DecodeTurns(slots)
-        self._load = Load(slots) if config.admission else None
+        # Whisper's sessions share one decoder in this process: admission reads its measured throughput.
+        decoder = spec.shared_decoder(**options) if spec is not None and not config.processes else None
+        self._load = Load(slots, decoder=decoder) if config.admission else None
         self._server: Any = None
         self.port: int | None = None
 

@@ -97,6 +97,11 @@ class Lease:
         self._engine = self._pool._executor.submit(self._pool._take)
         await asyncio.wrap_future(self._engine)
 
+    def has(self, method: str) -> bool:
+        """Whether the engine (started) has ``method``: optional parts of the interface, such as ``drain``."""
+        return self._engine is not None and self._engine.done() and not self._engine.exception() and callable(
+            getattr(self._engine.result(), method, None))
+
     async def call(self, method: str, *args: Any) -> Any:
         """Run ``engine.method(*args)`` in a worker thread."""
         if self._engine is None or self._released:

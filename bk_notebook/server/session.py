@@ -366,7 +366,7 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
         if self._gone:  # nobody will read the reply: do not spend the engine on it
             self._answers.samples += len(audio) // 2
             return
-        events = await self._engine("feed", audio)
+        events = await self._engine("feed", audio) or []
         await self._send(self._answers.chunk(len(audio) // 2, events))
 
     async def _stop(self) -> None:
@@ -376,7 +376,13 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
             self._end_session("client sent audioStop and closed before the reply")
             return
         try:
-            for final in self._answers.stop(await self._engine("flush")):
+            # An engine that can end its stream in steps (Whisper: a file's last packs) has each step's
+            # finals sent as they come: the client waits for a silent server only so long.
+            if self._lease is not None and self._lease.has("drain"):
+                while (events := await self._engine("drain")) is not None:
+                    for final in self._answers.stop(events):
+                        await self._send(final)
+            for final in self._answers.stop(await self._engine("flush") or []):
                 await self._send(final)
             await self._send(self._protocol.stopped())
         except ConnectionClosed:
@@ -384,7 +390,7 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
             raise
         self._end_session("stopped")
 
-    async def _engine(self, method: str, *args: Any) -> list[Partial | Final]:
+    async def _engine(self, method: str, *args: Any) -> list[Partial | Final] | None:
         from websockets.exceptions import ConnectionClosed
 
         assert self._lease is not None
@@ -411,7 +417,7 @@ class Connection:  # pragma: no mutate block (the I/O half: mutation-tested apar
         said = ", no audio sent" if self._lease is not None and not self._answers.samples else ""
         if self._lease is not None and self._answers.samples:  # what was heard goes out before the close
             try:
-                for final in self._answers.stop(await self._engine("flush")):
+                for final in self._answers.stop(await self._engine("flush") or []):
                     await self._send(final)
             except (_EngineFailed, ConnectionClosed):
                 return  # the client was told, or left: nothing more to send

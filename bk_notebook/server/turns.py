@@ -9,8 +9,9 @@ message at a time, so a session has at most one call waiting: first come, first
 served over the calls is round-robin over the sessions.  A client that queued
 five minutes of audio gets one decode, then waits behind everyone else's next
 chunk, instead of decoding its whole backlog ahead of them.  (An engine may
-take turns of its own below these: Whisper's sessions share one model, which
-decodes one window at a time, finals first: ``models.ModelTurns``.)
+have a layer of its own below these: Whisper's sessions share one model, whose
+:class:`~bk_notebook.server.engines.decoder.Decoder` batches their windows,
+finals first.)
 
 **Admission.**  :class:`Load` measures what decoding costs (engine seconds per
 second of audio, averaged over recent calls that ran alone: a call sharing the
@@ -24,6 +25,13 @@ sessions need more than ``headroom`` of the slots; the first session, and any
 session while none is live, is always admitted: there is nobody to protect.  A
 session younger than ``WINDOW`` counts as one real-time stream, so a burst of
 connections is not all admitted before their audio is measured.
+
+With a shared decoder (Whisper), the cost is the decoder's own measure instead:
+one over its throughput (seconds of audio finalised per second of decoding,
+batches included), against one slot, the one model.  Costs measured from
+engine calls mislead there: the calls that overlap another session's are the
+expensive ones, so a cost from calls that ran alone fell 30-100x below the
+truth and nobody was ever refused.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = ["DecodeTurns", "Load"]
 
@@ -91,6 +100,13 @@ class _Arrivals:
     recent: deque[tuple[float, float]] = field(default_factory=deque)  # (loop time, seconds of audio)
 
 
+class Throughput(Protocol):
+    """A shared decoder that measures itself (:class:`~bk_notebook.server.engines.decoder.Decoder`)."""
+
+    def throughput(self) -> float | None:
+        """Seconds of audio finalised per second of decoding, or None before it is measured."""
+
+
 class Load:
     """What the live sessions ask of the engines, measured (see the module's docstring).
 
@@ -100,17 +116,35 @@ class Load:
         Engine calls that can run at once (the cores decoding).
     headroom : float
         Share of the slots live sessions may need before new ones are refused.
+    decoder : Throughput, optional
+        The one decoder the sessions share: once it has measured itself, its throughput is the cost,
+        against one slot.
     """
 
     WINDOW = 5.0  # seconds over which a session's arrival rate is measured
     LIVE_RATE = 1.5  # audio seconds per second: at most this, a session is live
     SMOOTHING = 0.05  # weight of one call in the cost's moving average
 
-    def __init__(self, slots: int, headroom: float = 0.85) -> None:
-        self.slots = slots
+    def __init__(self, slots: int, headroom: float = 0.85, decoder: Throughput | None = None) -> None:
+        self._slots = slots
         self.headroom = headroom
-        self.cost: float | None = None  # engine seconds per audio second, once measured
+        self.decoder = decoder
+        self._cost: float | None = None  # engine seconds per audio second from engine calls, once measured
         self._sessions: dict[object, _Arrivals] = {}
+
+    @property
+    def cost(self) -> float | None:
+        """Decoding seconds per audio second: the shared decoder's measure if there is one, else the calls'."""
+        if self.decoder is not None:
+            throughput = self.decoder.throughput()
+            if throughput is not None:
+                return 1.0 / throughput
+        return self._cost
+
+    @property
+    def slots(self) -> int:
+        """What can decode at once: one shared decoder once it measures itself, else the cores."""
+        return 1 if self.decoder is not None and self.decoder.throughput() is not None else self._slots
 
     def opened(self, session: object, now: float) -> None:
         self._sessions[session] = _Arrivals(since=now)
@@ -131,7 +165,7 @@ class Load:
         if seconds < 0.05:
             return  # a flush or a tiny chunk says little about the rate
         sample = busy / seconds
-        self.cost = sample if self.cost is None else self.cost + self.SMOOTHING * (sample - self.cost)
+        self._cost = sample if self._cost is None else self._cost + self.SMOOTHING * (sample - self._cost)
 
     def rate(self, session: object, now: float) -> float:
         """Audio seconds per second this session sent recently; a young session counts as real time."""
@@ -142,14 +176,16 @@ class Load:
 
     def live_demand(self, now: float) -> float:
         """Slots the live sessions need (their audio rate times the cost of decoding it)."""
-        if self.cost is None:
+        cost = self.cost
+        if cost is None:
             return 0.0
         rates = [self.rate(s, now) for s in self._sessions]
-        return sum(r for r in rates if 0 < r <= self.LIVE_RATE) * self.cost
+        return sum(r for r in rates if 0 < r <= self.LIVE_RATE) * cost
 
     def admits(self, now: float) -> bool:
         """Whether one more real-time session can be decoded beside the live ones without them falling behind."""
+        cost = self.cost
         demand = self.live_demand(now)
-        if self.cost is None or demand == 0.0:
+        if cost is None or demand == 0.0:
             return True
-        return demand + self.cost <= self.slots * self.headroom
+        return demand + cost <= self.slots * self.headroom

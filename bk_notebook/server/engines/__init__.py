@@ -1,10 +1,11 @@
 """Recognisers for the local server, behind one small interface, and the table that names them.
 
-One module per engine (``energy``, ``sphinx``, ``whisper``), the interface they
-share (``base``), Whisper's weights (``weights``) and the model its sessions
-share (``decoder``), and one table of engines (``table``) that the server,
-``local_server``, the CLI and the Dask workers read, with what each engine can
-transcribe (``languages``).  See :class:`Engine` for the interface.
+One module per engine (``energy``, ``sphinx``, ``whisper``), the interface
+they share (``base``), Whisper's weights (``weights``), the model its sessions
+share and the decoder that batches their windows (``decoder``, ``packing``),
+one table of engines (``table``: :data:`~bk_notebook.server.engines.table.ENGINES`)
+that the server, ``local_server``, the CLI and the Dask workers read, and what
+each engine can transcribe (``languages``).  See :class:`Engine` for the interface.
 """
 
 from __future__ import annotations

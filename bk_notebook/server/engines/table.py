@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import BkError, UsageError, install_hint, missing_extra
+from ..turns import Throughput
 from .base import Engine
 from .languages import check_engine_languages
 
@@ -61,15 +62,22 @@ class EngineSpec:
         make: Callable[[], Engine] = module.factory(preload=preload, **options)
         return make
 
+    def shared_decoder(self, **options: object) -> Throughput | None:
+        """The decoder this engine's sessions share in this process (its module's ``shared_decoder``), if any."""
+        module = importlib.import_module(f"{__package__}.{self.module}")
+        shared = getattr(module, "shared_decoder", None)
+        return None if shared is None else shared(**options)  # type: ignore[no-any-return]
 
-#: The engines by name, one :class:`EngineSpec` row each.
+
+#: Every engine, by name, one :class:`EngineSpec` row each (``auto`` and ``module:Class`` are not rows).
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
         # Measured (BENCHMARKS.md §4): PocketSphinx decodes under the GIL; processes hold 6-8 live sessions
         # on 2 cores against 4 with threads.  Whisper decodes outside it, on one shared model.
         EngineSpec("whisper", "whisper",
-                   options=("language", "model", "partials", "word_timestamps", "prompt", "hotwords", "task"),
+                   options=("language", "model", "partials", "speculate", "word_timestamps", "prompt", "hotwords",
+                            "task"),
                    languages="whisper"),
         EngineSpec("pocketsphinx", "sphinx", processes=True),
         EngineSpec("energy", "energy", languages="none"),
