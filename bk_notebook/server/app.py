@@ -106,6 +106,7 @@ class BkServer:
         slots = config.decode_slots or os.cpu_count() or 1
         self._turns = DecodeTurns(slots)
         # Whisper's sessions share one decoder in this process: admission reads its measured throughput.
+        spec = ENGINES.get(self.engine)  # what was built: "auto" may have fallen back to pocketsphinx
         decoder = spec.shared_decoder(**options) if spec is not None and not config.processes else None
         self._load = Load(slots, decoder=decoder) if config.admission else None
         self._server: Any = None
