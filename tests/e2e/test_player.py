@@ -320,7 +320,7 @@ def test_voila_app_start_speak_stop_click_a_line_hear_it(player_page: Any, voila
     page.wait_for_selector(f"{transcriber} .bk-status", timeout=120_000)
     page.locator(f"{transcriber} .widget-button:has-text('Start')").click()
     page.wait_for_function(
-        "css => (document.querySelector(css)?.innerText || '').includes('world')",
+        "css => (document.querySelector(css)?.innerText || '').toLowerCase().includes('world')",  # World or world
         arg=f"{transcriber} .bk-finals", timeout=60_000)
     page.locator(f"{transcriber} .widget-button:has-text('Stop')").click()
     page.wait_for_function("css => (document.querySelector(css)?.innerText || '').includes('done')",
