@@ -31,13 +31,20 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.audio.devices import InputDevice, device_error
 
-from conftest import FIXTURES, IN_CI
+from conftest import FIXTURES, IN_CI, require
 
 HELLO = FIXTURES / "hello.wav"
-# "hello world it is a speech recognition test".  Not "hello": through the sound card its first word is
-# heard as "so" in about one run in six (measured here), depending on where the audio falls on
-# PocketSphinx's 10 ms frames; these three came back in every run.
-HELLO_WORDS = {"world", "speech", "recognition"}
+HELLO_TEXT = "hello world it is a speech recognition test"
+# Through the sound card PocketSphinx's words depend on where the audio falls on its 10 ms frames:
+# "hello" comes back as "so" in about one run in six, and CI once heard "so we're old it is a speech
+# recognition test" (WER 0.375).  So the claim is a bound, not a word list: at most half the words
+# wrong, and "speech recognition", which came back in every run.  Silence or noise scores 1.0.
+HELLO_MAX_WER = 0.5
+
+
+def heard_hello(text: str) -> bool:
+    jiwer = require("jiwer", "word error rates")
+    return "speech recognition" in text and jiwer.wer(HELLO_TEXT, text.lower()) <= HELLO_MAX_WER
 
 PULSE_CONFIG = """
 load-module module-native-protocol-unix auth-anonymous=1
@@ -178,8 +185,8 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, seen: list[str]) -> 
             return line
 
 
-def final_words(records: list[dict[str, Any]]) -> set[str]:
-    return {word for r in records for word in r["text"].split()}
+def final_text(records: list[dict[str, Any]]) -> str:
+    return " ".join(r["text"] for r in records)
 
 
 @pytest.mark.slow
@@ -211,7 +218,7 @@ def test_listen_for_a_duration_prints_the_wavs_words(pulse: Pulse, tmp_path: Pat
     stderr = "".join(seen) + stderr
     assert proc.returncode == 0, stderr
     records = [json.loads(line) for line in stdout.splitlines()]
-    assert HELLO_WORDS <= final_words(records), stdout
+    assert heard_hello(final_text(records)), stdout
     assert out.read_text() == stdout
     assert any(line.startswith("final [") for line in stderr.splitlines())
     meters = [line.split("]")[0] for line in stderr.splitlines() if line.startswith("partial: [")]
@@ -301,7 +308,7 @@ async def test_soundcard_feeds_a_client_session(pulse: Pulse, sphinx_server: Any
     assert transcript.duration == pytest.approx(sum(sizes) / 32000)
     assert sum(sizes) // 2 == round(card.seconds_captured * 16000)  # every captured frame came out, converted
     assert transcript.complete
-    assert HELLO_WORDS <= set(transcript.text.split()), transcript.text
+    assert heard_hello(transcript.text), transcript.text
     assert card.dropped_seconds == 0
 
 
@@ -348,7 +355,7 @@ async def test_transcriber_takes_a_soundcard(pulse: Pulse, sphinx_server: Any) -
     await asyncio.wait_for(transcriber.wait(), timeout=120)
     assert not card.running
     assert "status: done" in transcriber.status.value, transcriber.status.value
-    assert HELLO_WORDS <= final_words(transcriber.finals), transcriber.finals
+    assert heard_hello(final_text(transcriber.finals)), transcriber.finals
     assert {r["run"] for r in transcriber.finals} == {0}
     transcriber.start()  # a second run on the same card: silence this time
     assert card.running
@@ -356,7 +363,7 @@ async def test_transcriber_takes_a_soundcard(pulse: Pulse, sphinx_server: Any) -
     await asyncio.wait_for(transcriber.wait(), timeout=120)
     assert not card.running and "status: done" in transcriber.status.value, transcriber.status.value
     assert {r["run"] for r in transcriber.finals} == {0}  # silence adds no final, loses none
-    assert HELLO_WORDS <= final_words(transcriber.finals)
+    assert heard_hello(final_text(transcriber.finals)), transcriber.finals
 
 
 class Counter:
