@@ -476,8 +476,8 @@ async def test_a_server_lost_mid_stream_keeps_the_finals_and_says_why(pulse: Pul
     from client.test_faults import after_chunks
     from helpers import scripted_server
 
-    async def close(ws: Any) -> bool:
-        await ws.close(1011, "worker died")
+    async def close(conn: Any) -> bool:
+        await conn.ws.close(1011, "worker died")
         return False
 
     recorder, paths = Recorder(on_chunk=after_chunks(8, close)), []

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ import pytest
 import bk_notebook as bk
 
 from client.test_auth import auth_api
+from fake_server import FakeConnection, FakeServer
 from helpers import FIXTURES, reply, scripted_server
 
 pytestmark = pytest.mark.slow
@@ -308,16 +308,14 @@ async def test_transcribe_takes_a_token_without_showing_it(how: str) -> None:
 async def test_an_incomplete_result_warns_and_exits_1_keeping_the_finals() -> None:
     """A server that never answers audioStop: the finals so far are printed, with a warning and exit 1."""
 
-    async def never_stops(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id="b" * 32))
-            elif kind == "audioStream":
-                await ws.send(reply("audioStream", final="kept words"))  # no times: the client estimates them
-            # audioStop: never answered
+    class NeverStops(FakeServer):
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            await conn.send(reply("audioStream", final="kept words"))  # no times: the client estimates them
 
-    async with scripted_server(never_stops) as url:
+        async def on_stop(self, conn: FakeConnection) -> None:
+            pass  # never answered
+
+    async with scripted_server(NeverStops("b" * 32)) as url:
         code, out, err = await arun("transcribe", str(FIXTURES / "hello.wav"), "--url", url, "--speed", "max",
                                     "--format", "csv", "--drain-timeout", "0.5")
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from typing import Any
@@ -12,10 +11,11 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
+from bk_notebook.protocol import ConnRequest, ServerProtocol
 
+from fake_server import HANG_UP, SID, FakeConnection, FakeServer
 from helpers import reply, scripted_server
 
-SID = "a" * 32
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.sig-NEVER-SHOW"
 
 
@@ -24,51 +24,45 @@ def fast_client(url: str, **kw: Any) -> bk.Client:
     return bk.Client(url, connect_timeout=2.0, reply_timeout=2.0, drain_timeout=2.0, **kw)
 
 
-class Recorder:
-    """A scripted server: answers audioConn, records chunks, speaks when told to."""
+class Recorder(FakeServer):
+    """Answers audioConn, records chunks, speaks when told to: a partial every ``partial_every`` chunks, a final at 10.
+
+    ``on_chunk(conn, n)`` replaces that script; it returns :data:`HANG_UP` to end the connection.
+    """
 
     def __init__(self, *, refuse: int = 0, partial_every: int = 5, on_chunk: Any = None,
                  stop_replies: tuple[str, ...] = (), answer_stop: bool = True) -> None:
+        super().__init__(SID)
         self.refuse = refuse
         self.partial_every = partial_every
         self.on_chunk = on_chunk
         self.stop_replies = stop_replies
         self.answer_stop = answer_stop
-        self.chunks: list[bytes] = []
-        self.connections = 0
-        self.conn_requests = 0
         self.arrivals: list[float] = []
 
-    async def __call__(self, ws: Any) -> None:
-        self.connections += 1
-        async for raw in ws:
-            bk_msg = json.loads(raw)["bk"]
-            kind = bk_msg["type"]
-            if kind == "audioConn":
-                self.conn_requests += 1
-                if self.conn_requests <= self.refuse:
-                    await ws.send(json.dumps({"bk": {"type": "audioConn", "status": 400,
-                                                     "message": "worker not available"}}))
-                else:
-                    self.accepted_at = asyncio.get_running_loop().time()
-                    await ws.send(reply("audioConn", sess_id=SID))
-            elif kind == "audioStream":
-                assert bk_msg["sess_id"] == SID
-                self.chunks.append(base64.b64decode(bk_msg["data"]["audio"]))
-                self.arrivals.append(asyncio.get_running_loop().time())
-                n = len(self.chunks)
-                if self.on_chunk is not None:
-                    if await self.on_chunk(ws, n) is False:
-                        return
-                elif n % self.partial_every == 0:
-                    await ws.send(reply("audioStream", partial=f"p{n}"))
-                if n == 10 and self.on_chunk is None:
-                    await ws.send(reply("audioStream", final="first", start=0.0, end=1.0))
-            elif kind == "audioStop":
-                for text in self.stop_replies:
-                    await ws.send(text)
-                if self.answer_stop:
-                    await ws.send(reply("audioStop"))
+    async def on_conn(self, conn: FakeConnection, request: ConnRequest) -> None:
+        if len(self.conn_requests) <= self.refuse:
+            await conn.refuse("worker not available")
+        else:
+            self.accepted_at = asyncio.get_running_loop().time()
+            await conn.accept()
+
+    async def on_audio(self, conn: FakeConnection, audio: bytes) -> bool | None:
+        self.arrivals.append(asyncio.get_running_loop().time())
+        n = len(self.chunks)
+        if self.on_chunk is not None:
+            return HANG_UP if await self.on_chunk(conn, n) is HANG_UP else None
+        if n % self.partial_every == 0:
+            await conn.partial(f"p{n}")
+        if n == 10:
+            await conn.final("first", 0.0, 1.0)
+        return None
+
+    async def on_stop(self, conn: FakeConnection) -> None:
+        for text in self.stop_replies:
+            await conn.send(text)
+        if self.answer_stop:
+            await conn.stopped()
 
 
 def speech(seconds: float = 2.0) -> np.ndarray:
@@ -76,7 +70,7 @@ def speech(seconds: float = 2.0) -> np.ndarray:
 
 
 async def test_happy_path_with_partials_and_finals() -> None:
-    server = Recorder(stop_replies=(reply("audioStream", final="second", start=1.0, end=2.0),))
+    server = Recorder(stop_replies=(ServerProtocol.final("second", 1.0, 2.0),))
     partials: list[str] = []
     finals: list[dict[str, Any]] = []
     async with scripted_server(server) as url:
@@ -95,7 +89,7 @@ async def test_happy_path_with_partials_and_finals() -> None:
 
 
 async def test_a_final_after_audiostop_before_its_reply_is_kept() -> None:
-    server = Recorder(on_chunk=lambda ws, n: asyncio.sleep(0),
+    server = Recorder(on_chunk=lambda conn, n: asyncio.sleep(0),
                       stop_replies=(reply("audioStream", final="late words"),))
     async with scripted_server(server) as url:
         t = await fast_client(url).transcribe(speech(1.0), 16000, speed=None)
@@ -137,7 +131,7 @@ async def test_worker_unavailable_twice_then_success() -> None:
     server = Recorder(refuse=2)
     async with scripted_server(server) as url:
         t = await fast_client(url, connect_retries=3).transcribe(speech(1.0), 16000, speed=None)
-    assert server.conn_requests == 3 and t.session_id == SID
+    assert len(server.conn_requests) == 3 and t.session_id == SID
 
 
 async def test_retries_exhausted_raise_worker_unavailable() -> None:
@@ -145,17 +139,17 @@ async def test_retries_exhausted_raise_worker_unavailable() -> None:
     async with scripted_server(server) as url:
         with pytest.raises(bk.WorkerUnavailable, match="3 times") as info:
             await fast_client(url, connect_retries=3).transcribe(speech(1.0), 16000)
-    assert server.conn_requests == 3
+    assert len(server.conn_requests) == 3
     assert info.value.status == 400 and isinstance(info.value, bk.ServiceError)
 
 
 @pytest.mark.parametrize("field", ["message", "error"])
 async def test_status_400_mid_stream_keeps_earlier_finals(field: str) -> None:
-    async def on_chunk(ws: Any, n: int) -> None:
+    async def on_chunk(conn: FakeConnection, n: int) -> None:
         if n == 3:
-            await ws.send(reply("audioStream", final="kept"))
+            await conn.send(reply("audioStream", final="kept"))  # no times: the client estimates them
         if n == 6:
-            await ws.send(json.dumps({"bk": {"type": "audioStream", "status": 400, field: "decoder crashed"}}))
+            await conn.send(json.dumps({"bk": {"type": "audioStream", "status": 400, field: "decoder crashed"}}))
 
     async with scripted_server(Recorder(on_chunk=on_chunk)) as url:
         with pytest.raises(bk.ServiceError, match="decoder crashed") as info:
@@ -164,13 +158,13 @@ async def test_status_400_mid_stream_keeps_earlier_finals(field: str) -> None:
 
 
 async def test_connection_dropped_mid_stream_keeps_earlier_finals() -> None:
-    async def on_chunk(ws: Any, n: int) -> bool:
+    async def on_chunk(conn: FakeConnection, n: int) -> bool | None:
         if n == 3:
-            await ws.send(reply("audioStream", final="before the drop"))
+            await conn.send(reply("audioStream", final="before the drop"))
         if n == 5:
-            ws.transport.abort()  # abrupt reset, no close frame
-            return False
-        return True
+            conn.ws.transport.abort()  # abrupt reset, no close frame
+            return HANG_UP
+        return None
 
     async with scripted_server(Recorder(on_chunk=on_chunk)) as url:
         with pytest.raises(bk.ConnectionLost) as info:
@@ -215,11 +209,11 @@ async def test_handshake_401_gives_auth_error() -> None:
 @pytest.mark.parametrize("bad", ["{oops", b"\x00\x01binary", json.dumps({"nobk": 1}),
                                  json.dumps({"bk": {"type": "audioWhat", "status": 200}})])
 async def test_malformed_and_binary_replies_give_protocol_error(bad: Any) -> None:
-    async def on_chunk(ws: Any, n: int) -> None:
+    async def on_chunk(conn: FakeConnection, n: int) -> None:
         if n == 2:
-            await ws.send(reply("audioStream", final="ok so far"))
+            await conn.send(reply("audioStream", final="ok so far"))
         if n == 4:
-            await ws.send(bad)
+            await conn.send(bad)
 
     async with scripted_server(Recorder(on_chunk=on_chunk)) as url:
         with pytest.raises(bk.ProtocolError) as info:

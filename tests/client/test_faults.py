@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
+from bk_notebook.protocol import ServerProtocol
 
 from client.test_client import SID, Recorder, speech
+from fake_server import HANG_UP, FakeConnection, FakeServer
 from helpers import reply, scripted_server
 
 
@@ -24,12 +26,13 @@ def fast(url: str, **kw: Any) -> bk.Client:
 
 
 def after_chunks(n: int, action: Any) -> Any:
-    async def on_chunk(ws: Any, count: int) -> Any:
+    """A ``Recorder`` script: a final at chunk 2, then ``action(conn)`` at chunk ``n`` (it may hang up)."""
+    async def on_chunk(conn: FakeConnection, count: int) -> Any:
         if count == 2:
-            await ws.send(reply("audioStream", final="early words", start=0.0, end=0.2))
+            await conn.final("early words", 0.0, 0.2)
         if count == n:
-            return await action(ws)
-        return True
+            return await action(conn)
+        return None
     return on_chunk
 
 
@@ -41,9 +44,9 @@ async def expect(url: str, error: type[BaseException], seconds: float = 5.0, **k
 
 @pytest.mark.parametrize("code, reason", [(1000, "bye"), (1011, "internal error")])
 async def test_close_mid_stream(code: int, reason: str) -> None:
-    async def close(ws: Any) -> bool:
-        await ws.close(code, reason)
-        return False
+    async def close(conn: FakeConnection) -> bool:
+        await conn.ws.close(code, reason)
+        return HANG_UP
 
     # close_timeout: the server stopped reading before the client's close frame came back.
     async with scripted_server(Recorder(on_chunk=after_chunks(5, close)), close_timeout=1) as url:
@@ -53,9 +56,8 @@ async def test_close_mid_stream(code: int, reason: str) -> None:
 
 async def test_unknown_type_and_reply_without_bk() -> None:
     for bad in (json.dumps({"bk": {"type": "audioNope", "status": 200}}), json.dumps({"data": {"final": "x"}})):
-        async def send_bad(ws: Any, bad: str = bad) -> bool:
-            await ws.send(bad)
-            return True
+        async def send_bad(conn: FakeConnection, bad: str = bad) -> None:
+            await conn.send(bad)
 
         async with scripted_server(Recorder(on_chunk=after_chunks(4, send_bad))) as url:
             err = await expect(url, bk.ProtocolError)
@@ -63,9 +65,8 @@ async def test_unknown_type_and_reply_without_bk() -> None:
 
 
 async def test_a_10_mb_reply_is_a_protocol_error() -> None:
-    async def huge(ws: Any) -> bool:
-        await ws.send(reply("audioStream", partial="x" * (10 * 2**20)))
-        return True
+    async def huge(conn: FakeConnection) -> None:
+        await conn.partial("x" * (10 * 2**20))
 
     async with scripted_server(Recorder(on_chunk=after_chunks(4, huge)), max_size=None) as url:
         err = await expect(url, bk.ProtocolError)
@@ -73,7 +74,7 @@ async def test_a_10_mb_reply_is_a_protocol_error() -> None:
 
 
 async def test_status_400_after_audiostop() -> None:
-    failed_stop = json.dumps({"bk": {"type": "audioStop", "status": 400, "message": "flush failed"}})
+    failed_stop = ServerProtocol.error("audioStop", "flush failed")
     server = Recorder(stop_replies=(reply("audioStream", final="last"), failed_stop), answer_stop=False)
     async with scripted_server(server) as url:
         err = await expect(url, bk.ServiceError, seconds=1.0)
@@ -83,29 +84,22 @@ async def test_status_400_after_audiostop() -> None:
 @pytest.mark.slow  # 10 minutes of audio through a slow reader
 async def test_a_slow_reading_server_makes_the_client_wait_not_queue() -> None:
     """The server reads one chunk per 2 ms; the client may run ahead only by the socket buffers."""
-    received = 0
     max_ahead = 0
     sent_now = [0.0]
 
-    async def slow(ws: Any) -> None:
-        nonlocal received, max_ahead
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            elif kind == "audioStream":
-                received += 1
-                max_ahead = max(max_ahead, sent_now[0] - received * 0.1)
-                await asyncio.sleep(0.002)
-            elif kind == "audioStop":
-                await ws.send(reply("audioStop"))
+    class SlowReader(FakeServer):  # never answers a chunk: only the socket buffers can push back
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            nonlocal max_ahead
+            max_ahead = max(max_ahead, sent_now[0] - len(self.chunks) * 0.1)
+            await asyncio.sleep(0.002)
 
+    slow = SlowReader(SID)
     audio = speech(600.0)  # 10 minutes: 25 MB of base64, more than any socket buffer
     async with scripted_server(slow) as url:
         async with fast(url, reply_timeout=30.0).stream(on_progress=lambda s: sent_now.__setitem__(0, s)) as s:
             await s.send(audio)
             t = await s.stop()
-    assert t.duration == 600.0 and received == 6000
+    assert t.duration == 600.0 and len(slow.chunks) == 6000
     # In flight is bounded by the kernel's loopback socket buffers (several MB, ~3 minutes of audio
     # as base64 here), not by the file: the client waited instead of queueing ten minutes.
     assert max_ahead < 300.0

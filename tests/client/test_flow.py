@@ -11,8 +11,10 @@ import pytest
 
 import bk_notebook as bk
 from bk_notebook.client.window import WindowMode
+from bk_notebook.protocol import AudioRequest, ConnRequest, Request
 
-from helpers import reply, scripted_server
+from fake_server import FakeConnection, FakeServer
+from helpers import scripted_server
 
 SID = "b" * 32
 
@@ -21,7 +23,7 @@ def noise(seconds: float) -> np.ndarray:
     return (np.random.default_rng(1).standard_normal(int(16000 * seconds)) * 3000).astype(np.int16)
 
 
-class AnsweringServer:
+class AnsweringServer(FakeServer):
     """Answers every chunk after ``decode`` seconds (a recogniser slower than the client), like the local server.
 
     A final every ``final_every`` chunks, an empty acknowledgement otherwise; ``answer`` False: partials
@@ -30,6 +32,7 @@ class AnsweringServer:
 
     def __init__(self, decode: float = 0.0, final_every: int = 10, answer: bool = True,
                  stop_finals: int = 0, stop_gap: float = 0.0, stop_reading_after: int | None = None) -> None:
+        super().__init__(SID)
         self.decode, self.final_every, self.answer = decode, final_every, answer
         self.stop_finals, self.stop_gap = stop_finals, stop_gap
         self.stop_reading_after = stop_reading_after
@@ -39,45 +42,44 @@ class AnsweringServer:
         self.got_stop = False
         self.closed = asyncio.Event()
 
-    async def __call__(self, ws: Any) -> None:
+    async def serve(self, conn: FakeConnection) -> None:
         # Reading and decoding apart, as in the local server: what was read and not yet answered is in flight.
-        work: asyncio.Queue[str] = asyncio.Queue()
-        decoder = asyncio.create_task(self._decode(ws, work))
+        work: asyncio.Queue[Request] = asyncio.Queue()
+        decoder = asyncio.create_task(self._decode(conn, work))
         try:
-            async for raw in ws:
-                kind = json.loads(raw)["bk"]["type"]
-                if kind == "audioStream":
+            async for request in self.requests(conn):
+                if isinstance(request, AudioRequest):
                     self.received += 1
                     self.most_in_flight = max(self.most_in_flight, self.received - self.answered)
                     if self.received == self.stop_reading_after:
-                        await ws.wait_closed()  # never reads again
-                await work.put(kind)
+                        await conn.ws.wait_closed()  # never reads again
+                await work.put(request)
         finally:
             decoder.cancel()
             self.closed.set()
 
-    async def _decode(self, ws: Any, work: asyncio.Queue[str]) -> None:
+    async def _decode(self, conn: FakeConnection, work: asyncio.Queue[Request]) -> None:
         n = 0
         while True:
-            kind = await work.get()
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            elif kind == "audioStream":
+            request = await work.get()
+            if isinstance(request, ConnRequest):
+                await conn.accept()
+            elif isinstance(request, AudioRequest):
                 await asyncio.sleep(self.decode)
                 n += 1
                 if n % self.final_every == 0:
-                    await ws.send(reply("audioStream", final=f"w{n}", start=(n - 10) / 10, end=n / 10))
+                    await conn.final(f"w{n}", (n - 10) / 10, n / 10)
                 elif self.answer:
-                    await ws.send(json.dumps({"bk": {"type": "audioStream", "status": 200}}))
+                    await conn.send(json.dumps({"bk": {"type": "audioStream", "status": 200}}))  # the shortest ack
                 elif n % 3 == 0:
-                    await ws.send(reply("audioStream", partial=f"p{n}"))
+                    await conn.partial(f"p{n}")
                 self.answered += 1
-            elif kind == "audioStop":
+            else:
                 self.got_stop = True
                 for i in range(self.stop_finals):
                     await asyncio.sleep(self.stop_gap)
-                    await ws.send(reply("audioStream", final=f"late{i}", start=90.0 + i, end=90.5 + i))
-                await ws.send(reply("audioStop"))
+                    await conn.final(f"late{i}", 90.0 + i, 90.5 + i)
+                await conn.stopped()
 
 
 def client_sockets_to(port: int) -> list[Any]:
@@ -132,16 +134,16 @@ async def test_a_slow_decode_longer_than_five_seconds_does_not_give_the_window_u
     slow_chunk = 30
     original = server._decode
 
-    async def decode(ws: Any, work: asyncio.Queue[str]) -> None:
-        async def slow_get() -> str:
-            kind = await get()
-            if kind == "audioStream" and server.answered == slow_chunk:
+    async def decode(conn: FakeConnection, work: asyncio.Queue[Request]) -> None:
+        async def slow_get() -> Request:
+            request = await get()
+            if isinstance(request, AudioRequest) and server.answered == slow_chunk:
                 await asyncio.sleep(6.0)
-            return kind
+            return request
 
         get = work.get
         work.get = slow_get  # type: ignore[method-assign]
-        await original(ws, work)
+        await original(conn, work)
 
     server._decode = decode  # type: ignore[method-assign]
     async with scripted_server(server) as url:
@@ -179,22 +181,15 @@ async def test_unread_events_are_bounded() -> None:
 async def test_unread_events_are_bounded_in_bytes_too() -> None:
     big = "x" * 900_000  # under the client's 1 MiB reply limit
 
-    async def long_partials(ws: Any) -> None:
-        n = 0
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            elif kind == "audioStream":
-                n += 1
-                if n % 10 == 0:
-                    await ws.send(reply("audioStream", final=f"w{n}", start=(n - 10) / 10, end=n / 10))
-                else:
-                    await ws.send(reply("audioStream", partial=f"p{n} {big}"))
-            elif kind == "audioStop":
-                await ws.send(reply("audioStop"))
+    class LongPartials(FakeServer):
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            n = conn.chunks
+            if n % 10 == 0:
+                await conn.final(f"w{n}", (n - 10) / 10, n / 10)
+            else:
+                await conn.partial(f"p{n} {big}")
 
-    async with scripted_server(long_partials, max_size=None) as url:
+    async with scripted_server(LongPartials(SID), max_size=None) as url:
         async with client(url).stream() as s:
             await s.send(noise(6.0))  # 60 chunks: 54 partials of 0.9 MB and 6 finals, nobody reading
             backlog = s._events
@@ -210,15 +205,12 @@ async def test_unread_events_are_bounded_in_bytes_too() -> None:
 
 
 async def test_an_error_caught_inside_the_block_already_carries_the_transcript() -> None:
-    async def failing(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            else:
-                await ws.send(reply("audioStream", final="kept", start=0.0, end=0.1))
-                await ws.send(reply("audioStream", status=400))
-    async with scripted_server(failing) as url:
+    class Failing(FakeServer):
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            await conn.final("kept", 0.0, 0.1)
+            await conn.error("audioStream")
+
+    async with scripted_server(Failing(SID)) as url:
         async with client(url).stream() as s:
             with pytest.raises(bk.ServiceError) as from_send:
                 for _ in range(100):
@@ -232,14 +224,15 @@ async def test_an_error_caught_inside_the_block_already_carries_the_transcript()
 
 
 async def test_sess_id_at_the_top_level_of_the_audioconn_reply_is_accepted() -> None:
-    async def top_level(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(json.dumps({"bk": {"type": "audioConn", "status": 200, "sess_id": SID}}))
-            elif kind == "audioStop":
-                await ws.send(reply("audioStop"))
-    async with scripted_server(top_level) as url:
+    class TopLevel(FakeServer):
+        async def on_conn(self, conn: FakeConnection, request: ConnRequest) -> None:
+            conn.protocol.accept()  # the session opens; its reply goes out in the other shape
+            await conn.send(json.dumps({"bk": {"type": "audioConn", "status": 200, "sess_id": SID}}))
+
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            pass  # chunks unanswered, as before
+
+    async with scripted_server(TopLevel(SID)) as url:
         t = await client(url).transcribe(noise(0.5), 16000, speed=None)
     assert t.session_id == SID and t.complete
 
@@ -247,15 +240,14 @@ async def test_sess_id_at_the_top_level_of_the_audioconn_reply_is_accepted() -> 
 async def test_pacing_is_not_slower_than_asked() -> None:
     arrivals: list[float] = []
 
-    async def timed(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
+    class Timed(FakeServer):
+        async def answer(self, conn: FakeConnection, request: Request) -> bool | None:
             arrivals.append(asyncio.get_running_loop().time())
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            elif kind == "audioStop":
-                await ws.send(reply("audioStop"))
-    async with scripted_server(timed) as url:
+            if isinstance(request, AudioRequest):
+                return None  # chunks unanswered, as before
+            return await super().answer(conn, request)
+
+    async with scripted_server(Timed(SID)) as url:
         await client(url).transcribe(noise(4.0), 16000, speed=5.0)
     # 4 s of audio at 5x is due in 0.8 s; real time would take 4 s. Half of real time is a wide margin.
     assert arrivals[-1] - arrivals[0] < 2.0

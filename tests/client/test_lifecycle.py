@@ -5,7 +5,6 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 from typing import Any
@@ -14,19 +13,21 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import bk_notebook as bk
+from bk_notebook.protocol import ConnRequest
 from bk_notebook.transcript import Transcript
 
 from client.test_flow import SID, AnsweringServer, client, client_sockets_to, noise
-from helpers import reply, scripted_server
+from fake_server import FakeConnection, FakeServer
+from helpers import scripted_server
 from waiting import default_sigint, live_threads, wait_until
 
 
-class Stuck:
+class Stuck(FakeServer):
     """A server that is stuck in one phase: the handshake, audioConn, a refusal loop, or audioStop."""
 
     def __init__(self, phase: str) -> None:
+        super().__init__(SID)
         self.phase = phase
-        self.messages: list[str] = []
         self.closed = asyncio.Event()
         self.streaming = asyncio.Event()
 
@@ -34,23 +35,26 @@ class Stuck:
         if self.phase == "handshake":
             await asyncio.sleep(30)
 
-    async def __call__(self, ws: Any) -> None:
-        n = 0
+    async def serve(self, conn: FakeConnection) -> None:
         try:
-            async for raw in ws:
-                kind = json.loads(raw)["bk"]["type"]
-                self.messages.append(kind)
-                if kind == "audioConn" and self.phase == "retries":
-                    await ws.send(reply("audioConn", status=400))
-                elif kind == "audioConn" and self.phase != "audioConn":
-                    await ws.send(reply("audioConn", sess_id=SID))
-                elif kind == "audioStream":
-                    n += 1
-                    self.streaming.set()
-                    if n % 10 == 0:
-                        await ws.send(reply("audioStream", final=f"w{n}", start=(n - 10) / 10, end=n / 10))
+            await super().serve(conn)
         finally:
             self.closed.set()
+
+    async def on_conn(self, conn: FakeConnection, request: ConnRequest) -> None:
+        if self.phase == "retries":
+            await conn.refuse()
+        elif self.phase != "audioConn":
+            await conn.accept()
+
+    async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+        self.streaming.set()
+        n = conn.chunks
+        if n % 10 == 0:
+            await conn.final(f"w{n}", (n - 10) / 10, n / 10)
+
+    async def on_stop(self, conn: FakeConnection) -> None:
+        pass  # never answered, in any phase
 
 
 async def until(condition: Any, seconds: float = 10.0) -> None:
@@ -72,11 +76,11 @@ async def test_an_interrupt_in_every_phase_closes_the_socket_and_keeps_the_final
         if phase == "handshake":
             await until(lambda: client_sockets_to(port))
         elif phase in ("audioConn", "retries"):
-            await until(lambda: "audioConn" in server.messages)
+            await until(lambda: "audioConn" in server.kinds)
         elif phase == "streaming":
-            await until(lambda: server.messages.count("audioStream") >= 25)  # two finals received
+            await until(lambda: server.kinds.count("audioStream") >= 25)  # two finals received
         else:
-            await until(lambda: "audioStop" in server.messages)
+            await until(lambda: "audioStop" in server.kinds)
         await asyncio.sleep(0.1)
         task.cancel()
         with caplog.at_level(logging.WARNING, "bk_notebook"):
@@ -90,7 +94,7 @@ async def test_an_interrupt_in_every_phase_closes_the_socket_and_keeps_the_final
         assert [r["text"] for r in kept.finals][:2] == ["w10", "w20"] and not kept.complete
         assert "finals kept in client.history" in caplog.text
     if phase == "streaming":
-        assert server.messages[-1] == "audioStop"  # the best-effort goodbye
+        assert server.kinds[-1] == "audioStop"  # the best-effort goodbye
     if phase in ("handshake", "audioConn", "retries"):
         assert c.history == []
 
@@ -137,15 +141,12 @@ async def test_history_is_bounded_oldest_first_and_includes_failures() -> None:
         assert c.history == results[1:] and [len(t) for t in c.history] == [2, 3, 4]
         assert all(t.complete for t in c.history)
 
-    async def refuse_after_one_final(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id=SID))
-            else:
-                await ws.send(reply("audioStream", final="before the failure", start=0.0, end=0.1))
-                await ws.send(reply("audioStream", status=400))
-    async with scripted_server(refuse_after_one_final) as url:
+    class RefuseAfterOneFinal(FakeServer):
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            await conn.final("before the failure", 0.0, 0.1)
+            await conn.error("audioStream")
+
+    async with scripted_server(RefuseAfterOneFinal(SID)) as url:
         c.url = url
         with pytest.raises(bk.ServiceError) as info:
             await c.transcribe(noise(2.0), 16000, speed=None)
@@ -199,32 +200,27 @@ class ServerThread:
         self._thread.join(10)
 
 
-class CtrlCWhileStreaming:
+class CtrlCWhileStreaming(FakeServer):
     """Acknowledges each chunk; after ``chunks`` of them, presses Ctrl-C in the main thread."""
 
     def __init__(self, chunks: int) -> None:
-        self.chunks = chunks
-        self.messages: list[str] = []
+        super().__init__(SID)
+        self.chunks_before_ctrl_c = chunks
         self.closed = threading.Event()
 
-    async def __call__(self, ws: Any) -> None:
+    async def serve(self, conn: FakeConnection) -> None:
         try:
-            async for raw in ws:
-                kind = json.loads(raw)["bk"]["type"]
-                self.messages.append(kind)
-                if kind == "audioConn":
-                    await ws.send(reply("audioConn", sess_id=SID))
-                elif kind == "audioStream":
-                    # The interrupted client sends audioStop and closes at once: an acknowledgement can
-                    # meet a closed socket, and the messages already received must still be read.
-                    with contextlib.suppress(ConnectionClosed):
-                        await ws.send(json.dumps({"bk": {"type": "audioStream", "status": 200}}))
-                    if self.messages.count("audioStream") == self.chunks:
-                        _thread.interrupt_main()  # as SIGINT from the terminal does
-                elif kind == "audioStop":
-                    await ws.send(reply("audioStop"))
+            await super().serve(conn)
         finally:
             self.closed.set()
+
+    async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+        # The interrupted client sends audioStop and closes at once: an acknowledgement can
+        # meet a closed socket, and the messages already received must still be read.
+        with contextlib.suppress(ConnectionClosed):
+            await conn.acknowledge()
+        if len(self.chunks) == self.chunks_before_ctrl_c:
+            _thread.interrupt_main()  # as SIGINT from the terminal does
 
 
 def test_ctrl_c_during_transcribe_sync_stops_the_session_in_its_thread() -> None:
@@ -233,7 +229,7 @@ def test_ctrl_c_during_transcribe_sync_stops_the_session_in_its_thread() -> None
         with pytest.raises(KeyboardInterrupt):
             client(url).transcribe_sync(noise(120.0), 16000, speed=1.0)
         assert server.closed.wait(10)  # a bound for a hang, not a timing claim
-        assert "audioStop" in server.messages  # the session was stopped, not left streaming in the thread
+        assert "audioStop" in server.kinds  # the session was stopped, not left streaming in the thread
     # A joined thread can stay listed for a moment while CPython tears it down: a bounded wait, not a race.
     wait_until(lambda: not live_threads("bk-blocking"))
     assert live_threads("bk-blocking") == []

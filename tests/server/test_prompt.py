@@ -16,7 +16,8 @@ import bk_notebook as bk
 from bk_notebook.errors import ProtocolError
 from bk_notebook.protocol import MAX_PROMPT_CHARS, BadRequest, ClientProtocol, ConnRequest, ServerProtocol
 
-from helpers import reply, scripted_server
+from fake_server import FakeServer
+from helpers import scripted_server
 
 ECHO = "tests.server.prompt_engine:PromptEcho"
 
@@ -47,24 +48,14 @@ def test_the_server_reads_the_prompt_and_refuses_a_bad_one() -> None:
 
 # ------------------------------------------------------------------------------ the client
 async def test_the_client_sends_the_prompt_it_was_given_and_nothing_otherwise() -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def handler(ws: Any) -> None:
-        async for message in ws:
-            bk_ = json.loads(message)["bk"]
-            if bk_["type"] == "audioConn":
-                seen.append(bk_)
-                await ws.send(reply("audioConn", sess_id="s1"))
-            elif bk_["type"] == "audioStop":
-                await ws.send(reply("audioStop"))
-            else:
-                await ws.send(reply("audioStream"))
-
-    async with scripted_server(handler) as url:
+    server = FakeServer("s1")
+    async with scripted_server(server) as url:
         client = bk.Client(url)
         await client.transcribe(bk.sample_path(), speed=None)
         await client.transcribe(bk.sample_path(), speed=None, prompt="Kubernetes")
-    assert "data" not in seen[0] and seen[1]["data"] == {"prompt": "Kubernetes"}
+    assert [r.prompt for r in server.conn_requests] == [None, "Kubernetes"]
+    seen = [json.loads(m)["bk"] for m in server.messages if json.loads(m)["bk"]["type"] == "audioConn"]
+    assert "data" not in seen[0] and seen[1]["data"] == {"prompt": "Kubernetes"}  # on the wire: no data at all
 
 
 async def test_a_prompt_that_is_not_text_is_refused_before_any_traffic() -> None:

@@ -14,7 +14,8 @@ import pytest
 
 import bk_notebook as bk
 
-from helpers import FIXTURES, reply, require, scripted_server
+from fake_server import FakeConnection, FakeServer
+from helpers import FIXTURES, require, scripted_server
 
 require("anywidget", "the microphone widget")
 from bk_notebook.widgets import Microphone, Transcriber, from_recorder  # noqa: E402
@@ -264,7 +265,7 @@ async def held_handshake() -> Any:
             await ws.recv()
             got_conn.set()
             await release.wait()
-            await ws.send(reply("audioConn", sess_id="a" * 32))
+            await ws.send(ServerProtocol(lambda: "a" * 32).accept())
             async for _ in ws:
                 pass
         finally:
@@ -380,21 +381,20 @@ async def test_closing_during_an_upload_ends_its_session_and_keeps_the_finals() 
 
     closed = asyncio.Event()
 
-    async def stalls_after_a_final(ws: Any) -> None:  # answers 3 chunks, then never again
-        chunks = 0
-        try:
-            async for raw in ws:
-                kind = json.loads(raw)["bk"]["type"]
-                if kind == "audioConn":
-                    await ws.send(reply("audioConn", sess_id="b" * 32))
-                elif kind == "audioStream" and chunks < 3:
-                    chunks += 1
-                    await ws.send(reply("audioStream", final="first words", start=0.0, end=0.3) if chunks == 3
-                                  else reply("audioStream", partial="first"))
-        finally:
-            closed.set()
+    class StallsAfterAFinal(FakeServer):  # answers 3 chunks, then never again
+        async def serve(self, conn: FakeConnection) -> None:
+            try:
+                await super().serve(conn)
+            finally:
+                closed.set()
 
-    async with scripted_server(stalls_after_a_final) as url:
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            if conn.chunks < 3:
+                await conn.partial("first")
+            elif conn.chunks == 3:
+                await conn.final("first words", 0.0, 0.3)
+
+    async with scripted_server(StallsAfterAFinal("b" * 32)) as url:
         upload = ipywidgets.FileUpload(accept="audio/*")
         t = Transcriber(client=bk.Client(url), source=upload)
         got_final = asyncio.Event()
@@ -413,15 +413,14 @@ async def test_closing_during_an_upload_ends_its_session_and_keeps_the_finals() 
 
 
 async def test_an_incomplete_run_says_so_in_the_status() -> None:
-    async def never_answers_stop(ws: Any) -> None:
-        async for raw in ws:
-            kind = json.loads(raw)["bk"]["type"]
-            if kind == "audioConn":
-                await ws.send(reply("audioConn", sess_id="c" * 32))
-            elif kind == "audioStream":
-                await ws.send(reply("audioStream", final="heard", start=0.0, end=0.1))
+    class NeverAnswersStop(FakeServer):
+        async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
+            await conn.final("heard", 0.0, 0.1)
 
-    async with scripted_server(never_answers_stop) as url:
+        async def on_stop(self, conn: FakeConnection) -> None:
+            pass
+
+    async with scripted_server(NeverAnswersStop("c" * 32)) as url:
         t = Transcriber(client=bk.Client(url, drain_timeout=0.3), source=__import__("ipywidgets").FileUpload())
         t._in_loop(t._spawn_file, open(bk.sample_path(), "rb").read())
         await asyncio.sleep(0.05)
@@ -463,6 +462,7 @@ async def test_closed_widgets_are_freed_with_their_audio_and_callbacks(energy_se
 
 # ------------------------------------------------------- the run's state machine
 from bk_notebook.errors import StateError  # noqa: E402
+from bk_notebook.protocol import ServerProtocol  # noqa: E402
 from bk_notebook.widgets.run import TRANSITIONS, Run, RunState, check_step  # noqa: E402
 
 S = RunState
