@@ -113,6 +113,11 @@ class BkServer:
         self.port: int | None = None
 
     @property
+    def busy_workers(self) -> int:
+        """Workers reserved by a session now, including those whose engine is still being reset."""
+        return self._pool.busy
+
+    @property
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         scheme = "wss" if self.config.certfile else "ws"

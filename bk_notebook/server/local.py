@@ -84,6 +84,11 @@ class LocalServer:
         return self._server.engine
 
     @property
+    def busy_workers(self) -> int:
+        """Workers reserved by a session now, including those whose engine is still being reset (0: all idle)."""
+        return self._server.busy_workers
+
+    @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop_requested.is_set()
 

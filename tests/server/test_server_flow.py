@@ -304,7 +304,7 @@ async def test_the_log_tells_a_stop_then_close_from_a_close_without_stop(caplog)
                     await ws.send(audio_message(sess_id, c))
                 if send_stop:
                     await ws.send(stop_message(sess_id))
-            await wait_until(lambda: s._server._pool.busy == 0)
+            await wait_until(lambda: s.busy_workers == 0)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("session ")]
     assert len(lines) == 2
     assert lines[0].endswith("client sent audioStop and closed before the reply")

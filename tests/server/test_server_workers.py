@@ -74,7 +74,7 @@ async def test_four_audioconns_closed_before_the_reply_leak_no_worker(how: str) 
                 ws.transport.abort()  # no close frame: a vanished client
             else:
                 await ws.close()
-        await wait_until(lambda: s._server._pool.busy == 0)
+        await wait_until(lambda: s.busy_workers == 0)
         await all_workers_serve(s.url)
 
 
@@ -111,7 +111,7 @@ async def test_every_way_a_connection_ends_gives_its_worker_back(exit_path: Any)
     with server(engine="tests.server.slow_engine:SlowEngine", workers=WORKERS, idle_timeout=0.5,
                 engine_options={"inner": "energy", "speed": 5.0}) as s:
         await asyncio.gather(*(exit_path(s.url) for _ in range(WORKERS)))
-        await wait_until(lambda: s._server._pool.busy == 0)
+        await wait_until(lambda: s.busy_workers == 0)
         await all_workers_serve(s.url)
 
 
@@ -140,7 +140,7 @@ async def test_an_engine_failing_mid_stream_gets_a_500_and_its_worker_is_replace
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"]
                 assert reply["status"] == 500 and "engine failed" in reply["message"]
                 await asyncio.wait_for(ws.wait_closed(), 30)
-            await wait_until(lambda: s._server._pool.busy == 0)
+            await wait_until(lambda: s.busy_workers == 0)
         replies = await unpaced_session(s.url, chunks_of(tone(0.4).tobytes()))
         assert [r["data"]["final"] for r in replies if "final" in r.get("data", {})] == ["sound 0.40 s"]
 
@@ -155,7 +155,7 @@ async def test_an_engine_failing_to_start_is_refused_and_frees_its_worker(tmp_pa
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 30))["bk"]
             # 500, not the busy 400 a client retries; the reason, not "see the server log"
             assert reply["status"] == 500 and "engine failed to start: RuntimeError: no model" in reply["message"]
-            assert s._server._pool.busy == 0
+            assert s.busy_workers == 0
 
 
 async def test_the_client_raises_the_engines_failure_at_once_instead_of_retrying(tmp_path, monkeypatch) -> None:
@@ -242,3 +242,14 @@ async def test_an_unexpected_error_in_either_task_ends_the_connection_and_frees_
     assert "connection failed" in caplog.text
     await wait_until(lambda: pool.busy == 0)
     executor.shutdown()
+
+
+async def test_busy_workers_counts_the_sessions_holding_one() -> None:
+    with server(engine="energy", workers=2) as s:
+        assert s.busy_workers == 0
+        async with connect(s.url) as first, connect(s.url) as second:
+            await open_session(first)
+            assert s.busy_workers == 1
+            await open_session(second)
+            assert s.busy_workers == 2
+        await wait_until(lambda: s.busy_workers == 0)  # both connections gone: both workers back
