@@ -18,7 +18,7 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.protocol import SAMPLE_RATE, Final
 from bk_notebook.server.engines import decoder as decoding
-from bk_notebook.server.engines.decoder import Decoded, Decoder, Priority, Window, next_batch
+from bk_notebook.server.engines.decoder import Decoded, Decoder, Priority, Window, encoder_input, next_batch
 from bk_notebook.server.engines.packing import Pack, Piece, split_by_timestamps
 from bk_notebook.server.turns import Load
 
@@ -57,6 +57,16 @@ def test_windows_waiting_while_a_batch_runs_are_decoded_together_finals_first() 
     assert first.result(10).texts == ("first",)
     assert [f.result(10).texts[0] for f in futures] == [n for n, _ in names]  # each caller gets its own result
     assert batches == [["first"], ["c-final", "e-final", "d-pack"], ["a-partial", "b-partial"]]
+
+
+@pytest.mark.pure
+def test_one_call_takes_the_longest_encoder_input_its_windows_ask_for() -> None:
+    short, full = window(), window()
+    short.encoder_frames, full.encoder_frames = 1000, 3000
+    assert encoder_input([short], [300]) == 1000  # 3 s of audio in a 10 s input
+    assert encoder_input([short], [1250]) == 1350  # longer audio: the audio and a second
+    assert encoder_input([short], [2950]) == 3000  # never past Whisper's 30 s
+    assert encoder_input([short, full], [300, 300]) == 3000  # one input per call: the longest asked for
 
 
 def test_a_lone_window_waits_a_few_ms_for_company() -> None:
@@ -280,6 +290,7 @@ def test_a_speculative_decode_is_the_final_when_the_silence_lasts(fake_model: Fa
         pad = 0.2 if speculate else 0.3
         assert all(f.text == f"said {w.seconds:.2f}" for f, w in zip(finals, fake_model.windows, strict=True))
         assert fake_model.windows[0].seconds == pytest.approx(finals[0].end - finals[0].start + 0.3 + pad, abs=0.04)
+        assert {w.encoder_frames for w in fake_model.windows} == {1000}  # a live final: the short encoder input
 
 
 def test_a_file_is_packed_and_every_utterance_keeps_its_own_final_in_order(fake_model: FakeShared,
@@ -302,6 +313,7 @@ def test_a_file_is_packed_and_every_utterance_keeps_its_own_final_in_order(fake_
     assert singles == 24 and len(fake_model.windows) < 8  # fewer, longer windows
     assert any(w.bounds is not None and len(w.bounds) > 2 for w in fake_model.windows)
     assert all(w.seconds <= 28.0 for w in fake_model.windows)
+    assert {w.encoder_frames for w in fake_model.windows if w.bounds is not None} == {3000}  # packs: the full window
     # Each final is its own piece's text: the piece's length, padding included.
     assert [f.text for f in finals] == [f.text for f in live]
     # An utterance the packed decode skipped is decoded alone: none is lost.

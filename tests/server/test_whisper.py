@@ -189,6 +189,48 @@ async def test_a_packed_file_gives_the_words_of_one_by_one_decoding_each_its_own
 
 
 @pytest.mark.slow
+async def test_admission_from_whisper_measuring_itself_refuses_what_it_cannot_keep_live() -> None:
+    """Real Whisper base: the decoder measures its live throughput, and admission holds to it.
+
+    The bug this guards: cost taken from engine calls that ran alone fell 30-100x under load, and every
+    session offered was admitted, their finals 9.5-16.6 s late.  32 workers: the refusal comes from the
+    decoder's measure (base on 2 cores keeps about 8 live streams of finals), never from a full pool.
+    """
+    whisper_installed()
+    from bk_notebook.server.engines.whisper import shared_decoder
+
+    workers = 32
+    pcm = np.concatenate([bk.to_pcm16(f) for f, _ in manifest(ENGLISH)[:4]])
+    async with bk.local_server(engine="whisper", language="en", workers=workers, partials=False) as server:
+        await bk.Client(server.url).transcribe(pcm, 16000, speed=1.0)  # live: the decoder measures itself
+        throughput = shared_decoder(model="base").throughput()
+        assert throughput is not None
+        # Sessions count as real time while young: the decoder keeps n live when n * cost <= 0.85.
+        keeps = max(1, int(0.85 * throughput + 1e-9))
+        assert keeps < workers, throughput
+        opened: list[Any] = []
+        try:
+            while len(opened) < workers:
+                stream = bk.Client(server.url, connect_retries=1).stream()
+                try:
+                    await stream.__aenter__()
+                except bk.WorkerUnavailable:
+                    break
+                opened.append(stream)
+            assert len(opened) == keeps, (throughput, len(opened))
+            # A refused client retries with backoff, and gets in once a session ends.
+            waiting = asyncio.ensure_future(bk.Client(server.url, connect_retries=20, retry_backoff=0.05)
+                                            .stream().__aenter__())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await opened.pop(0).stop()
+            opened.append(await asyncio.wait_for(waiting, 30))
+        finally:
+            for stream in opened:
+                await stream.stop()
+
+
+@pytest.mark.slow
 def test_the_demo_command_uses_whisper_by_default(whisper_server: Any) -> None:
     result = subprocess.run([sys.executable, "-m", "bk_notebook.cli", "demo", "--speed", "max"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
