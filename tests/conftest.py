@@ -19,6 +19,7 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("browser"))  # `-n 4 --dist loadgroup`: one Chromium at a time
         if item.get_closest_marker("pure"):
             check_pure(item.nodeid, set(item.fixturenames), {m.name for m in item.iter_markers()})
     items.sort(key=lambda item: "/e2e/" in str(item.fspath))

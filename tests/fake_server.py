@@ -12,6 +12,7 @@ Run it with ``helpers.scripted_server(FakeServer())`` (a real websockets server 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -62,7 +63,9 @@ class FakeServer:
 
     It records what it saw: :attr:`messages` (each message as sent), :attr:`kinds` (each good request's type,
     in order, over every connection),
-    :attr:`chunks` (the audio), :attr:`conn_requests`, :attr:`connections` and :attr:`bad_requests`.
+    :attr:`chunks` (the audio), :attr:`conn_requests`, :attr:`connections` and :attr:`bad_requests`;
+    :attr:`closed` is set when a connection's handler has ended (a ``threading.Event``: the server may run
+    in a thread of its own).
     """
 
     def __init__(self, session_id: str = SID) -> None:
@@ -73,10 +76,14 @@ class FakeServer:
         self.chunks: list[bytes] = []
         self.conn_requests: list[ConnRequest] = []
         self.bad_requests: list[BadRequest] = []
+        self.closed = threading.Event()
 
     async def __call__(self, ws: Any) -> None:
         self.connections += 1
-        await self.serve(FakeConnection(ws, self.session_id))
+        try:
+            await self.serve(FakeConnection(ws, self.session_id))
+        finally:
+            self.closed.set()
 
     async def requests(self, conn: FakeConnection) -> AsyncIterator[Request]:
         """The connection's requests as ``ServerProtocol`` reads them, recorded; a bad one is answered here."""

@@ -20,6 +20,11 @@ ROOT = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# One millisecond of a test's real-time waits, scaled by one factor (websockets' ``MS``): a logic test
+# that needs "longer than the client's patience" shrinks that patience and waits a few hundred MS,
+# not seconds. On a machine too slow for the margins, BK_TESTS_TIME_FACTOR=4 stretches them all.
+MS = 0.001 * float(os.environ.get("BK_TESTS_TIME_FACTOR", "1"))
+
 
 # What a test marked ``pure`` may not use: mutation testing runs the pure tests once per mutant, in
 # parallel, and a server, a mount or a kernel there would cost minutes and flake (see TESTING.md).

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import bk_notebook as bk
-from bk_notebook.client.window import WindowMode
+from bk_notebook.client.window import SendWindow, WindowMode
 from bk_notebook.protocol import AudioRequest, ConnRequest, Request
 
 from fake_server import FakeConnection, FakeServer
-from helpers import scripted_server
+from helpers import MS, scripted_server
 
 SID = "b" * 32
 
@@ -40,7 +40,6 @@ class AnsweringServer(FakeServer):
         self.answered = 0
         self.most_in_flight = 0
         self.got_stop = False
-        self.closed = asyncio.Event()
 
     async def serve(self, conn: FakeConnection) -> None:
         # Reading and decoding apart, as in the local server: what was read and not yet answered is in flight.
@@ -56,7 +55,6 @@ class AnsweringServer(FakeServer):
                 await work.put(request)
         finally:
             decoder.cancel()
-            self.closed.set()
 
     async def _decode(self, conn: FakeConnection, work: asyncio.Queue[Request]) -> None:
         n = 0
@@ -127,9 +125,12 @@ async def test_the_drain_lasts_while_the_server_keeps_talking() -> None:
     assert t.complete and [r["text"] for r in t.finals][-10:] == [f"late{i}" for i in range(10)]
 
 
-async def test_a_slow_decode_longer_than_five_seconds_does_not_give_the_window_up() -> None:
-    # A per-chunk server whose recogniser takes 6 s over one chunk (Whisper finishing a long utterance on a
-    # busy machine). The window waits (up to reply_timeout) instead of sending the rest of the file unpaced.
+async def test_a_slow_decode_longer_than_the_window_patience_does_not_give_the_window_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A per-chunk server whose recogniser takes longer than the window's patience over one chunk (Whisper
+    # finishing a long utterance on a busy machine: 6 s against 5 s). The window waits (up to reply_timeout)
+    # instead of sending the rest of the file unpaced. The patience is scaled down, the ratios kept.
+    monkeypatch.setattr(SendWindow, "PATIENCE", 500 * MS)
     server = AnsweringServer(final_every=10)
     slow_chunk = 30
     original = server._decode
@@ -138,7 +139,7 @@ async def test_a_slow_decode_longer_than_five_seconds_does_not_give_the_window_u
         async def slow_get() -> Request:
             request = await get()
             if isinstance(request, AudioRequest) and server.answered == slow_chunk:
-                await asyncio.sleep(6.0)
+                await asyncio.sleep(600 * MS)
             return request
 
         get = work.get
@@ -147,9 +148,9 @@ async def test_a_slow_decode_longer_than_five_seconds_does_not_give_the_window_u
 
     server._decode = decode  # type: ignore[method-assign]
     async with scripted_server(server) as url:
-        t = await client(url, reply_timeout=10.0, window_seconds=1.0).transcribe(noise(8.0), 16000, speed=None)
+        t = await client(url, reply_timeout=2000 * MS, window_seconds=1.0).transcribe(noise(8.0), 16000, speed=None)
     assert t.complete and len(t) == 8 and server.received == 80
-    assert server.most_in_flight == 10  # the window held through the 6 s wait: never more than 1 s in flight
+    assert server.most_in_flight == 10  # the window held through the slow chunk: never more than 1 s in flight
 
 
 @pytest.mark.parametrize("window", [3.0, None])

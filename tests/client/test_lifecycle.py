@@ -28,18 +28,11 @@ class Stuck(FakeServer):
     def __init__(self, phase: str) -> None:
         super().__init__(SID)
         self.phase = phase
-        self.closed = asyncio.Event()
         self.streaming = asyncio.Event()
 
     async def process_request(self, connection: Any, request: Any) -> None:
         if self.phase == "handshake":
             await asyncio.sleep(30)
-
-    async def serve(self, conn: FakeConnection) -> None:
-        try:
-            await super().serve(conn)
-        finally:
-            self.closed.set()
 
     async def on_conn(self, conn: FakeConnection, request: ConnRequest) -> None:
         if self.phase == "retries":
@@ -206,13 +199,6 @@ class CtrlCWhileStreaming(FakeServer):
     def __init__(self, chunks: int) -> None:
         super().__init__(SID)
         self.chunks_before_ctrl_c = chunks
-        self.closed = threading.Event()
-
-    async def serve(self, conn: FakeConnection) -> None:
-        try:
-            await super().serve(conn)
-        finally:
-            self.closed.set()
 
     async def on_audio(self, conn: FakeConnection, audio: bytes) -> None:
         # The interrupted client sends audioStop and closes at once: an acknowledgement can
