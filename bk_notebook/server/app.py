@@ -114,7 +114,7 @@ class BkServer:
 
     @property
     def busy_workers(self) -> int:
-        """Workers reserved by a session now, including those whose engine is still being reset."""
+        """How many workers the sessions hold now, counting those whose engine is still being reset."""
         return self._pool.busy
 
     @property

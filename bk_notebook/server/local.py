@@ -85,7 +85,7 @@ class LocalServer:
 
     @property
     def busy_workers(self) -> int:
-        """Workers reserved by a session now, including those whose engine is still being reset (0: all idle)."""
+        """How many workers the sessions hold now, counting those whose engine is still being reset; 0 when idle."""
         return self._server.busy_workers
 
     @property
