@@ -1,22 +1,17 @@
+"""Hooks and the fixtures every folder uses; a folder's own fixtures live in its own conftest.py.
+
+Nothing here is imported by name: shared functions and constants are in ``helpers.py``.
+"""
+
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-# What a test marked ``pure`` may not use: mutation testing runs the pure tests once per mutant, in
-# parallel, and a server, a mount or a kernel there would cost minutes and flake (see TESTING.md).
-NOT_PURE_FIXTURES = {"energy_server", "sphinx_server", "small_disk", "readonly_folder", "kernel", "jupyter", "page",
-                     "dask_client"}
+from helpers import FIXTURES, check_pure, require, tmpfs
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
@@ -29,57 +24,9 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
     items.sort(key=lambda item: "/e2e/" in str(item.fspath))
 
 
-def check_pure(nodeid: str, fixtures: set[str], markers: set[str]) -> None:
-    """Refuse, at collection, a test marked ``pure`` that starts a server, mounts a disk or is slow."""
-    wrong = sorted(fixtures & NOT_PURE_FIXTURES) + sorted(markers & {"slow", "e2e"})
-    if wrong:
-        raise pytest.UsageError(f"{nodeid} is marked pure but uses {', '.join(wrong)}")
-
-
-def refuse_import(monkeypatch: Any, module: str, missing: str) -> None:
-    """Make ``import module`` fail as it does when one of its own dependencies (``missing``) is not installed."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def importer(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == module:
-            raise ImportError(f"No module named {missing!r}", name=missing)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", importer)
-
-
-def require(module: str, why: str) -> Any:
-    """Import an optional test dependency; skip locally, fail under CI=true."""
-    try:
-        return __import__(module)
-    except ImportError:
-        if IN_CI:
-            pytest.fail(f"{module} is required in CI ({why}); .ci/run must install it")
-        pytest.skip(f"{module} not installed ({why}): pip install -e '.[dev]'")
-
-
 @pytest.fixture
 def fixture_wav() -> Callable[[str], Path]:
     return lambda name: FIXTURES / f"{name}.wav"
-
-
-def reply(kind: str, status: int = 200, **data: Any) -> str:
-    bk: dict[str, Any] = {"service": "stt", "type": kind, "status": status, "message": "error message"}
-    if data:
-        bk["data"] = data
-    return json.dumps({"bk": bk})
-
-
-@contextlib.asynccontextmanager
-async def scripted_server(handler: Callable[[Any], Awaitable[None]], **kwargs: Any) -> AsyncIterator[str]:
-    """A real websockets server on 127.0.0.1, port 0, running ``handler`` per connection."""
-    from websockets.asyncio.server import serve
-
-    async with serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/v1/prod/stream"
 
 
 @pytest.fixture(scope="session")
@@ -99,24 +46,6 @@ def sphinx_server() -> Any:
         yield server
 
 
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str) -> Any:
-    """Mount a tmpfs with ``options`` on ``folder`` (root only); skip with a reason, or fail under CI."""
-    import subprocess
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:
-        message = f"cannot mount a tmpfs ({options}) here: needs root with mount rights"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
 @pytest.fixture
 def readonly_folder(tmp_path: Path) -> Any:
     """A folder no file can be written in, even by root: a read-only tmpfs."""
@@ -129,12 +58,3 @@ def small_disk(tmp_path: Path) -> Any:
     """A 256 KiB file system, to fill up on purpose."""
     with tmpfs(tmp_path / "small", "size=256k") as folder:
         yield folder
-
-
-def fill(folder: Path, leave: int) -> Path:
-    """Fill ``folder``'s file system until about ``leave`` bytes are free; delete the returned file to free it."""
-    filler = folder / "filler"
-    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
-    with filler.open("ab") as f:
-        f.write(b"\0" * max(0, free - leave))
-    return filler

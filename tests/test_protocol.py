@@ -23,7 +23,7 @@ from bk_notebook.protocol import (
     StopRequest,
 )
 
-from conftest import reply
+from helpers import reply
 
 pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 

@@ -9,7 +9,7 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.transcript import Transcript, finals_table_html
 
-from conftest import require
+from helpers import require
 
 pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
@@ -224,7 +224,7 @@ def test_a_final_keeps_its_language_as_its_last_key_only_when_named() -> None:
 
 
 def test_a_missing_dependency_of_pandas_is_named(monkeypatch) -> None:
-    from conftest import refuse_import
+    from helpers import refuse_import
 
     refuse_import(monkeypatch, "pandas", missing="dateutil")
     with pytest.raises(ImportError, match=r"^to_dataframe needs pandas \(dateutil is missing\): pip install"):

@@ -25,7 +25,7 @@ before the notebook is written back:
   token-like (``eyJ...``, ``token=...``, ``Bearer ...``) or a machine path is left after cleaning (in
   the outputs or the saved widget state), or when the run leaves a new file in the notebook's folder.
 
-``tests/test_notebooks.py`` uses :func:`execute`, :func:`clean`, :func:`problems` and :func:`structure`
+``tests/project/test_notebooks.py`` uses :func:`execute`, :func:`clean`, :func:`problems` and :func:`structure`
 to check that the committed notebooks match a fresh run.
 """
 

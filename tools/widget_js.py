@@ -14,7 +14,7 @@ the ``@jupyter-widgets/controls`` version that the pinned ipywidgets writes in i
 
 ``npm pack`` fetches the package's tarball alone (none of its dependencies: ``dist/`` is bundled), and
 the tarball must match the pinned integrity. ``MANIFEST`` records each copied file's SHA-256;
-``tests/test_docs.py`` checks the committed files against it.
+``tests/project/test_notebooks.py`` checks the committed files against it.
 """
 
 from __future__ import annotations

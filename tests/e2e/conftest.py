@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURES, IN_CI, require
 from e2e.jupyter import JupyterServer, chromium, launch
+from helpers import FIXTURES, IN_CI, require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).parent / "screenshots"

@@ -1,6 +1,6 @@
 """The documentation site in Chromium, opened from disk (file://) as a reader who built it would.
 
-The site is built here (or reused, if tests/test_docs.py built it in this process first), so this
+The site is built here (or reused, if tests/project/test_docs.py built it in this process first), so this
 test does not depend on the order the tests run in. Nothing may be fetched from the network.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from docs_site import Site, build_site
 from e2e.jupyter import launch
+from project.docs_site import Site, build_site
 
 
 @pytest.fixture(scope="module")

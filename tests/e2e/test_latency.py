@@ -8,7 +8,9 @@ Chunk k carries session audio [k*0.1, (k+1)*0.1) s and leaves once its last samp
 so audio at session time s was captured at send[k] - ((k+1)*0.1 - s).
 - end of speech -> final in the DOM: the final's `end` is the end of speech in session time;
 - chunk -> partial: with the energy engine a partial "sound L s" is caused by the chunk holding
-  audio at start+L; its delay is the DOM time minus that chunk's send time.
+  audio at start+L; its delay is the DOM time minus that chunk's send time;
+- Whisper: the first words on screen after the Start click, and the final after a Stop pressed
+  mid-phrase (click times from a listener in the page, DOM times from the observer).
 """
 
 from __future__ import annotations
@@ -104,6 +106,43 @@ def summary(values: list[float]) -> dict[str, float]:
             "p95_ms": round(float(np.percentile(a, 95)), 1), "max_ms": round(float(a.max()), 1)}
 
 
+CLICKS = """
+if (!window.__bkClicks) {
+  window.__bkClicks = [];
+  const note = (e) => window.__bkClicks.push([performance.now(), e.target.innerText || ""]);
+  document.addEventListener("click", note, true);
+}
+"""
+MIC_SECONDS = 6.978  # tests/fixtures/mic_hello.wav, which the fake microphone loops: a phrase, then 2.5 s of silence
+
+
+def whisper_start_and_stop(page: Any, jupyter: JupyterServer) -> dict[str, float]:
+    """Start, then Stop in the middle of the phrase's second playing: first words on screen, and the final after Stop.
+
+    The issue's measure of how the Whisper engine feels: the phrase begins as the capture starts, so
+    first words count from the Start click; Stop goes 2 s into the second playing (mid-phrase).
+    """
+    name = "latency_whisper.ipynb"
+    (jupyter.root / name).write_text(json.dumps(notebook("whisper")))  # type: ignore[attr-defined]
+    page.add_init_script(CLICKS)
+    open_and_run(page, jupyter, f"/lab/tree/{name}?reset")
+    page.wait_for_selector(f"{VISIBLE} .bk-transcriber", timeout=120_000)
+    page.evaluate(OBSERVE, VISIBLE)
+    page.locator(f"{VISIBLE} .bk-transcriber .widget-button:has-text('Start')").click()
+    page.wait_for_timeout((MIC_SECONDS + 2.0) * 1000)
+    page.locator(f"{VISIBLE} .bk-transcriber .widget-button:has-text('Stop')").click()
+    wait_text(page, ".bk-status", "done", timeout=60_000)
+    clicks, dom = page.evaluate("window.__bkClicks"), page.evaluate("window.__bkDom")
+    start = next(t for t, label in clicks if "Start" in label)
+    stop = next(t for t, label in clicks if "Stop" in label)
+    shown = [(e["t"], e["partial"] + e["finals"].split("\n", 1)[-1]) for e in dom]  # the finals' header aside
+    worded = [t for t, text in shown if t > start and re.search(r"[A-Za-z]{2}", text)]
+    before_stop = max((e["finals"].count("\n") for e in dom if e["t"] <= stop), default=0)
+    after = [e["t"] for e in dom if e["t"] > stop and e["finals"].count("\n") > before_stop]
+    assert worded and after, dom
+    return {"first_words_after_start_ms": round(worded[0] - start, 1), "final_after_stop_ms": round(after[0] - stop, 1)}
+
+
 def test_browser_latency(page: Any, jupyter: JupyterServer) -> None:
     sends, dom = record(page, jupyter, "energy", 15)
     assert len(sends) > 100 and dom
@@ -125,10 +164,14 @@ def test_browser_latency(page: Any, jupyter: JupyterServer) -> None:
     page.context.clear_cookies()
     sphinx_sends, sphinx_dom = record(page, jupyter, "pocketsphinx", 20)
     sphinx_finals = final_latencies(sphinx_sends, sphinx_dom)
+
+    page.context.clear_cookies()
+    whisper = whisper_start_and_stop(page, jupyter)
     result = {
         "chunk_to_partial_in_dom_energy": summary(partial_delays),
         "end_of_speech_to_final_in_dom_energy": summary(energy_finals),
         "end_of_speech_to_final_in_dom_pocketsphinx": summary(sphinx_finals),
+        "whisper_start_and_stop": whisper,
         "note": "energy finals include its 0.3 s silence window; pocketsphinx finals include its endpointer",
     }
     OUT.mkdir(parents=True, exist_ok=True)

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from conftest import require
 from e2e.conftest import FAKE_MIC
 from e2e.jupyter import VISIBLE, JupyterServer, free_port, launch
 from e2e.test_browser import open_and_run, text_of, wait_text
+from helpers import require
 
 AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 PLAYER = f"{VISIBLE} .bk-player"
-SAMPLE_FINALS = [(0.3, 3.69), (4.8, 7.62)]  # tests/test_player.py checks these against the real recogniser
+SAMPLE_FINALS = [(0.3, 3.69), (4.8, 7.62)]  # tests/widgets/test_player.py checks these against the real recogniser
 
 
 @pytest.fixture

@@ -40,7 +40,8 @@ from ...protocol import SAMPLE_RATE, WordTiming
 from .packing import split_by_timestamps
 from .weights import INSTALL_HINT, model_folder
 
-__all__ = ["DecodeOptions", "Decoded", "Decoder", "Priority", "SharedModel", "Window", "next_batch", "shared_model"]
+__all__ = ["DecodeOptions", "Decoded", "Decoder", "Priority", "SharedModel", "Window", "encoder_input", "next_batch",
+           "shared_model"]
 
 logger = logging.getLogger("bk_notebook.server")
 
@@ -82,8 +83,9 @@ class Window:
     ``bounds`` makes it a pack: its pieces end at these seconds of the window, and the window is
     decoded with timestamps so that its text can be split back into its pieces.  ``encoder_frames``
     below 3000 (30 s) shortens the encoder's input to the audio plus a second, at least that many
-    frames: measured on the suite's English sentences, 1000 frames (10 s) decoded 3.3x faster with the
-    same words, where inputs cut to the audio's own length repeated sentences up to the token limit.
+    frames: measured one utterance at a time (``benchmarks/bench_final_encoder.py``), 1000 frames (10 s)
+    decoded 3-5x faster than 3000 with no more word errors, where inputs cut to the audio's own length
+    repeated sentences up to the token limit.
     """
 
     audio: np.ndarray
@@ -104,6 +106,14 @@ class Window:
 def next_batch(waiting: Sequence[Window], size: int) -> list[Window]:
     """The ``size`` most urgent windows: by priority, then by arrival."""
     return sorted(waiting, key=lambda w: (w.priority, w.arrival))[:size]
+
+
+def encoder_input(windows: Sequence[Window], frames: Sequence[int], limit: int = 3000) -> int:
+    """Mel frames of one call's encoder input: the longest its windows ask for, never past ``limit`` (30 s).
+
+    A window asks for its ``encoder_frames``, or its audio's ``frames`` and a second (100 frames) when longer.
+    """
+    return max(min(limit, max(w.encoder_frames, n + 100)) for w, n in zip(windows, frames, strict=True))
 
 
 class Decoder:
@@ -275,9 +285,7 @@ class SharedModel:
         extractor = model.feature_extractor
         features = [extractor(w.audio) for w in windows]
         frames = [min(extractor.nb_max_frames, f.shape[-1] - 1) for f in features]
-        # One encoder input length per call: the longest the windows ask for (30 s unless all are short).
-        length = max(min(extractor.nb_max_frames, max(w.encoder_frames, n + 100))
-                     for w, n in zip(windows, frames, strict=True))
+        length = encoder_input(windows, frames, extractor.nb_max_frames)
         encoded = model.encode(np.stack([pad_or_trim(f[:, :n], length) for f, n in zip(features, frames, strict=True)]))
         languages = [w.languages[0] if self.multilingual else "en" for w in windows]
         if self.multilingual and any(len(w.languages) > 1 for w in windows):

@@ -1,0 +1,1 @@
+"""The audio layer (bk_notebook/audio): conversion, live blocks, capture and the sound card."""

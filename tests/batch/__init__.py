@@ -1,0 +1,1 @@
+"""The batch layer (bk_notebook/batch): runs, checkpoints, scoring, Dask and datasets."""

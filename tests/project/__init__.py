@@ -1,0 +1,1 @@
+"""The project as a whole: layers, style, docs, README, notebooks, packaging, benchmarks, exports, security."""

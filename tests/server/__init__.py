@@ -1,0 +1,1 @@
+"""The local server layer (bk_notebook/server): its sessions, engines, pool and flow."""
