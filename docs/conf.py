@@ -66,11 +66,13 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 nb_execution_mode = "off"  # render the committed outputs; the build never starts a kernel
-nb_ipywidgets_js = {}  # the saved notebooks hold no widget state: load no widget JS from the network
+# The notebooks' saved widget state is drawn by ipywidgets' HTML manager, shipped with the site
+# (tools/widget_js.py copied it from npm): a page loads no script from a CDN.
+nb_ipywidgets_js = {"widgets/embed.js": {}}
 
 html_theme = "furo"
 html_title = f"bk_notebook {release}"
-html_static_path = ["_static"]  # transcriber.webm, the home page's recording (tools/make_pictures.py)
+html_static_path = ["_static"]  # transcriber.webm, the home page's recording (tools/make_pictures.py); widgets/
 
 
 def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:

@@ -13,11 +13,17 @@ before the notebook is written back:
 - machine-specific text is replaced by stable placeholders: paths under the repository, the Python
   installation, the temporary folder (a ``tempfile.mkdtemp()`` folder in it becomes ``<scratch>``)
   and the home folder; the host name; loopback ports; session ids; object addresses;
-- execution timing metadata and widget state are dropped; a widget view keeps only its ``text/plain``
-  fallback; consecutive stream outputs are merged; ``image/png`` outputs (the static plots) are kept;
+- execution timing metadata is dropped; consecutive stream outputs are merged; ``image/png`` outputs
+  (the static plots) are kept;
+- widget state is saved for the views the site can render offline (``docs/_static/widgets/embed.js``,
+  ipywidgets' HTML manager, draws them from it): a view of ``@jupyter-widgets`` models keeps its state,
+  cut to the models it shows, with stable ids (``bk-widget-N``) and its text scrubbed like any output;
+  a custom view (an anywidget: the player, the microphone) needs its kernel and its own script, so it
+  keeps only its ``text/plain`` fallback and is left out of a box that holds it (the notebook shows a
+  picture of it beside the cell, made in a real browser by ``tools/make_pictures.py``);
 - a run fails, and nothing is written, when an output is an error or a traceback, when something
-  token-like (``eyJ...``, ``token=...``, ``Bearer ...``) or a machine path is left after cleaning, or
-  when the run leaves a new file in the notebook's folder.
+  token-like (``eyJ...``, ``token=...``, ``Bearer ...``) or a machine path is left after cleaning (in
+  the outputs or the saved widget state), or when the run leaves a new file in the notebook's folder.
 
 ``tests/project/test_notebooks.py`` uses :func:`execute`, :func:`clean`, :func:`problems` and :func:`structure`
 to check that the committed notebooks match a fresh run.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import html
+import json
 import os
 import re
 import shutil
@@ -42,6 +49,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# The widget modules the HTML manager bundles: their views render from saved state alone, offline.
+STATIC_WIDGET_MODULES = ("@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output")
+MODEL_REFERENCE = "IPY_MODEL_"
+HTML_VALUED_MODELS = ("HTMLModel", "HTMLMathModel")  # their value is HTML: a placeholder is escaped in it
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/svg+xml", "application/javascript")
 PICTURE_MIMES = ("image/png", "image/jpeg")  # stored as base64: any run of characters can occur by chance
 SECRET_VARIABLES = ("BK_TOKEN", "BK_STT_URL")
@@ -170,7 +182,7 @@ def _coalesce_streams(outputs: list[Any]) -> list[Any]:
     return merged
 
 
-def _clean_output(out: Any, scrub: Scrubber, source: str) -> Any | None:
+def _clean_output(out: Any, scrub: Scrubber, widgets: SavedWidgets, source: str) -> Any | None:
     out.pop("transient", None)
     if out.get("output_type") == "stream":
         out["text"] = scrub.text(out["text"], source)
@@ -178,10 +190,14 @@ def _clean_output(out: Any, scrub: Scrubber, source: str) -> Any | None:
     data = out.get("data")
     if data is None:
         return out
-    if WIDGET_VIEW in data:  # the view needs widget state we do not store: keep its text fallback
-        del data[WIDGET_VIEW]
-        if not data:
-            return None
+    if WIDGET_VIEW in data:
+        kept = widgets.keep_view(data[WIDGET_VIEW], source)
+        if kept is None:  # a view the site cannot draw: its text fallback stays
+            del data[WIDGET_VIEW]
+            if not data:
+                return None
+        else:
+            data[WIDGET_VIEW] = kept
     for mime in list(data):
         value = data[mime]
         if mime in PICTURE_MIMES and isinstance(value, str):
@@ -229,15 +245,63 @@ def clean(nb: Any, workdir: Path | None = None) -> Any:
     """A copy of an executed notebook with stable, machine-independent outputs (see the module docstring)."""
     nb = copy.deepcopy(nb)
     scrub = Scrubber(workdir)
-    nb.metadata.pop("widgets", None)
+    widgets = SavedWidgets(nb.metadata.pop("widgets", None), scrub)
     nb.metadata.get("language_info", {}).pop("version", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        outputs = [_clean_output(out, scrub, cell.source) for out in _coalesce_streams(cell.outputs)]
+        outputs = [_clean_output(out, scrub, widgets, cell.source) for out in _coalesce_streams(cell.outputs)]
         cell.outputs = [out for out in outputs if out is not None]
+    if widgets.kept:
+        nb.metadata["widgets"] = {WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": widgets.kept}}
     return nb
+
+
+class SavedWidgets:
+    """The widget state a run saved, cut down to what the kept views show (see the module docstring)."""
+
+    def __init__(self, metadata: Any, scrub: Scrubber) -> None:
+        self.saved: dict[str, Any] = ((metadata or {}).get(WIDGET_STATE) or {}).get("state") or {}
+        self.scrub = scrub
+        self.ids: dict[str, str] = {}  # a run's random model id -> its stable one
+        self.kept: dict[str, Any] = {}
+
+    def renders(self, model_id: str) -> bool:
+        model = self.saved.get(model_id)
+        return model is not None and model.get("model_module") in STATIC_WIDGET_MODULES
+
+    def keep_view(self, view: Any, source: str) -> Any | None:
+        """The view with a stable model id, its models kept; ``None`` when the site cannot draw it."""
+        model_id = view.get("model_id") if isinstance(view, dict) else None
+        if not isinstance(model_id, str) or not self.renders(model_id):
+            return None
+        return {**view, "model_id": self._keep(model_id, source)}
+
+    def _keep(self, model_id: str, source: str) -> str:
+        if model_id in self.ids:
+            return self.ids[model_id]
+        stable = self.ids[model_id] = f"bk-widget-{len(self.ids) + 1}"
+        model = copy.deepcopy(self.saved[model_id])
+        html_value = model.get("model_name") in HTML_VALUED_MODELS
+        model["state"] = {key: self._value(value, source, html_value and key == "value")
+                          for key, value in model.get("state", {}).items()}
+        self.kept[stable] = model
+        return stable
+
+    def _value(self, value: Any, source: str, is_html: bool = False) -> Any:
+        if isinstance(value, str) and value.startswith(MODEL_REFERENCE):
+            target = value[len(MODEL_REFERENCE):]
+            return MODEL_REFERENCE + self._keep(target, source) if self.renders(target) else None
+        if isinstance(value, str):
+            return self.scrub.text(value, source, html.escape if is_html else str)
+        if isinstance(value, list):  # a box's children: a custom child is left out, the rest stay in order
+            values = [self._value(item, source) for item in value]
+            return [v for item, v in zip(value, values, strict=True)
+                    if not (v is None and isinstance(item, str) and item.startswith(MODEL_REFERENCE))]
+        if isinstance(value, dict):
+            return {key: self._value(item, source) for key, item in value.items()}
+        return value
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -252,22 +316,21 @@ def _texts(out: Any) -> Iterable[str]:
 
 
 def problems(nb: Any) -> list[str]:
-    """What must never be committed: errors, tracebacks, machine paths, tokens, widget state, timings.
+    """What must never be committed: errors, tracebacks, machine paths, tokens, timings, unsavable widgets.
 
     Also the random parts of a run (a loopback port, a session id, an object address) unless the cell's
     source has them: :func:`clean` replaces those.
     """
-    found = []
-    if "widgets" in nb.metadata:
-        found.append("widget state in the notebook metadata")
+    found = widget_state_problems(nb)
     for i, cell in enumerate(nb.cells):
         if "execution" in cell.metadata:
             found.append(f"cell {i}: execution timing metadata")
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 found.append(f"cell {i}: an error output ({out.get('ename')})")
-            if WIDGET_VIEW in out.get("data", {}):
-                found.append(f"cell {i}: a widget view (its state is not stored)")
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view is not None and view.get("model_id") not in saved_widget_state(nb):
+                found.append(f"cell {i}: a widget view whose state is not saved")
             for mime in PICTURE_MIMES:  # a token scanner reads the base64 too: clean() re-encodes such a picture
                 if (match := TOKEN_IN_BASE64.search(str(out.get("data", {}).get(mime, "")))) is not None:
                     found.append(f"cell {i}: a {mime} whose base64 looks token-like ({match.group(0)[:8]}...)")
@@ -281,6 +344,45 @@ def problems(nb: Any) -> list[str]:
                         found.append(f"cell {i}: {name} of this run: run the cleaning")
                 if match := TOKEN_LIKE.search(text):
                     found.append(f"cell {i}: something token-like ({match.group(0)[:8]}...)")
+    return found
+
+
+def saved_widget_state(nb: Any) -> dict[str, Any]:
+    """The models of the notebook's saved widget state, by id (empty when none is saved)."""
+    return ((nb.metadata.get("widgets") or {}).get(WIDGET_STATE) or {}).get("state") or {}
+
+
+def widget_state_problems(nb: Any) -> list[str]:
+    """What the saved widget state must not hold.
+
+    A model the site cannot draw, a dangling reference, a token, a machine path, or the random parts of
+    a run (ports, session ids, addresses, model ids).
+    """
+    widgets = nb.metadata.get("widgets")
+    if widgets is None:
+        return []
+    state = saved_widget_state(nb)
+    if set(widgets) != {WIDGET_STATE} or not state:
+        return ["widget metadata that is not a saved widget state of models"]
+    found = []
+    sources = "\n".join(cell.source for cell in nb.cells)
+    for model_id, model in state.items():
+        if not re.fullmatch(r"bk-widget-\d+", model_id):
+            found.append(f"widget state: model id {model_id[:12]!r} of this run: run the cleaning")
+        if model.get("model_module") not in STATIC_WIDGET_MODULES:
+            found.append(f"widget state: a {model.get('model_name')} from {model.get('model_module')!r}, "
+                         "which the site cannot draw")
+        text = json.dumps(model.get("state", {}))
+        for reference in re.findall(rf"{MODEL_REFERENCE}([\w-]+)", text):
+            if reference not in state:
+                found.append(f"widget state: {model_id} refers to a model that is not saved")
+        if match := TOKEN_LIKE.search(text):
+            found.append(f"widget state: something token-like ({match.group(0)[:8]}...)")
+        if match := MACHINE_PATH.search(text):
+            found.append(f"widget state: a machine path near {text[match.start():match.start() + 40]!r}")
+        for name, pattern in (("a loopback port", PORT), ("a session id", SESSION_ID), ("an address", ADDRESS)):
+            if any(not _typed(match, sources) for match in pattern.finditer(text)):
+                found.append(f"widget state: {name} of this run: run the cleaning")
     return found
 
 
@@ -304,7 +406,7 @@ def execute_and_write(path: Path) -> list[str]:
     import nbformat
 
     with tempfile.TemporaryDirectory(prefix="bk-notebooks-") as scratch:
-        nb = run_in_scratch_copy(path, Path(scratch))
+        nb = run_in_scratch_copy(path, Path(scratch), store_widget_state=True)
         cleaned = clean(nb, Path(scratch) / path.parent.name)
     found = problems(cleaned)
     if found:

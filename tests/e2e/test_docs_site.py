@@ -67,6 +67,30 @@ def test_a_rendered_notebook_shows_its_plot(offline_page: tuple[Any, list[str]],
     assert not fetched, f"the page fetched from the network: {fetched}"
 
 
+def test_a_notebook_page_draws_its_saved_widgets(offline_page: tuple[Any, list[str]], site: Site) -> None:
+    """Notebook 01's live display, drawn by the HTML manager shipped in _static from the saved state."""
+    page, fetched = offline_page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto((site.html / "notebooks" / "01_quickstart.html").as_uri())
+    display = page.locator(".cell_output .jupyter-widgets.bk-live-display").first
+    display.wait_for(state="visible", timeout=30_000)  # a DOM view of the manager, built in this page
+    progress = display.locator(".widget-hprogress .progress-bar").first  # ipywidgets' FloatProgress view
+    assert progress.is_visible()
+    assert progress.evaluate("bar => parseFloat(bar.style.width)") == 100  # all 8.4 s sent, as the run left it
+    assert display.locator(".bk-progress-label").inner_text() == "8.4 / 8.4 s"
+    finals = display.locator("table.bk-finals")
+    assert "hello world, this is a speech recognition test" in finals.inner_text().lower()
+    assert page.get_by_text("VBox(children=").count() == 0  # the view, not its repr
+    assert page.get_by_text("Error displaying widget").count() == 0
+    # The player cannot be drawn from state: its picture stands beside the cell, and loads.
+    picture = page.locator("img[src$='player.png']").first
+    picture.scroll_into_view_if_needed()
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 300"), "the player's picture"
+    assert not errors, errors
+    assert not fetched, f"the page fetched from the network: {fetched}"
+
+
 def test_the_home_page_recording_plays(offline_page: tuple[Any, list[str]], site: Site) -> None:
     page, fetched = offline_page
     page.goto((site.html / "index.html").as_uri())
@@ -75,7 +99,8 @@ def test_the_home_page_recording_plays(offline_page: tuple[Any, list[str]], site
     # Muted, it plays by itself: its clock moves on and its frames decode (a broken file or a missing
     # codec leaves currentTime at 0 and videoWidth at 0).
     page.wait_for_function("() => { const v = document.querySelector('video.bk-recording');"
-                           " return v && !v.paused && v.currentTime > 1 && v.videoWidth > 0; }", timeout=30_000)
+                           " return v && !v.paused && v.readyState >= 2 && v.currentTime > 1 && v.videoWidth > 0; }",
+                           timeout=30_000)
     size = video.evaluate("v => [v.videoWidth, v.videoHeight, v.duration]")
     assert size[0] > 300 and size[1] > 100 and size[2] > 3, size  # the Transcriber's view, a few seconds
     assert not fetched, f"the page fetched from the network: {fetched}"

@@ -135,7 +135,7 @@ def whisper_start_and_stop(page: Any, jupyter: JupyterServer) -> dict[str, float
     clicks, dom = page.evaluate("window.__bkClicks"), page.evaluate("window.__bkDom")
     start = next(t for t, label in clicks if "Start" in label)
     stop = next(t for t, label in clicks if "Stop" in label)
-    shown = [(e["t"], e["partial"] + e["finals"].split("\n", 1)[-1]) for e in dom]  # the finals' header aside
+    shown = [(e["t"], e["partial"] + " ".join(e["finals"].splitlines()[1:])) for e in dom]  # the finals' header aside
     worded = [t for t, text in shown if t > start and re.search(r"[A-Za-z]{2}", text)]
     before_stop = max((e["finals"].count("\n") for e in dom if e["t"] <= stop), default=0)
     after = [e["t"] for e in dom if e["t"] > stop and e["finals"].count("\n") > before_stop]

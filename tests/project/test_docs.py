@@ -127,6 +127,25 @@ def test_each_notebook_is_rendered_from_its_committed_outputs(site: Site) -> Non
         assert len(re.findall(r'<img [^>]*src="[^"]*_images/', page)) >= plots, notebook.name
 
 
+def test_notebook_pages_carry_their_widget_state_and_load_the_manager_from_the_site(site: Site) -> None:
+    drawn = 0
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        saved = json.loads(notebook.read_text())["metadata"].get("widgets")
+        page = (site.html / "notebooks" / f"{notebook.stem}.html").read_text()
+        scripts = re.findall(r'<script [^>]*src="([^"]+)"', page)
+        assert not [src for src in scripts if "://" in src], f"{notebook.name} loads a script from the network"
+        if saved is None:
+            assert "application/vnd.jupyter.widget-view+json" not in page, notebook.name
+            continue
+        drawn += 1
+        state = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page, re.S)
+        assert state is not None, notebook.name
+        assert json.loads(state.group(1))["state"] == saved["application/vnd.jupyter.widget-state+json"]["state"]
+        assert "../_static/widgets/embed.js" in [src.partition("?")[0] for src in scripts], scripts
+        assert (site.html / "_static" / "widgets" / "embed.js").is_file()
+    assert drawn >= 1  # notebook 01's live display at least
+
+
 def test_the_build_needs_no_network_and_no_kernel(site: Site) -> None:
     if not site.offline:
         pytest.skip("unshare -n is not available to this user: the build ran with the network up")

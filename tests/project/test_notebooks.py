@@ -176,6 +176,115 @@ def test_clean_replaces_machine_specific_text_and_keeps_what_the_source_says(tmp
     assert tool.problems(nb) != []  # the uncleaned one has widget state, timings and paths
 
 
+# ------------------------------------------------------------------------------ the saved widget state
+def _model(name: str, module: str = "@jupyter-widgets/controls", **state: Any) -> dict[str, Any]:
+    return {"model_module": module, "model_module_version": "2.0.0", "model_name": name, "state": state}
+
+
+def _run_with_widgets(models: dict[str, Any], views: list[str], source: str = "show()") -> Any:
+    """A notebook as nbclient saves it: one display per view, the manager's state in the metadata."""
+    nbformat = require("nbformat", "reading notebooks")
+    outputs = [nbformat.v4.new_output("display_data", data={
+        tool.WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": view}, "text/plain": f"W({view[:4]})"})
+        for view in views]
+    cell = nbformat.v4.new_code_cell(source, execution_count=1, outputs=outputs)
+    return nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {tool.WIDGET_STATE: {
+        "version_major": 2, "version_minor": 0, "state": models}}})
+
+
+RANDOM_IDS = {name: f"{i:x}" * 32  # a run's model ids: random hex
+              for i, name in enumerate(("box", "bar", "html", "player", "layout", "lone", "idle"), 1)}
+
+
+def _live_display_run() -> Any:
+    """Notebook 01's live display, in small: a box of a progress bar, an HTML table and a player (an anywidget)."""
+    ref = {name: "IPY_MODEL_" + model_id for name, model_id in RANDOM_IDS.items()}
+    models = {
+        RANDOM_IDS["box"]: _model("VBoxModel", children=[ref["bar"], ref["player"], ref["html"]], layout=ref["layout"]),
+        RANDOM_IDS["bar"]: _model("FloatProgressModel", value=8.4, max=8.4, description="sent", layout=ref["layout"]),
+        RANDOM_IDS["html"]: _model("HTMLModel", value="<td>ws://127.0.0.1:41234/v1</td>", layout=ref["layout"]),
+        RANDOM_IDS["player"]: _model("AnyModel", "anywidget", _esm="export default {}", duration=8.4),
+        RANDOM_IDS["layout"]: _model("LayoutModel", "@jupyter-widgets/base"),
+        RANDOM_IDS["lone"]: _model("AnyModel", "anywidget", _esm="export default {}"),
+        RANDOM_IDS["idle"]: _model("LabelModel", value="a widget no output shows"),
+    }
+    return _run_with_widgets(models, [RANDOM_IDS["box"], RANDOM_IDS["lone"]])
+
+
+def test_clean_keeps_the_state_of_views_the_site_can_draw_and_leaves_custom_views_as_text() -> None:
+    cleaned = tool.clean(_live_display_run())
+    box_output, lone_output = cleaned.cells[0].outputs
+    assert box_output.data[tool.WIDGET_VIEW]["model_id"] == "bk-widget-1"
+    assert lone_output.data == {"text/plain": f"W({RANDOM_IDS['lone'][:4]})"}  # the anywidget: its text alone
+    state = tool.saved_widget_state(cleaned)
+    # The box, its bar, its table and the layout they share; not the player, the lone anywidget, the idle label.
+    assert sorted(model["model_name"] for model in state.values()) == [
+        "FloatProgressModel", "HTMLModel", "LayoutModel", "VBoxModel"]
+    box = state["bk-widget-1"]["state"]
+    assert [state[child.removeprefix("IPY_MODEL_")]["model_name"] for child in box["children"]] == [
+        "FloatProgressModel", "HTMLModel"]  # the player left out, the order kept
+    assert set(state) == {f"bk-widget-{n}" for n in range(1, 5)}  # stable ids, a fresh run gives the same
+    html_model = next(model for model in state.values() if model["model_name"] == "HTMLModel")
+    assert html_model["state"]["value"] == "<td>ws://127.0.0.1:&lt;port&gt;/v1</td>"  # scrubbed, escaped in HTML
+    assert tool.problems(cleaned) == []
+    again = tool.clean(_live_display_run())
+    assert (again.metadata, again.cells[0].outputs) == (cleaned.metadata, cleaned.cells[0].outputs)
+
+
+def test_clean_saves_no_widget_state_when_no_view_can_be_drawn() -> None:
+    run = _live_display_run()
+    run.cells[0].outputs = run.cells[0].outputs[1:]  # only the lone anywidget's view
+    cleaned = tool.clean(run)
+    assert "widgets" not in cleaned.metadata
+    assert tool.problems(cleaned) == []
+
+
+@pytest.mark.parametrize("plant, problem", [
+    (lambda m: m["bk-widget-3"]["state"].update(value="token=s3cret"), "token-like"),
+    (lambda m: m["bk-widget-3"]["state"].update(value="Bearer abcdefgh12345678"), "token-like"),
+    (lambda m: m["bk-widget-3"]["state"].update(value="/home/alice/speech.wav"), "machine path"),
+    (lambda m: m["bk-widget-3"]["state"].update(value="ws://127.0.0.1:41234/"), "loopback port"),
+    (lambda m: m.update({"bk-widget-9": _model("AnyModel", "anywidget")}), "cannot draw"),
+    (lambda m: m["bk-widget-1"]["state"]["children"].append("IPY_MODEL_bk-widget-9"), "not saved"),
+    (lambda m: m.update({"9f" * 16: m.pop("bk-widget-2")}), "model id"),
+    (lambda m: m.clear(), "not a saved widget state"),
+])
+def test_problems_finds_what_the_saved_widget_state_must_not_hold(plant: Any, problem: str) -> None:
+    cleaned = tool.clean(_live_display_run())
+    plant(tool.saved_widget_state(cleaned))
+    assert any(problem in found for found in tool.problems(cleaned)), tool.problems(cleaned)
+
+
+def test_problems_finds_a_widget_view_whose_state_is_not_saved() -> None:
+    cleaned = tool.clean(_live_display_run())
+    del cleaned.metadata["widgets"]
+    assert any("state is not saved" in found for found in tool.problems(cleaned))
+
+
+def test_notebook_01_saves_its_live_display_for_the_site() -> None:
+    nbformat = require("nbformat", "reading notebooks")
+    nb = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    state = tool.saved_widget_state(nb)
+    views = [out.data[tool.WIDGET_VIEW]["model_id"] for cell in nb.cells for out in cell.get("outputs", [])
+             if tool.WIDGET_VIEW in out.get("data", {})]
+    assert views and all(view in state for view in views), f"{views} {sorted(state)}: {RERUN}"
+    names = {model["model_name"] for model in state.values()}
+    assert {"VBoxModel", "FloatProgressModel", "HTMLModel"} <= names, names
+    assert "Hello world" in json.dumps(state)  # the finals table, as the run left it
+
+
+def test_the_site_ships_the_widget_manager_the_tool_copied() -> None:
+    """docs/_static/widgets/ is what ``python -m tools.widget_js`` wrote: no file edited, added or lost."""
+    spec = importlib.util.spec_from_file_location("widget_js", ROOT / "tools" / "widget_js.py")
+    assert spec is not None and spec.loader is not None
+    widget_js = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(widget_js)
+    folder = widget_js.TARGET
+    assert (folder / widget_js.MANIFEST).read_text().splitlines() == widget_js.manifest_lines(folder)
+    assert (folder / "embed.js").stat().st_size > 1_000_000  # the bundle, not a stub
+    assert 'nb_ipywidgets_js = {"widgets/embed.js": {}}' in (ROOT / "docs" / "conf.py").read_text()
+
+
 # ------------------------------------------------------------------------ a fresh run (slow: a real kernel)
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

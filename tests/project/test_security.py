@@ -19,7 +19,7 @@ import pytest
 import bk_notebook as bk
 from bk_notebook.server import local_server
 
-from helpers import IN_CI, ROOT
+from helpers import IN_CI, ROOT, require
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjdXJpdHktdGVzdA.never-leak-this-one"
 TOKENISH = re.compile(r"eyJ[A-Za-z0-9_-]{20,}|token=[A-Za-z0-9_-]{8,}")
@@ -28,6 +28,8 @@ TOKENISH = re.compile(r"eyJ[A-Za-z0-9_-]{20,}|token=[A-Za-z0-9_-]{8,}")
 def test_no_saved_notebook_holds_anything_token_like() -> None:
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         notebook = json.loads(path.read_text())
+        saved_state = json.dumps(notebook["metadata"].get("widgets", {}))  # the widget state the site draws
+        assert not TOKENISH.search(saved_state) and "token=" not in saved_state.lower(), path.name
         outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
         # Pictures included: a scanner cannot tell a plot's base64 spelling "eyJ..." from a token, so the
         # notebook tool re-encodes such a picture (same pixels) before it is committed.
@@ -66,6 +68,38 @@ def test_token_absent_from_widget_state() -> None:
     Transcriber(client=bk.Client("ws://127.0.0.1:9/v1/prod/stream", token=TOKEN))
     state = json.dumps(ipywidgets.Widget.get_manager_state(drop_defaults=False), default=str)
     assert TOKEN not in state
+
+
+def test_token_absent_from_the_widget_state_a_notebook_saves() -> None:
+    """What tools/execute_notebooks.py commits of a token client's widgets: the same rule, and its check."""
+    pytest.importorskip("anywidget") if not IN_CI else None
+    nbformat = require("nbformat", "reading notebooks")
+    import ipywidgets
+
+    from bk_notebook.widgets import Transcriber
+
+    from project.test_notebooks import tool
+
+    client = bk.Client("ws://127.0.0.1:9/v1/prod/stream", token=TOKEN)
+    transcriber = Transcriber(client=client)
+    status = ipywidgets.Label(value=repr(client))  # a view of the client, as a reader might make one
+    views = [nbformat.v4.new_output("display_data", data={
+        tool.WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": widget.model_id},
+        "text/plain": repr(widget)}) for widget in (transcriber, status)]
+    run = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("transcriber", execution_count=1, outputs=views)],
+        metadata={"widgets": {tool.WIDGET_STATE: {"version_major": 2, "version_minor": 0,
+                                                  "state": ipywidgets.Widget.get_manager_state()["state"]}}})
+    status.close()  # a live widget stays in the process's state: other tests read all of it
+    transcriber.close()
+    saved = tool.clean(run)
+    assert tool.saved_widget_state(saved)  # the label is saved: the check below reads a real state
+    assert tool.problems(saved) == []
+    assert TOKEN not in json.dumps(saved) and not TOKENISH.search(json.dumps(saved))
+    with_token = tool.clean(run)
+    next(m for m in tool.saved_widget_state(with_token).values() if m["model_name"] == "LabelModel")[
+        "state"]["value"] = f"token={TOKEN}"  # were a token in the state, the tool would refuse to write it
+    assert any("token-like" in problem for problem in tool.problems(with_token))
 
 
 @pytest.fixture(scope="module")
