@@ -139,8 +139,8 @@ class WhisperEngine:
         English), ``"id"``, ``"en"`` or any Whisper language code.
     partials : bool
         Re-decode the open utterance for partial results (rationed, see the
-        module's notes); False decodes finals only (about 4 live streams instead
-        of 1 on 2 cores with the base model).
+        module's notes); False decodes finals only (less CPU; with partials, 8 live
+        streams of base kept their finals' p95 at 1.5 s on 2 cores, BENCHMARKS.md §17).
     max_utterance_seconds : float
         Continuous speech is cut into utterances of at most this long (at most 28 s).
     silence : float
