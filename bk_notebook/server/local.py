@@ -90,7 +90,13 @@ class LocalServer:
 
     @property
     def running(self) -> bool:
+        """Listening, and no stop asked for."""
         return self._thread.is_alive() and not self._stop_requested.is_set()
+
+    @property
+    def ended(self) -> bool:
+        """The server's thread has finished: every session is closed and the port released."""
+        return not self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop the server: it stops listening at once, and sessions still open a second later are ended.

@@ -76,7 +76,7 @@ async def test_stop_ends_a_live_session_with_1001_and_frees_the_port(caller: str
         await asyncio.get_running_loop().run_in_executor(None, server.stop)
     else:
         server.stop()  # blocks this loop: the session cannot answer the close, and stop() still returns
-    assert not server._thread.is_alive()  # it returned because the server ended, not on its join timeout
+    assert server.ended  # it returned because the server ended, not on its join timeout
     assert port_is_free(port) and not server.running
     assert await asyncio.wait_for(streaming, 10) == 1001
     server.stop()  # idempotent
@@ -84,12 +84,13 @@ async def test_stop_ends_a_live_session_with_1001_and_frees_the_port(caller: str
 
 def test_stop_from_several_threads_at_once() -> None:
     server = local_server(engine="energy", workers=1, idle_timeout=31.0)
+    assert server.running and not server.ended
     threads = [threading.Thread(target=server.stop) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert not any(t.is_alive() for t in threads) and not server._thread.is_alive()
+    assert not any(t.is_alive() for t in threads) and server.ended
     assert port_is_free(port_of(server))
 
 

@@ -123,8 +123,8 @@ live_task = asyncio.ensure_future(live_session())
     assert port in during.listening and during.established >= before.established + 2  # both ends, one process
 
     # On the kernel's own loop, where the live session also runs (and so cannot answer while stop() waits).
-    result = kernel.value("[server.stop(), server._thread.is_alive(), server.running][1:]")
-    assert result == [False, False]  # stop() returned because the server thread ended, not on its timeout
+    result = kernel.value("[server.stop(), server.ended, server.running][1:]")
+    assert result == [True, False]  # stop() returned because the server thread ended, not on its timeout
     assert kernel.value("socket.create_server(('127.0.0.1', port)).close()") is None  # the port is free
     assert kernel.wait_until("live.get('closed')")[0] == 1001  # going away
     kernel.run("await live_task")
