@@ -84,7 +84,7 @@ class Window:
     decoded with timestamps so that its text can be split back into its pieces.  ``encoder_frames``
     below 3000 (30 s) shortens the encoder's input to the audio plus a second, at least that many
     frames: measured one utterance at a time (``benchmarks/bench_final_encoder.py``), 1000 frames (10 s)
-    decoded 3-5x faster than 3000 with no more word errors, where inputs cut to the audio's own length
+    decoded 2-3x faster than 3000 with no more word errors, where inputs cut to the audio's own length
     repeated sentences up to the token limit.
     """
 

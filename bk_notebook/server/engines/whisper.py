@@ -26,8 +26,8 @@ not at all while the engine lags behind real time or is fed a file faster than
 real time (the finals arrive sooner than partials could be read), nor while
 the shared model was busy more than half of the last 10 seconds.  Finals and
 partials are decoded with a 10-second encoder input instead of 30 (the
-audio and a second when longer): 3-5x less work, and no more word errors on
-the project's English and Indonesian sets.  Sessions share one model per process
+audio and a second when longer): 2-3x less work on a quiet machine, and no
+more word errors on the project's English and Indonesian sets.  Sessions share one model per process
 and hand their windows to its :class:`~.decoder.Decoder`, which batches them:
 finals first, then a file's packs, then partials.
 
@@ -70,8 +70,9 @@ WINDOW_SECONDS = 28.0  # one Whisper window is 30 s; leave room for the padding
 # every session keep the rest (measured: base partials on a loaded 2-core machine delayed finals 2-3x).
 PARTIAL_BUDGET = 0.5
 # The encoder input of a final or a partial: 10 s, or the audio and a second when longer (decoder.Window).
-# Measured (benchmarks/bench_final_encoder.py): 3.3-4.8x less work than Whisper's 30 s, and no more word
-# errors on any of the project's sets (HTS, espeak, Indonesian).  A pack fills its 30 s window anyway.
+# Measured (benchmarks/bench_final_encoder.py, quiet): 2.3-3.1x less work than Whisper's 30 s per utterance
+# (1.8x at 11-14 s), and no more word errors on any of the project's sets (HTS, espeak, Indonesian).
+# A pack fills its 30 s window anyway.
 SHORT_ENCODER_FRAMES = 1000
 FULL_ENCODER_FRAMES = 3000
 PACKS_IN_FLIGHT = 1  # a file's packs decoding while the engine cuts the next
@@ -468,7 +469,7 @@ class WhisperEngine:
         max_new_tokens = int(min(400, 24 + 12 * len(audio) / SAMPLE_RATE))
         if self._session_options.task == "translate":
             # Translation needs the whole window: with 10 s, base wrote the Indonesian fixtures out
-            # phonetically ("salamat paghi apakam") instead of translating them (tests/test_vocabulary.py).
+            # phonetically ("salamat paghi apakam") instead of translating them (tests/server/test_vocabulary.py).
             encoder_frames = FULL_ENCODER_FRAMES
         # Finals carry their words' times; a partial is never timed (it is shown and replaced).
         options = self._session_options if priority != Priority.PARTIAL else replace(self._session_options, words=False)
