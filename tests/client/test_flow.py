@@ -153,7 +153,7 @@ async def test_a_slow_decode_longer_than_the_window_patience_does_not_give_the_w
     assert server.most_in_flight == 10  # the window held through the slow chunk: never more than 1 s in flight
 
 
-@pytest.mark.parametrize("window", [3.0, None])
+@pytest.mark.parametrize("window", [pytest.param(3.0, marks=pytest.mark.slow), None])  # 3 s: waits out the window
 async def test_a_server_that_stops_reading_ends_in_an_error_carrying_the_finals(window: float | None) -> None:
     server = AnsweringServer(stop_reading_after=25)
     async with scripted_server(server, max_queue=1, close_timeout=0.5) as url:

@@ -402,6 +402,7 @@ async def test_the_idle_close_sends_the_finals_of_what_was_heard_first() -> None
     assert "idle for 0.5 s" in str(info.value) and "finals of the audio it sent came first" in str(info.value)
 
 
+@pytest.mark.slow  # waits out the real 10 s no-audio rule
 async def test_a_session_that_sends_no_audio_gives_its_worker_back_before_the_idle_timeout() -> None:
     from bk_notebook.server.session import ConnectionSettings
 

@@ -170,6 +170,7 @@ async def test_a_greedy_backlog_delays_a_live_session_by_one_decode_at_most() ->
     assert max(delays) < 0.5, [round(d, 3) for d in delays]
 
 
+@pytest.mark.slow  # live sessions at real time for seconds
 async def test_a_session_that_would_make_the_live_ones_fall_behind_is_refused(caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="bk_notebook.server")
     # 40 ms of decoding per 100 ms chunk on one slot: two live sessions need 0.8 of it, a third would need 1.2.

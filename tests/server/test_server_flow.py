@@ -200,6 +200,7 @@ async def test_each_chunk_gets_exactly_its_reply_in_order_through_the_server() -
     assert sum(r == ACK for r in replies) > 10  # most chunks bring nothing new
 
 
+@pytest.mark.slow  # an engine lagging for seconds, at real time
 async def test_pings_are_answered_while_the_engine_lags_and_a_backlog_is_not_idleness() -> None:
     with server(engine="tests.server.slow_engine:SlowEngine", workers=1, idle_timeout=3.0,
                 engine_options={"inner": "energy", "speed": 1.0}) as s:
