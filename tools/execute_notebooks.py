@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import html
-import json
 import os
 import re
 import shutil
@@ -51,7 +50,8 @@ NOTEBOOKS = ROOT / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # The widget modules the HTML manager bundles: their views render from saved state alone, offline.
-STATIC_WIDGET_MODULES = ("@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output")
+# Not "@jupyter-widgets/output": its views live in its outputs, by bare model ids this cleaning does not renumber.
+STATIC_WIDGET_MODULES = ("@jupyter-widgets/base", "@jupyter-widgets/controls")
 MODEL_REFERENCE = "IPY_MODEL_"
 HTML_VALUED_MODELS = ("HTMLModel", "HTMLMathModel")  # their value is HTML: a placeholder is escaped in it
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "image/svg+xml", "application/javascript")
@@ -134,6 +134,19 @@ def machine_paths(workdir: Path | None = None) -> list[tuple[str, str]]:
         pairs[temp] = "<tmp>"
     pairs[str(Path.home())] = "~"
     return sorted(((p.rstrip("/\\"), r) for p, r in pairs.items() if len(p) > 1), key=lambda pr: -len(pr[0]))
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _typed(match: re.Match[str], source: str) -> bool:
@@ -372,7 +385,10 @@ def widget_state_problems(nb: Any) -> list[str]:
         if model.get("model_module") not in STATIC_WIDGET_MODULES:
             found.append(f"widget state: a {model.get('model_name')} from {model.get('model_module')!r}, "
                          "which the site cannot draw")
-        text = json.dumps(model.get("state", {}))
+        if model.get("buffers"):
+            found.append(f"widget state: {model_id} keeps binary buffers, which are never scanned")
+        # Each string as it is, one per line: JSON's escaping would hide a quoted token or a Windows path.
+        text = "\n".join(_strings(model.get("state", {})))
         for reference in re.findall(rf"{MODEL_REFERENCE}([\w-]+)", text):
             if reference not in state:
                 found.append(f"widget state: {model_id} refers to a model that is not saved")

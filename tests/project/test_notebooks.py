@@ -243,6 +243,10 @@ def test_clean_saves_no_widget_state_when_no_view_can_be_drawn() -> None:
     (lambda m: m["bk-widget-3"]["state"].update(value="token=s3cret"), "token-like"),
     (lambda m: m["bk-widget-3"]["state"].update(value="Bearer abcdefgh12345678"), "token-like"),
     (lambda m: m["bk-widget-3"]["state"].update(value="/home/alice/speech.wav"), "machine path"),
+    # Inside a string: JSON's escaping of the whole state would hide the quotes and double the backslashes.
+    (lambda m: m["bk-widget-3"]["state"].update(value='config {"token": "s3cret"}'), "token-like"),
+    (lambda m: m["bk-widget-3"]["state"].update(value="C:\\Users\\alice\\speech.wav"), "machine path"),
+    (lambda m: m["bk-widget-3"].update(buffers=[{"path": ["value"], "data": "AAAA"}]), "binary buffers"),
     (lambda m: m["bk-widget-3"]["state"].update(value="ws://127.0.0.1:41234/"), "loopback port"),
     (lambda m: m.update({"bk-widget-9": _model("AnyModel", "anywidget")}), "cannot draw"),
     (lambda m: m["bk-widget-1"]["state"]["children"].append("IPY_MODEL_bk-widget-9"), "not saved"),
