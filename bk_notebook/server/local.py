@@ -95,7 +95,7 @@ class LocalServer:
 
     @property
     def ended(self) -> bool:
-        """The server's thread has finished: every session is closed and the port released."""
+        """True once the server's thread has finished, its sessions closed and its port released."""
         return not self._thread.is_alive()
 
     def stop(self) -> None:
