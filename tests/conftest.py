@@ -13,16 +13,50 @@ import pytest
 
 from helpers import FIXTURES, check_pure, require, tmpfs
 
+# Tests that share the browser's unit of work: one built documentation site (tests/project/docs_site.py
+# builds it once per process) and the pages the e2e tests open in Chromium.
+_WITH_THE_BROWSER = ("tests/project/test_docs.py",)
 
-def pytest_collection_modifyitems(items: list[Any]) -> None:
-    """Browser tests last: they are the slowest, and the quick feedback comes first; a pure test is pure."""
+
+def unit_of_work(nodeid: str) -> str:
+    """What ``pytest -n 2`` sends to one worker: the test's file, or ``"browser"`` (one Chromium at a time).
+
+    A whole file goes to one worker, so its module fixtures (a PulseAudio, a Jupyter server, a kernel) start
+    once.  xdist's own ``xdist_group`` cannot say this on pytest 9.2: it appends the group to a test id that
+    pytest no longer lets it change, and the tests are spread one by one (pytest-xdist issue 1386).
+    """
+    path = nodeid.split("::", 1)[0]
+    return "browser" if path.startswith("tests/e2e/") or path in _WITH_THE_BROWSER else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
+    """Browser tests are marked e2e and a pure test is pure; the browser's unit runs last, or first on workers.
+
+    Run serially, the browser tests come last (the quick feedback first); on workers they come first,
+    being the longest unit of work, so that the other worker takes everything else meanwhile.
+    """
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group("browser"))  # `-n 4 --dist loadgroup`: one Chromium at a time
         if item.get_closest_marker("pure"):
             check_pure(item.nodeid, set(item.fixturenames), {m.name for m in item.iter_markers()})
-    items.sort(key=lambda item: "/e2e/" in str(item.fspath))
+    on_a_worker = hasattr(config, "workerinput")
+    items.sort(key=lambda item: (unit_of_work(item.nodeid) == "browser") != on_a_worker)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadgroup`` (in ``addopts``), each :func:`unit_of_work` goes to one worker, in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None  # another --dist was asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnitOfWork(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    config.option.loadscopereorder = False  # the browser's unit first, as collected; not by its number of tests
+    return ByUnitOfWork(config, log)
 
 
 @pytest.fixture
