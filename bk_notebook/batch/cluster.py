@@ -29,7 +29,7 @@ from ..client.client import Client
 from ..errors import ClusterError, UsageError, missing_extra
 from .checkpoint import record_of
 
-__all__ = ["WorkerSettings", "check_cluster", "run_on_cluster", "transcribe_item"]
+__all__ = ["WorkerSettings", "check_cluster", "embedded_servers", "run_on_cluster", "transcribe_item"]
 
 _servers: dict[tuple[tuple[str, Any], ...], Any] = {}  # one embedded server per worker process and settings
 _servers_lock = threading.Lock()
@@ -63,6 +63,15 @@ def _worker_url(settings: WorkerSettings) -> str:
             options.setdefault("workers", max(4, _worker_threads()))
             server = _servers[settings.server_options] = local_server(**options)
     return str(server.url)
+
+
+def embedded_servers() -> list[str]:
+    """The URLs of the local servers this process started for a cluster's items (one per set of options).
+
+    Run it on the workers (``dask_client.run(embedded_servers)``) to see which server each one uses.
+    """
+    with _servers_lock:
+        return [str(server.url) for server in _servers.values() if server.running]
 
 
 def _worker_threads() -> int:

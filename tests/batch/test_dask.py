@@ -52,14 +52,11 @@ async def test_two_worker_processes_give_the_local_records(dask_client, energy_s
 
 
 async def test_both_workers_take_items_with_their_own_servers(dask_client) -> None:
-    def server_urls() -> list[str]:
-        from bk_notebook.batch import cluster as bkdask
-
-        return [s.url for s in bkdask._servers.values()]
+    from bk_notebook.batch.cluster import embedded_servers
 
     await bk.transcribe_many(make_items(6), progress=False, cluster=dask_client, worker_server={"engine": "energy"},
                              speed=None)
-    per_worker = dask_client.run(server_urls)
+    per_worker = dask_client.run(embedded_servers)
     assert len(per_worker) == 2
     assert all(len(urls) == 1 for urls in per_worker.values())  # each worker process started one server
     assert len({urls[0] for urls in per_worker.values()}) == 2

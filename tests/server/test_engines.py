@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -165,8 +166,9 @@ def test_one_table_names_the_engines_and_a_new_row_is_all_an_engine_needs(monkey
     """``ENGINES`` is read by the factory, the server's option checks and the CLI; old import paths still work."""
     import dataclasses
 
+    from bk_notebook import Client
     from bk_notebook.cli import main
-    from bk_notebook.server import BkServer, ServerConfig, engines
+    from bk_notebook.server import engines, local_server
     from bk_notebook.server.engines import ENGINES, EngineSpec
 
     assert list(ENGINES) == ["whisper", "pocketsphinx", "energy"]
@@ -176,12 +178,13 @@ def test_one_table_names_the_engines_and_a_new_row_is_all_an_engine_needs(monkey
     # A new engine: one module (here the energy one under another name) and one row.
     row = EngineSpec("quiet", "energy", cuts_utterances=False)
     monkeypatch.setitem(ENGINES, "quiet", row)
-    for cuts, frames in ((False, 2000), (True, 300)):  # the server's limit (3 s) only for an engine that cuts
+    # The server's limit (3 s) goes only to an engine that cuts utterances: 5 s of sound is then cut in two.
+    sound = (0.3 * np.sin(np.arange(16000 * 5) * 2 * np.pi * 300 / 16000) * 32767).astype("<i2")
+    for cuts, lengths in ((False, [5.0]), (True, [3.0, 2.0])):
         monkeypatch.setitem(ENGINES, "quiet", dataclasses.replace(row, cuts_utterances=cuts))
-        server = BkServer(ServerConfig(engine="quiet", max_utterance_seconds=3.0))
-        engine = server._pool._take()
-        assert isinstance(engine, EnergyEngine) and engine.max_frames == frames
-        server._pool.close()
+        with local_server(engine="quiet", max_utterance_seconds=3.0, workers=1) as server:
+            t = asyncio.run(Client(server.url).transcribe(sound, 16000, speed=None))
+        assert [r["end"] - r["start"] for r in t.finals] == pytest.approx(lengths, abs=0.05), t.finals
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     assert "whisper, pocketsphinx, energy, quiet or module:Class" in " ".join(capsys.readouterr().out.split())

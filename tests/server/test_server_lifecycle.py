@@ -119,14 +119,21 @@ def test_a_with_block_alone_stops_its_server() -> None:
     assert not server.running and port_is_free(port)
 
 
+def engine_processes() -> list[int]:
+    """Pids of this process's live engine processes, as ``ps`` shows them: spawned by multiprocessing."""
+    return [child.pid for child in psutil.Process().children()
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline())]
+
+
 async def idle_engines(server: Any, count: int) -> list[int]:
-    """Pids of the idle engine processes, once ``count`` are back in the pool."""
+    """Pids of the engine processes, once ``count`` are running and no session holds one."""
+    pids: list[int] = []
     for _ in range(1000):
-        engines = list(server._server._pool._idle)
-        if len(engines) == count:
-            return [engine.pid for engine in engines]
+        pids = engine_processes()
+        if len(pids) == count and server.busy_workers == 0:
+            return pids
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{len(engines)} idle engines, expected {count}")
+    raise AssertionError(f"{len(pids)} engine processes, expected {count}")
 
 
 async def two_sessions_at_once(client: bk.Client) -> list[str]:
