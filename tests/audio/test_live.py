@@ -112,6 +112,12 @@ def test_only_mono_int16_at_16k_skips_the_pipeline() -> None:
     assert len(bk.to_pcm16(np.zeros(4), 1)) == 64_000  # any positive rate, however odd
 
 
+def test_an_array_without_its_rate_is_told_exactly_what_to_pass() -> None:
+    with pytest.raises(bk.AudioError) as caught:
+        bk.to_pcm16(np.zeros(100, np.int16))
+    assert str(caught.value) == "a numpy array needs its sample rate: pass sr=, e.g. sr=44100"
+
+
 def test_the_converter_checks_its_channels_and_blocks() -> None:
     assert BlockConverter(48000, 32).channels == 32  # the most a frame may have
     for channels in (1.5, "2"):

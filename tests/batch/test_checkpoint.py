@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,6 +227,8 @@ def test_a_torn_line_is_dropped_only_after_a_whole_record_and_its_size_is_logged
     with caplog.at_level(logging.WARNING, logger="bk_notebook.batch.checkpoint"), Checkpoint(path) as store:
         assert list(store.done) == ["a"]
     assert "torn last line of 17 bytes" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [  # the warning names the file it cut
+        f"{path}: dropping a torn last line of 17 bytes (an item that did not finish; it runs again)"]
     assert path.read_bytes() == b'{"key": "a", "complete": true, "finals": []}\n'
 
 
@@ -563,6 +566,46 @@ def test_a_fingerprint_reads_only_the_ends_of_the_audio() -> None:
             other = flat.copy()
             other[at] += 1
             assert (fingerprint(other.reshape(shape), sr) != fingerprint(samples, sr)) is noticed, (shape, sr, at)
+
+
+@pytest.mark.pure
+def test_a_files_fingerprint_reads_only_its_first_and_last_mib(tmp_path: Path) -> None:
+    """Other audio of the same size and time (``touch -r``) is told apart by its ends; the middle is not read."""
+    from bk_notebook.batch.checkpoint import fingerprint
+
+    mib = 1 << 20
+    path, when = tmp_path / "long.wav", 1_700_000_000_123_456_789
+
+    def of(data: bytes) -> str:
+        path.write_bytes(data)
+        os.utime(path, ns=(when, when))
+        return fingerprint(path)
+
+    def changed(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+    data = bytes(range(256)) * (3 * mib // 256)  # 3 MiB: a middle MiB that is not read
+    plain = of(data)
+    assert re.fullmatch(rf"file:{3 * mib}:{when}:[0-9a-f]{{16}}", plain)
+    for at, noticed in ((0, True), (mib - 1, True), (mib, False), (2 * mib - 1, False), (2 * mib, True),
+                        (3 * mib - 1, True)):
+        assert (of(changed(data, at)) != plain) is noticed, at
+    shorter = data[:3 * mib // 2]  # 1.5 MiB: the bytes after the first MiB are its last ones
+    assert of(changed(shorter, mib + 1000)) != of(shorter)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("content", [b'{"project":"rapat","notes":"important"}', b"x", b"\xff\xfe\x00"])
+def test_a_file_without_a_whole_line_is_refused_and_left_as_it_is(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    message = (f"^{re.escape(str(path))} holds {len(content)} bytes and no whole line: not a checkpoint; its "
+               r"bytes are left as they are \(give the checkpoint a new file\)$")
+    with pytest.raises(bk.UsageError, match=message):
+        read_checkpoint(path)
+    with pytest.raises(bk.UsageError, match=message):
+        Checkpoint(path)
+    assert path.read_bytes() == content
 
 
 @pytest.mark.pure

@@ -91,6 +91,8 @@ def test_malformed_words_are_skipped_and_the_final_kept(words: Any, kept: int) -
 
 
 # ------------------------------------------------------------------------------ Transcript
+# These need no server: marked pure, mutation testing runs them (TESTING.md).
+@pytest.mark.pure
 def test_transcript_words_carry_their_segment_and_are_empty_without_any() -> None:
     t = transcript_with_words()
     assert t.words == [bk.Word("hello", 0.5, 0.9, 0.91, 0), bk.Word("world", 1.0, 1.5, 0.42, 0),
@@ -100,6 +102,7 @@ def test_transcript_words_carry_their_segment_and_are_empty_without_any() -> Non
     assert plain.words == [] and "words" not in plain.finals[0]
 
 
+@pytest.mark.pure
 def test_word_level_frame_and_the_default_frame_unchanged() -> None:
     require("pandas", "DataFrames")
     t = transcript_with_words()
@@ -117,6 +120,7 @@ def test_word_level_frame_and_the_default_frame_unchanged() -> None:
         t.to_dataframe(level="words")
 
 
+@pytest.mark.pure
 def test_jsonl_and_the_checkpoint_keep_the_words() -> None:
     t = transcript_with_words()
     lines = [json.loads(line) for line in t.to_jsonl().splitlines()]
@@ -129,6 +133,7 @@ def test_jsonl_and_the_checkpoint_keep_the_words() -> None:
     assert t.words[0].text == "hello"
 
 
+@pytest.mark.pure
 def test_vtt_carries_word_timings_only_when_asked() -> None:
     t = transcript_with_words()
     assert "<" not in t.to_vtt()
@@ -138,6 +143,7 @@ def test_vtt_carries_word_timings_only_when_asked() -> None:
     assert "00:00:03.250 --> 00:00:04.000\ngood <00:00:03.500>morning\n" in vtt
 
 
+@pytest.mark.pure
 def test_vtt_word_timestamps_stay_inside_the_cue_and_never_go_back() -> None:
     t = bk.Transcript()
     t.add_final("a b c", 1.0, 2.0, sent=2.0,
@@ -147,6 +153,7 @@ def test_vtt_word_timestamps_stay_inside_the_cue_and_never_go_back() -> None:
     assert stamps == ["00:00:01.000", "00:00:02.000"], cue
 
 
+@pytest.mark.pure
 def test_joined_transcripts_renumber_the_words_segments() -> None:
     joined = bk.Transcript.join([transcript_with_words(), transcript_with_words()])
     assert [w.segment for w in joined.words] == [0, 0, 2, 2, 3, 3, 5, 5]
