@@ -9,6 +9,7 @@ import pytest
 
 from bk_notebook.errors import ProtocolError
 from bk_notebook.protocol import (
+    MAX_PROMPT_CHARS,
     AudioRequest,
     BadRequest,
     ClientProtocol,
@@ -21,6 +22,7 @@ from bk_notebook.protocol import (
     State,
     Stopped,
     StopRequest,
+    WordTiming,
 )
 
 from helpers import reply
@@ -475,3 +477,69 @@ def test_an_empty_frame_is_an_error_before_and_after_the_first_acknowledgement()
         with pytest.raises(ProtocolError):
             p.receive("")
         assert p.answered == answered and p.state is State.FAILED
+
+
+# ------------------------------------------------------------- the local server's extensions
+def test_a_final_s_word_timings_go_on_the_wire_rounded_to_the_millisecond() -> None:
+    words = [WordTiming("halo", 0.12345, 0.45678, 0.98765), WordTiming("dunia", 0.5, 0.9)]
+    assert ServerProtocol.final("halo dunia", 0.1, 0.9, "id", words) == (
+        '{"bk":{"service":"stt","type":"audioStream","status":200,"message":"","data":'
+        '{"final":"halo dunia","start":0.1,"end":0.9,"language":"id","words":['
+        '{"word":"halo","start":0.123,"end":0.457,"probability":0.988},'
+        '{"word":"dunia","start":0.5,"end":0.9,"probability":null}]}}}')
+    assert "words" not in ServerProtocol.final("halo", 0.1, 0.5, "id", [])  # none: no key at all
+
+
+def test_a_client_reads_the_word_timings_the_server_sent() -> None:
+    words = (WordTiming("halo", 0.1, 0.4, 0.9), WordTiming("dunia", 0.5, 0.9))
+    assert streaming().receive(ServerProtocol.final("halo dunia", 0.1, 0.9, None, words)) == \
+        [Final("halo dunia", 0.1, 0.9, None, words)]
+
+
+def test_a_word_without_its_text_or_both_times_is_skipped_and_the_rest_kept() -> None:
+    entries = [
+        "halo",  # not an object
+        {"start": 0.0, "end": 0.1},  # no text
+        {"word": 7, "start": 0.0, "end": 0.1},  # a text that is not a string
+        {"word": "no end", "start": 0.1},
+        {"word": "no start", "end": 0.2},
+        {"word": "late", "start": "soon", "end": 0.3},  # a time that is not a number
+        {"word": "dunia", "start": "0.5", "end": 0.9, "probability": "0.75"},  # numbers as strings: read
+        {"word": "lagi", "start": 1.0, "end": 1.2, "probability": "high"},  # a probability that is not one
+    ]
+    got = streaming().receive(reply("audioStream", final="dunia lagi", start=0.5, end=1.2, words=entries))
+    assert got == [Final("dunia lagi", 0.5, 1.2, None,
+                         (WordTiming("dunia", 0.5, 0.9, 0.75), WordTiming("lagi", 1.0, 1.2, None)))]
+    for not_a_list in ({"word": "x", "start": 0, "end": 1}, "x", None):
+        assert streaming().receive(reply("audioStream", final="x", words=not_a_list)) == [Final("x")]
+
+
+def test_a_prompt_goes_in_the_audioconn_request_and_the_server_reads_it_back() -> None:
+    client = ClientProtocol()
+    request = client.connect("Jakarta, Surabaya")
+    assert request == '{"bk":{"service":"stt","type":"audioConn","data":{"prompt":"Jakarta, Surabaya"}}}'
+    assert ServerProtocol().receive(request) == ConnRequest("Jakarta, Surabaya")
+    assert ServerProtocol().receive(_req("audioConn", data={"prompt": None})) == ConnRequest()
+    assert ServerProtocol().receive(_req("audioConn", data=["prompt"])) == ConnRequest()
+
+
+def test_a_prompt_that_is_not_a_string_is_refused_before_anything_is_sent() -> None:
+    client = ClientProtocol()
+    with pytest.raises(ProtocolError) as info:
+        client.connect(5)  # type: ignore[arg-type]
+    assert str(info.value) == "prompt must be a str, got int"
+    assert client.state is State.IDLE  # nothing sent: the request can still be made
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"prompt": 5}, BadRequest("data.prompt must be a string, got a number", "audioConn")),
+        ({"prompt": ["a"]}, BadRequest("data.prompt must be a string, got an array", "audioConn")),
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)},
+         BadRequest(f"data.prompt is over {MAX_PROMPT_CHARS} characters", "audioConn")),
+        ({"prompt": "x" * MAX_PROMPT_CHARS}, ConnRequest("x" * MAX_PROMPT_CHARS)),  # the longest taken
+    ],
+)
+def test_the_server_checks_the_prompt_of_an_audioconn(data: object, expected: object) -> None:
+    assert ServerProtocol().receive(_req("audioConn", data=data)) == expected

@@ -14,7 +14,11 @@ pytestmark = pytest.mark.pure  # the tests mutation testing runs (TESTING.md)
 
 async def read_all(backlog: EventBacklog) -> list[Partial | Final]:
     backlog.end()
-    return [event async for event in backlog.read()]
+
+    async def drain() -> list[Partial | Final]:
+        return [event async for event in backlog.read()]
+
+    return await asyncio.wait_for(drain(), 5)  # a bound: a reader that never stops fails, not hangs
 
 
 async def test_over_the_limit_the_oldest_partial_goes_and_every_final_stays() -> None:
@@ -43,7 +47,11 @@ async def test_readers_get_events_in_order_then_stop_at_the_end() -> None:
     assert await anext(reader) == Partial("p")
     assert len(backlog) == 1
     backlog.end()
-    assert [event async for event in reader] == [Final("f")]
+
+    async def rest() -> list[Partial | Final]:
+        return [event async for event in reader]
+
+    assert await asyncio.wait_for(rest(), 5) == [Final("f")]  # a bound for a hang
 
 
 async def test_a_reader_of_an_empty_backlog_waits_for_the_next_event() -> None:

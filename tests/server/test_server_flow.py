@@ -13,11 +13,19 @@ import pytest
 import soundfile as sf
 from websockets.asyncio.client import connect
 
-from bk_notebook.protocol import Final, Partial, ServerProtocol
+from bk_notebook.protocol import Final, Partial, ServerProtocol, WordTiming
 from bk_notebook.server import ServerConfig
 from bk_notebook.server.engines import EnergyEngine
 from bk_notebook.server.local import LocalServer
-from bk_notebook.server.session import MESSAGE_OVERHEAD, ChunkAnswers, Inbox, Refused, audio_seconds
+from bk_notebook.server.session import (
+    MESSAGE_OVERHEAD,
+    ChunkAnswers,
+    ConnectionSettings,
+    Inbox,
+    Refused,
+    _reason,
+    audio_seconds,
+)
 
 from helpers import FIXTURES, require
 
@@ -126,7 +134,7 @@ async def test_the_inbox_refuses_beyond_its_bound_in_order_and_lets_small_reques
     assert not inbox.offer("c", 4000 + MESSAGE_OVERHEAD) and not inbox.offer(chunk, 4000 + MESSAGE_OVERHEAD)
     assert inbox.offer("stop", 60 + MESSAGE_OVERHEAD)  # a request without audio still gets in
     assert inbox.size <= inbox.limit + Inbox.SMALL_ALLOWANCE
-    got = [await inbox.get() for _ in range(len(inbox))]
+    got = [await asyncio.wait_for(inbox.get(), 5) for _ in range(len(inbox))]  # bounded: a hang fails
     assert got[:2] == ["a", "b"] and isinstance(got[2], Refused) and got[2].count == 2 and got[3] == "stop"
     assert inbox.size == 0 and inbox.offer("d", 4000 + MESSAGE_OVERHEAD)  # room again once decoded
 
@@ -143,7 +151,7 @@ async def test_the_inbox_bound_is_exact_and_the_small_allowance_is_for_small_mes
     assert inbox.size == 10_000 + 2 * small - 300
     inbox.put_last("end")  # a marker gets in whatever the size, at no cost
     assert inbox.size == 10_000 + 2 * small - 300
-    got = [await inbox.get() for _ in range(len(inbox))]
+    got = [await asyncio.wait_for(inbox.get(), 5) for _ in range(len(inbox))]  # bounded: a hang fails
     assert isinstance(got[0], Refused) and got[0].count == 1 and isinstance(got[2], Refused)
     assert [got[1], *got[3:]] == ["fits", "small", "smaller", "end"] and inbox.size == 0
 
@@ -172,6 +180,35 @@ def test_the_answers_count_the_audio_decoded() -> None:
     answers.chunk(1600, [])
     answers.chunk(800, [Final("x", 0.0, 0.1)])
     assert answers.samples == 2400 and answers.finals == 1
+
+
+@pytest.mark.pure
+def test_a_final_keeps_its_word_timings_in_its_reply_and_in_the_flush() -> None:
+    answers = ChunkAnswers()
+    halo, dunia = WordTiming("halo", 0.1, 0.4, 0.9), WordTiming("dunia", 0.5, 0.8)
+    reply = json.loads(answers.chunk(1600, [Final("halo", 0.1, 0.4, None, (halo,))]))["bk"]
+    assert reply["data"]["words"] == [{"word": "halo", "start": 0.1, "end": 0.4, "probability": 0.9}]
+    [flushed] = answers.stop([Final("dunia", 0.5, 0.8, None, (dunia,))])
+    assert json.loads(flushed)["bk"]["data"]["words"] == [
+        {"word": "dunia", "start": 0.5, "end": 0.8, "probability": None}]
+
+
+@pytest.mark.pure
+def test_a_session_that_has_sent_no_audio_gets_the_shorter_idle_limit() -> None:
+    # Moved here from the slow server test that waits the real 10 s out.
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=False, in_session=True) == 10.0
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=True, in_session=True) == 60.0
+    assert ConnectionSettings(60.0, 5.0).idle_timeout_now(heard=False, in_session=False) == 60.0
+    assert ConnectionSettings(3.0, 5.0).idle_timeout_now(heard=False, in_session=True) == 3.0
+
+
+@pytest.mark.pure
+def test_an_engine_s_failure_reaches_the_client_as_one_short_line() -> None:
+    assert _reason(RuntimeError("model file\n  is   missing\t(see log)")) == \
+        "RuntimeError: model file is missing (see log)"
+    assert _reason(ValueError("x" * 400)) == "ValueError: " + "x" * 300  # a long message is cut
+    assert _reason(MemoryError()) == "MemoryError"  # no text: the type alone, no dangling colon
+    assert _reason(OSError(" \n ")) == "OSError"  # only white space counts as no text
 
 
 # ------------------------------------------------------------------------------ the running server
