@@ -32,6 +32,23 @@ NOT_PURE_FIXTURES = {"energy_server", "sphinx_server", "small_disk", "readonly_f
                      "dask_client"}
 
 
+# Tests that share the browser's unit of work: one built documentation site (tests/project/docs_site.py
+# builds it once per process) and the pages the e2e tests open in Chromium.
+_WITH_THE_BROWSER = ("tests/project/test_docs.py",)
+
+
+def unit_of_work(nodeid: str) -> str:
+    """What ``pytest -n 2`` sends to one worker: the test's file, or ``"browser"`` (one Chromium at a time).
+
+    A whole file goes to one worker, so its module fixtures (a PulseAudio, a Jupyter server, a kernel) start
+    once.  xdist's own ``xdist_group`` cannot say this on pytest 9.2: it appends the group to a test id that
+    pytest no longer lets it change, and the tests are spread one by one (pytest-xdist issue 1386).
+    The scheduler that reads it is in ``conftest.py``.
+    """
+    path = nodeid.split("::", 1)[0]
+    return "browser" if path.startswith("tests/e2e/") or path in _WITH_THE_BROWSER else path
+
+
 def check_pure(nodeid: str, fixtures: set[str], markers: set[str]) -> None:
     """Refuse, at collection, a test marked ``pure`` that starts a server, mounts a disk or is slow."""
     wrong = sorted(fixtures & NOT_PURE_FIXTURES) + sorted(markers & {"slow", "e2e"})
