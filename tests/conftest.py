@@ -14,7 +14,6 @@ import pytest
 from helpers import FIXTURES, check_pure, require, tmpfs, unit_of_work
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
     """Browser tests are marked e2e and a pure test is pure; the browser's unit runs last, or first on workers.
 
