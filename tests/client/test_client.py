@@ -86,6 +86,18 @@ async def test_happy_path_with_partials_and_finals() -> None:
     assert finals == t.finals
     assert t.text == "first second" and t.session_id == SID
     assert t.duration == pytest.approx(2.05)
+    assert server.bad_requests == []  # nothing the client sent is what the real server refuses
+
+
+async def test_the_fake_server_refuses_what_the_real_one_refuses_and_keeps_it() -> None:
+    from websockets.asyncio.client import connect
+
+    server = FakeServer()
+    async with scripted_server(server) as url, connect(url) as ws:
+        await ws.send('{"bk": {"service": "stt", "type": "audioStream", "data": "AAAA"}}')  # no session yet
+        refusal = json.loads(await ws.recv())["bk"]
+    assert refusal["status"] != 200 and refusal["message"]
+    assert [b.message for b in server.bad_requests] == [refusal["message"]]
 
 
 async def test_a_final_after_audiostop_before_its_reply_is_kept() -> None:
